@@ -1,0 +1,338 @@
+//! Entity id patterns such as `light.*` or `*.kitchen_*`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{EntityId, MAX_ENTITY_ID_LEN};
+
+/// Why a string is not a valid entity glob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntityGlobError {
+    /// The pattern was empty.
+    #[error("glob is empty")]
+    Empty,
+    /// Longer than an entity id may be.
+    #[error("glob is {len} bytes long, the limit is {max}")]
+    TooLong {
+        /// Length of the pattern.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not `*` alone and not `<domain pattern>.<object pattern>`.
+    #[error(
+        "{pattern:?} is not a valid glob: expected '*' or '<domain>.<object_id>' with exactly one '.'"
+    )]
+    Shape {
+        /// The rejected pattern.
+        pattern: String,
+    },
+    /// One side of the dot is empty (e.g. `light.` or `light..x`).
+    #[error("{pattern:?} is not a valid glob: empty {what}")]
+    EmptyPart {
+        /// The rejected pattern.
+        pattern: String,
+        /// `"domain"` or `"object id"`.
+        what: &'static str,
+    },
+    /// A character other than `[a-z0-9_]`, `*` or `?`.
+    #[error(
+        "{pattern:?} is not a valid glob: {found:?} at byte {index}; allowed are a-z, 0-9, '_', '*', '?' and one '.'"
+    )]
+    InvalidChar {
+        /// The rejected pattern.
+        pattern: String,
+        /// The offending character.
+        found: char,
+        /// Its byte offset.
+        index: usize,
+    },
+}
+
+/// A pattern over entity ids: `*` matches any run of characters, `?` any one character.
+///
+/// A glob is either `*` (every entity) or `<domain pattern>.<object id pattern>`, each side
+/// made of `[a-z0-9_]`, `*` and `?`. The event bus indexes globs by their shape so that
+/// publishing does not scan every subscriber: see [`GlobKind`].
+///
+/// ```
+/// use homecore::{EntityGlob, EntityId};
+/// let glob: EntityGlob = "*.kitchen_*".parse()?;
+/// assert!(glob.matches(&"light.kitchen_ceiling".parse::<EntityId>()?));
+/// assert!(!glob.matches(&"light.hall".parse::<EntityId>()?));
+/// assert!("light..x".parse::<EntityGlob>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EntityGlob {
+    pattern: Box<str>,
+    kind: GlobKind,
+}
+
+/// How a glob can be looked up without scanning.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GlobKind {
+    /// Matches every entity (`*`, `*.*`).
+    All,
+    /// No wildcard: matches exactly one entity id.
+    Exact(EntityId),
+    /// Literal domain, wildcard object id (`light.*`, `light.kitchen_?`).
+    Domain(Box<str>),
+    /// Wildcards in the domain (`*.kitchen_*`): matched by scanning.
+    Other,
+}
+
+impl EntityGlob {
+    /// Parses and validates a pattern.
+    ///
+    /// # Errors
+    /// An [`EntityGlobError`] naming what is wrong with the pattern.
+    pub fn new(pattern: &str) -> Result<Self, EntityGlobError> {
+        if pattern.is_empty() {
+            return Err(EntityGlobError::Empty);
+        }
+        if pattern.len() > MAX_ENTITY_ID_LEN {
+            return Err(EntityGlobError::TooLong {
+                len: pattern.len(),
+                max: MAX_ENTITY_ID_LEN,
+            });
+        }
+        if let Some((index, found)) = pattern
+            .char_indices()
+            .find(|&(_, c)| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '*' | '?' | '.'))
+        {
+            return Err(EntityGlobError::InvalidChar {
+                pattern: pattern.to_owned(),
+                found,
+                index,
+            });
+        }
+        let kind = if pattern == "*" || pattern == "*.*" {
+            GlobKind::All
+        } else {
+            let Some((domain, object)) = pattern.split_once('.') else {
+                return Err(EntityGlobError::Shape {
+                    pattern: pattern.to_owned(),
+                });
+            };
+            for (part, what) in [(domain, "domain"), (object, "object id")] {
+                if part.is_empty() {
+                    return Err(EntityGlobError::EmptyPart {
+                        pattern: pattern.to_owned(),
+                        what,
+                    });
+                }
+            }
+            if object.contains('.') {
+                return Err(EntityGlobError::Shape {
+                    pattern: pattern.to_owned(),
+                });
+            }
+            let wild = |s: &str| s.contains(['*', '?']);
+            match (wild(domain), wild(object)) {
+                (false, false) => match EntityId::new(pattern) {
+                    Ok(id) => GlobKind::Exact(id),
+                    // A literal that is not a valid entity id can never match one.
+                    Err(_) => {
+                        return Err(EntityGlobError::Shape {
+                            pattern: pattern.to_owned(),
+                        });
+                    }
+                },
+                (false, true) => GlobKind::Domain(domain.into()),
+                (true, _) => GlobKind::Other,
+            }
+        };
+        Ok(Self {
+            pattern: pattern.into(),
+            kind,
+        })
+    }
+
+    /// The pattern as written.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// How the pattern can be indexed.
+    #[must_use]
+    pub fn kind(&self) -> &GlobKind {
+        &self.kind
+    }
+
+    /// Whether `id` matches the pattern.
+    #[must_use]
+    pub fn matches(&self, id: &EntityId) -> bool {
+        match &self.kind {
+            GlobKind::All => true,
+            GlobKind::Exact(exact) => exact == id,
+            GlobKind::Domain(_) | GlobKind::Other => wildcard_match(&self.pattern, id.as_str()),
+        }
+    }
+
+    /// Whether the pattern matches every id that `other` matches (used for permission checks:
+    /// a plugin may subscribe to `light.kitchen_*` when it may read `light.*`).
+    #[must_use]
+    pub fn covers(&self, other: &EntityGlob) -> bool {
+        match (&self.kind, &other.kind) {
+            (GlobKind::All, _) => true,
+            (_, GlobKind::Exact(id)) => self.matches(id),
+            // A pattern matches a superset if it matches the other pattern's text taken
+            // literally, with `*` in the other treated as any text: sufficient when the covering
+            // pattern ends its sides in `*`, which is how grants are written (`light.*`).
+            _ => wildcard_match(&self.pattern, &other.pattern) && !self.pattern.contains('?'),
+        }
+    }
+}
+
+/// Glob match with `*` (any run) and `?` (any one byte); linear backtracking on the last star.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+impl FromStr for EntityGlob {
+    type Err = EntityGlobError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for EntityGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
+impl fmt::Debug for EntityGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EntityGlob({:?})", &*self.pattern)
+    }
+}
+
+impl Serialize for EntityGlob {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.pattern)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntityGlob {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> EntityId {
+        EntityId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn kinds_are_classified_for_indexing() {
+        assert_eq!(EntityGlob::new("*").expect("ok").kind(), &GlobKind::All);
+        assert_eq!(EntityGlob::new("*.*").expect("ok").kind(), &GlobKind::All);
+        assert_eq!(
+            EntityGlob::new("light.hall").expect("ok").kind(),
+            &GlobKind::Exact(id("light.hall"))
+        );
+        assert_eq!(
+            EntityGlob::new("light.*").expect("ok").kind(),
+            &GlobKind::Domain("light".into())
+        );
+        assert_eq!(
+            EntityGlob::new("*.kitchen_*").expect("ok").kind(),
+            &GlobKind::Other
+        );
+    }
+
+    #[test]
+    fn matching() {
+        let g = EntityGlob::new("*.kitchen_*").expect("ok");
+        assert!(g.matches(&id("light.kitchen_ceiling")));
+        assert!(g.matches(&id("sensor.kitchen_t")));
+        assert!(!g.matches(&id("light.hall_kitchen_x")));
+        let g = EntityGlob::new("light.k?t*").expect("ok");
+        assert!(g.matches(&id("light.kitchen")));
+        assert!(!g.matches(&id("light.kxxtchen")));
+        assert!(!g.matches(&id("switch.kitchen")));
+        let g = EntityGlob::new("light.*_motion").expect("ok");
+        assert!(g.matches(&id("light.a_b_motion")));
+        assert!(!g.matches(&id("light.a_motion_x")));
+    }
+
+    #[test]
+    fn invalid_globs_name_the_problem() {
+        assert_eq!(EntityGlob::new(""), Err(EntityGlobError::Empty));
+        assert!(matches!(
+            EntityGlob::new("light..x"),
+            Err(EntityGlobError::Shape { .. })
+        ));
+        assert!(matches!(
+            EntityGlob::new("light"),
+            Err(EntityGlobError::Shape { .. })
+        ));
+        assert!(matches!(
+            EntityGlob::new(".x"),
+            Err(EntityGlobError::EmptyPart { what: "domain", .. })
+        ));
+        assert!(matches!(
+            EntityGlob::new("Light.*"),
+            Err(EntityGlobError::InvalidChar {
+                found: 'L',
+                index: 0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            EntityGlob::new("light._x"),
+            Err(EntityGlobError::Shape { .. })
+        ));
+        let long = format!("a.{}", "*".repeat(300));
+        assert!(matches!(
+            EntityGlob::new(&long),
+            Err(EntityGlobError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn covers_for_permission_checks() {
+        let light = EntityGlob::new("light.*").expect("ok");
+        assert!(light.covers(&EntityGlob::new("light.kitchen_*").expect("ok")));
+        assert!(light.covers(&EntityGlob::new("light.hall").expect("ok")));
+        assert!(!light.covers(&EntityGlob::new("*.hall").expect("ok")));
+        assert!(!light.covers(&EntityGlob::new("switch.*").expect("ok")));
+        assert!(EntityGlob::new("*").expect("ok").covers(&light));
+        assert!(!EntityGlob::new("light.hall").expect("ok").covers(&light));
+    }
+}
