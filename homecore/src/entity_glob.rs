@@ -190,8 +190,16 @@ impl EntityGlob {
     }
 }
 
-/// Glob match with `*` (any run) and `?` (any one byte); linear backtracking on the last star.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
+/// Glob match with `*` (any run) and `?` (any one byte); backtracks only to the last star, so
+/// it runs in O(pattern × text) at worst. Shared by every name pattern in HomeCore (entity
+/// globs, service and event-type patterns in plugin permissions).
+///
+/// ```
+/// assert!(homecore::wildcard_match("light.turn_*", "light.turn_on"));
+/// assert!(!homecore::wildcard_match("light.turn_?", "light.turn_on"));
+/// ```
+#[must_use]
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
