@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use chrono::Utc;
+use foldhash::fast::RandomState;
 use serde_json::Value;
 use smallvec::SmallVec;
 use tokio::sync::mpsc;
@@ -109,15 +110,20 @@ impl Subscriber {
     }
 }
 
+/// The index's maps: foldhash (seeded per map, as hashbrown's default) rather than SipHash,
+/// since every state change does two lookups here and SipHash was a fifth of a publish's cost.
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+/// Subscriptions by what they select.
 #[derive(Default)]
 struct SubscriptionIndex {
-    exact: HashMap<EntityId, Vec<Arc<Subscriber>>>,
-    by_domain: HashMap<Box<str>, Vec<(Arc<Subscriber>, EntityGlob)>>,
+    exact: Map<EntityId, Vec<Arc<Subscriber>>>,
+    by_domain: Map<Box<str>, Vec<(Arc<Subscriber>, EntityGlob)>>,
     scanned: Vec<(Arc<Subscriber>, EntityGlob)>,
     all_states: Vec<Arc<Subscriber>>,
-    by_event_type: HashMap<EventType, Vec<Arc<Subscriber>>>,
+    by_event_type: Map<EventType, Vec<Arc<Subscriber>>>,
     all_events: Vec<Arc<Subscriber>>,
-    filters: HashMap<SubscriberId, (Arc<Subscriber>, Vec<EventFilter>)>,
+    filters: Map<SubscriberId, (Arc<Subscriber>, Vec<EventFilter>)>,
 }
 
 impl SubscriptionIndex {
@@ -369,9 +375,13 @@ impl EventBus {
 
     /// Publishes a state change to every matching subscriber. Never blocks.
     pub fn publish_state_changed(&self, event: StateChanged) {
-        let id = event.entity_id.clone();
         let event = Event::StateChanged(Arc::new(event));
-        self.publish_with(&event, |index, targets| index.state_targets(&id, targets));
+        // The id is borrowed from the event rather than cloned (one reference count less).
+        self.publish_with(&event, |index, targets| {
+            if let Some(change) = event.as_state_changed() {
+                index.state_targets(&change.entity_id, targets);
+            }
+        });
     }
 
     /// Fires a generic event. Never blocks.
@@ -528,6 +538,31 @@ impl Subscription {
     #[must_use]
     pub fn queued(&self) -> usize {
         self.rx.len()
+    }
+
+    /// A handle on this subscription's counters that outlives borrows of it (for monitoring
+    /// a subscription owned by another task).
+    #[must_use]
+    pub fn stats(&self) -> SubscriptionStats {
+        SubscriptionStats(Arc::clone(&self.counters))
+    }
+}
+
+/// Delivery counters of one subscription; see [`Subscription::stats`].
+#[derive(Clone, Debug)]
+pub struct SubscriptionStats(Arc<SubscriberCounters>);
+
+impl SubscriptionStats {
+    /// Events queued for the subscriber so far.
+    #[must_use]
+    pub fn delivered(&self) -> u64 {
+        self.0.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped because the subscriber's queue was full.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
     }
 }
 

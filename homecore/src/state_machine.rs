@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::Utc;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use foldhash::fast::RandomState;
 
 use crate::state::check_state_len;
 use crate::{Attributes, Context, ContextId, EntityId, EventBus, State, StateChanged, StateError};
@@ -43,9 +44,11 @@ pub struct StateMachine {
 }
 
 struct Inner {
-    states: DashMap<EntityId, Arc<State>>,
+    /// Hashed with foldhash (seeded per map, as hashbrown's default) rather than SipHash:
+    /// every write looks its entity up here.
+    states: DashMap<EntityId, Arc<State>, RandomState>,
     bus: EventBus,
-    trackers: DashMap<ContextId, Vec<Arc<State>>>,
+    trackers: DashMap<ContextId, Vec<Arc<State>>, RandomState>,
     active_trackers: AtomicUsize,
 }
 
@@ -55,9 +58,9 @@ impl StateMachine {
     pub fn new(bus: EventBus) -> Self {
         Self {
             inner: Arc::new(Inner {
-                states: DashMap::new(),
+                states: DashMap::with_hasher(RandomState::default()),
                 bus,
-                trackers: DashMap::new(),
+                trackers: DashMap::with_hasher(RandomState::default()),
                 active_trackers: AtomicUsize::new(0),
             }),
         }
@@ -96,36 +99,60 @@ impl StateMachine {
         check_state_len(entity_id, state)?;
         self.inner.bus.check_loop_guard(context)?;
         let now = Utc::now();
-        let outcome = match self.inner.states.entry(entity_id.clone()) {
-            Entry::Occupied(mut slot) => {
-                let Some(next) =
-                    State::next(Some(slot.get()), entity_id, state, attributes, context, now)
-                else {
-                    return Ok(SetOutcome {
-                        state: Arc::clone(slot.get()),
-                        changed: false,
-                    });
-                };
-                let next = Arc::new(next);
-                let old = slot.insert(Arc::clone(&next));
-                self.publish(entity_id, Some(old), Some(Arc::clone(&next)), context, now);
-                next
-            }
-            Entry::Vacant(slot) => {
-                let next = Arc::new(
-                    State::next(None, entity_id, state, attributes, context, now)
-                        .expect("a first state is always a change"),
-                );
-                slot.insert(Arc::clone(&next));
-                self.publish(entity_id, None, Some(Arc::clone(&next)), context, now);
-                next
+        // Look the entity up by reference first: an existing entity (the common case) needs
+        // no clone of the key.
+        let outcome = if let Some(mut slot) = self.inner.states.get_mut(entity_id) {
+            self.replace(&mut slot, entity_id, state, attributes, context, now)
+        } else {
+            match self.inner.states.entry(entity_id.clone()) {
+                // Another writer created the entity in between.
+                Entry::Occupied(mut slot) => {
+                    self.replace(slot.get_mut(), entity_id, state, attributes, context, now)
+                }
+                Entry::Vacant(slot) => {
+                    let next = Arc::new(
+                        State::next(None, entity_id, state, attributes, context, now)
+                            .expect("a first state is always a change"),
+                    );
+                    slot.insert(Arc::clone(&next));
+                    self.publish(entity_id, None, Some(Arc::clone(&next)), context, now);
+                    SetOutcome {
+                        state: next,
+                        changed: true,
+                    }
+                }
             }
         };
-        self.track(context, &outcome);
-        Ok(SetOutcome {
-            state: outcome,
+        if outcome.changed {
+            self.track(context, &outcome.state);
+        }
+        Ok(outcome)
+    }
+
+    /// Replaces an existing state and publishes the change, while the caller holds the
+    /// entity's shard; a write that changes nothing leaves the state alone.
+    fn replace(
+        &self,
+        slot: &mut Arc<State>,
+        entity_id: &EntityId,
+        state: &str,
+        attributes: Attributes,
+        context: &Context,
+        now: chrono::DateTime<Utc>,
+    ) -> SetOutcome {
+        let Some(next) = State::next(Some(slot), entity_id, state, attributes, context, now) else {
+            return SetOutcome {
+                state: Arc::clone(slot),
+                changed: false,
+            };
+        };
+        let next = Arc::new(next);
+        let old = std::mem::replace(slot, Arc::clone(&next));
+        self.publish(entity_id, Some(old), Some(Arc::clone(&next)), context, now);
+        SetOutcome {
+            state: next,
             changed: true,
-        })
+        }
     }
 
     /// Removes an entity, publishing a change with no new state. Returns the removed state.

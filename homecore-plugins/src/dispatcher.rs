@@ -1,0 +1,221 @@
+//! One task per plugin: its mailbox, its calls, its failures.
+//!
+//! Each plugin is fed through its own bounded mailbox (an event-bus subscription) by its own
+//! task, so events reach it one at a time and in order, and a slow or failing plugin only ever
+//! delays itself. Service calls to the plugin travel through a second, small control queue so
+//! the plugin instance is only ever touched by its task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use homecore::{Event, ServiceCall, ServiceError, ServiceHandler, ServiceName, Subscription};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::context::PluginHost;
+use crate::registry::{Lifecycle, PluginEntry};
+use crate::{HostError, PluginContext, PluginError, PluginInstance};
+
+/// Events taken from the mailbox per wake-up.
+const BATCH: usize = 64;
+
+/// Messages to a plugin's task other than events.
+pub(crate) enum Control {
+    /// Run one of the plugin's services.
+    CallService {
+        call: ServiceCall,
+        reply: oneshot::Sender<Result<Option<Value>, PluginError>>,
+    },
+    /// Tear the plugin down and end the task.
+    Stop { reply: oneshot::Sender<()> },
+}
+
+pub(crate) type ControlSender = mpsc::Sender<Control>;
+
+/// A running plugin: its instance, its mailbox and its control queue.
+pub(crate) struct PluginTask {
+    pub(crate) entry: Arc<PluginEntry>,
+    pub(crate) instance: Box<dyn PluginInstance>,
+    pub(crate) host: Arc<PluginHost>,
+    pub(crate) ctx: PluginContext,
+    pub(crate) mailbox: Subscription,
+    pub(crate) control: mpsc::Receiver<Control>,
+    pub(crate) quarantine_after: u32,
+    pub(crate) teardown_deadline: Duration,
+}
+
+impl PluginTask {
+    /// Delivers events and service calls until stopped or quarantined.
+    pub(crate) async fn run(mut self) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut consecutive_failures = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                control = self.control.recv() => match control {
+                    Some(Control::CallService { call, reply }) => {
+                        let ctx = self.ctx.caused_by(&call.context);
+                        let result = self.instance.call_service(&ctx, &call).await;
+                        if let Err(err) = &result {
+                            if matches!(err, PluginError::Panicked { .. } | PluginError::Runtime { .. } | PluginError::Timeout { .. }) {
+                                consecutive_failures += 1;
+                            }
+                            self.entry.record_error(err, consecutive_failures);
+                        }
+                        // The caller may have given up waiting; nothing to do then.
+                        let _ = reply.send(result);
+                    }
+                    Some(Control::Stop { reply }) => {
+                        self.stop().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.stop().await;
+                        return;
+                    }
+                },
+                received = self.mailbox.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        // The bus is gone: the home is shutting down.
+                        self.stop().await;
+                        return;
+                    }
+                    for event in batch.drain(..) {
+                        match self.deliver(&event).await {
+                            Ok(()) => consecutive_failures = 0,
+                            Err(err) => {
+                                consecutive_failures += 1;
+                                self.entry.record_error(&err, consecutive_failures);
+                            }
+                        }
+                    }
+                }
+            }
+            if consecutive_failures >= self.quarantine_after {
+                self.quarantine(consecutive_failures).await;
+                return;
+            }
+        }
+    }
+
+    async fn deliver(&mut self, event: &Event) -> Result<(), PluginError> {
+        let ctx = self.ctx.caused_by(event.context());
+        self.entry.counters.events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match event {
+            Event::StateChanged(change) => self.instance.on_state_changed(&ctx, change).await,
+            Event::Custom(custom) => self.instance.on_event(&ctx, custom).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Teardown within the deadline, then release everything.
+    async fn stop(self) {
+        let PluginTask {
+            entry,
+            mut instance,
+            host,
+            ctx,
+            mailbox,
+            teardown_deadline,
+            ..
+        } = self;
+        entry.set_lifecycle(Lifecycle::Stopping, None);
+        // Stop receiving first so the mailbox does not fill while tearing down.
+        drop(mailbox);
+        match tokio::time::timeout(teardown_deadline, instance.teardown(&ctx)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(plugin = %host.domain, error = %err, "teardown failed");
+            }
+            Err(_) => {
+                tracing::warn!(plugin = %host.domain, deadline_ms = teardown_deadline.as_millis() as u64, "teardown missed its deadline");
+            }
+        }
+        host.unregister_services();
+        instance.unload();
+        entry.set_lifecycle(Lifecycle::Stopped, None);
+    }
+
+    /// Stops delivering to a plugin that keeps failing; the reason stays visible.
+    async fn quarantine(self, failures: u32) {
+        let reason = format!(
+            "quarantined after {failures} consecutive failures; last: {}",
+            self.entry.last_error().unwrap_or_default()
+        );
+        tracing::error!(plugin = %self.host.domain, %reason, "plugin quarantined");
+        let entry = Arc::clone(&self.entry);
+        let mut control = self.stop_keeping_control().await;
+        entry.set_lifecycle(Lifecycle::Quarantined, Some(reason));
+        // Answer later control messages until the registry unloads or reloads the plugin.
+        while let Some(msg) = control.recv().await {
+            match msg {
+                Control::CallService { reply, .. } => {
+                    let _ = reply.send(Err(PluginError::Host(HostError::NotRunning {
+                        plugin: entry.domain.to_string(),
+                    })));
+                }
+                Control::Stop { reply } => {
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn stop_keeping_control(mut self) -> mpsc::Receiver<Control> {
+        let (_, placeholder) = mpsc::channel(1);
+        let control = std::mem::replace(&mut self.control, placeholder);
+        self.stop().await;
+        control
+    }
+}
+
+/// The handler registered for a plugin's service: forwards calls to the plugin's task.
+pub(crate) struct PluginServiceHandler {
+    domain: Arc<str>,
+    tx: ControlSender,
+    timeout: Duration,
+}
+
+impl PluginServiceHandler {
+    pub(crate) fn new(domain: Arc<str>, tx: ControlSender, timeout: Duration) -> Self {
+        Self { domain, tx, timeout }
+    }
+
+    fn failed(&self, name: &ServiceName, err: impl Into<PluginError>) -> ServiceError {
+        ServiceError::Failed {
+            name: name.clone(),
+            source: Box::new(err.into()),
+        }
+    }
+}
+
+#[async_trait]
+impl ServiceHandler for PluginServiceHandler {
+    async fn call(&self, call: ServiceCall) -> Result<Option<Value>, ServiceError> {
+        let name = call.name.clone();
+        let not_running = || HostError::NotRunning {
+            plugin: self.domain.to_string(),
+        };
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.tx
+                .send(Control::CallService { call, reply })
+                .await
+                .map_err(|_| PluginError::Host(not_running()))?;
+            answer.await.map_err(|_| PluginError::Host(not_running()))?
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(self.failed(&name, err)),
+            Err(_) => Err(self.failed(
+                &name,
+                PluginError::Timeout {
+                    limit_ms: self.timeout.as_millis() as u64,
+                },
+            )),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The abstraction every execution environment implements (in-process now, Wasmtime next).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use homecore::{CustomEvent, ServiceCall, StateChanged};
+use serde_json::Value;
+
+use crate::{HomeCorePlugin, PluginContext, PluginError, PluginManifest, RuntimeKind};
+
+/// The host API version plugins declare a requirement on (`homecore.api_version`).
+pub const HOST_API_VERSION: semver::Version = semver::Version::new(1, 0, 0);
+
+/// Makes a fresh instance of a native plugin (called at load and at every reload).
+pub type NativeFactory = Arc<dyn Fn() -> Box<dyn HomeCorePlugin> + Send + Sync>;
+
+/// Where a plugin's code comes from.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum PluginSource {
+    /// A plugin compiled into the host.
+    Native(NativeFactory),
+    /// A WASM module's bytes.
+    Wasm(Arc<[u8]>),
+}
+
+impl PluginSource {
+    /// A native plugin made by `factory`.
+    pub fn native<P: HomeCorePlugin>(factory: impl Fn() -> P + Send + Sync + 'static) -> Self {
+        Self::Native(Arc::new(move || Box::new(factory()) as Box<dyn HomeCorePlugin>))
+    }
+
+    /// The runtime kind this source needs.
+    #[must_use]
+    pub fn kind(&self) -> RuntimeKind {
+        match self {
+            Self::Native(_) => RuntimeKind::Native,
+            Self::Wasm(_) => RuntimeKind::Wasm,
+        }
+    }
+}
+
+impl fmt::Debug for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Native(_) => f.write_str("Native(..)"),
+            Self::Wasm(bytes) => write!(f, "Wasm({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Why a runtime could not load a plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The source is for another runtime.
+    #[error("runtime {runtime:?} cannot load a {source_kind:?} plugin")]
+    WrongRuntime {
+        /// This runtime.
+        runtime: RuntimeKind,
+        /// What the source needs.
+        source_kind: RuntimeKind,
+    },
+    /// No runtime of this kind is available (e.g. the `wasmtime` feature is off).
+    #[error("no {kind:?} runtime is available in this build")]
+    NoRuntime {
+        /// The kind asked for.
+        kind: RuntimeKind,
+    },
+    /// The plugin's constructor panicked.
+    #[error("plugin constructor panicked: {message}")]
+    Panicked {
+        /// The panic message (capped).
+        message: String,
+    },
+    /// The module is invalid or incompatible (WASM).
+    #[error("invalid module: {reason}")]
+    InvalidModule {
+        /// What is wrong, naming the symbol or version.
+        reason: String,
+    },
+}
+
+/// An execution environment for plugins.
+#[async_trait]
+pub trait PluginRuntime: Send + Sync + 'static {
+    /// The kind of plugin this runtime runs.
+    fn kind(&self) -> RuntimeKind;
+
+    /// Loads a plugin's code and makes an instance ready for [`PluginInstance::setup`].
+    ///
+    /// # Errors
+    /// A [`LoadError`] naming what is wrong.
+    async fn load(&self, manifest: &PluginManifest, source: &PluginSource) -> Result<Box<dyn PluginInstance>, LoadError>;
+}
+
+/// One loaded plugin, driven by its own task: one call at a time, in order.
+#[async_trait]
+pub trait PluginInstance: Send + 'static {
+    /// Runs the plugin's setup with its configuration.
+    ///
+    /// # Errors
+    /// The plugin's error; panics and runtime failures become errors too.
+    async fn setup(&mut self, ctx: &PluginContext, config: &Value) -> Result<(), PluginError>;
+
+    /// Delivers a state change.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::setup`].
+    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &Arc<StateChanged>) -> Result<(), PluginError>;
+
+    /// Delivers a generic event.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::setup`].
+    async fn on_event(&mut self, ctx: &PluginContext, event: &Arc<CustomEvent>) -> Result<(), PluginError>;
+
+    /// Calls one of the plugin's services.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::setup`].
+    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError>;
+
+    /// Runs the plugin's teardown.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::setup`].
+    async fn teardown(&mut self, ctx: &PluginContext) -> Result<(), PluginError>;
+
+    /// Releases the instance (memory, engine resources). The default just drops it.
+    fn unload(self: Box<Self>) {}
+}
+
+/// The text of a caught panic, capped for logging.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload");
+    crate::context::cap(text).to_owned()
+}

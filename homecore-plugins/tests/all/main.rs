@@ -1,0 +1,6 @@
+//! Integration tests of homecore-plugins through its public API.
+
+mod failures;
+mod lifecycle;
+mod permissions;
+mod support;

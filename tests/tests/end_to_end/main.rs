@@ -1,0 +1,3 @@
+//! End-to-end tests: the home, the registry and first-party plugins through public APIs.
+
+mod motion_lights;
