@@ -70,6 +70,8 @@ pub enum EntityGlobError {
 pub struct EntityGlob {
     pattern: Box<str>,
     kind: GlobKind,
+    /// Byte offset of the pattern's '.' (0 for `*`, which has none); follows from `pattern`.
+    dot: u8,
 }
 
 /// How a glob can be looked up without scanning.
@@ -147,9 +149,11 @@ impl EntityGlob {
                 (true, _) => GlobKind::Other,
             }
         };
+        let dot = pattern.find('.').unwrap_or(0);
         Ok(Self {
             pattern: pattern.into(),
             kind,
+            dot: u8::try_from(dot).expect("a glob is at most 255 bytes long"),
         })
     }
 
@@ -176,16 +180,18 @@ impl EntityGlob {
             GlobKind::All => true,
             GlobKind::Exact(exact) => exact == id,
             GlobKind::Domain(domain) => {
-                **domain == *id.domain()
-                    && side_matches(&self.pattern[domain.len() + 1..], id.object_id())
+                **domain == *id.domain() && side_matches(self.object_pattern(), id.object_id())
             }
-            GlobKind::Other => match self.pattern.split_once('.') {
-                Some((domain, object)) => {
-                    side_matches(domain, id.domain()) && side_matches(object, id.object_id())
-                }
-                None => false,
-            },
+            GlobKind::Other => {
+                side_matches(&self.pattern[..usize::from(self.dot)], id.domain())
+                    && side_matches(self.object_pattern(), id.object_id())
+            }
         }
+    }
+
+    /// The part after the dot (for a glob that has one).
+    fn object_pattern(&self) -> &str {
+        &self.pattern[usize::from(self.dot) + 1..]
     }
 
     /// Whether the pattern matches every id that `other` matches (used for permission checks:
@@ -319,6 +325,72 @@ mod tests {
         let g = EntityGlob::new("light.*_motion").expect("ok");
         assert!(g.matches(&id("light.a_b_motion")));
         assert!(!g.matches(&id("light.a_motion_x")));
+    }
+
+    /// The textbook recursive matcher, as the reference for the fast paths.
+    fn reference_match(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, _) => t.is_empty(),
+            (Some(b'*'), _) => {
+                reference_match(&p[1..], t) || (!t.is_empty() && reference_match(p, &t[1..]))
+            }
+            (Some(&c), Some(&d)) => (c == b'?' || c == d) && reference_match(&p[1..], &t[1..]),
+            (Some(_), None) => false,
+        }
+    }
+
+    #[test]
+    fn matching_by_sides_agrees_with_matching_the_whole_id() {
+        let globs = [
+            "*",
+            "*.*",
+            "light.*",
+            "light.k*",
+            "light.k?t*",
+            "light.*_motion",
+            "li*.*",
+            "*t.h*",
+            "*.kitchen_*",
+            "?????.*",
+            "*?.*?",
+            "l*t.*l",
+            "*.*_*",
+            "light.hall",
+            "*.hall",
+        ];
+        let ids = [
+            "light.hall",
+            "light.kitchen",
+            "light.a_b_motion",
+            "lights.hall",
+            "sensor.t",
+            "switch.kitchen_fan",
+            "l.l",
+            "light.kitchen_motion_x",
+        ];
+        for glob in globs {
+            let parsed = EntityGlob::new(glob).expect(glob);
+            for entity in ids {
+                let expected = reference_match(glob.as_bytes(), entity.as_bytes());
+                assert_eq!(parsed.matches(&id(entity)), expected, "{glob} on {entity}");
+                assert_eq!(wildcard_match(glob, entity), expected, "{glob} on {entity}");
+            }
+        }
+    }
+
+    #[test]
+    fn wildcard_match_agrees_with_the_reference() {
+        let patterns = ["a*", "*", "a*c*", "b*", "*a", "a?c", "a**", "?*", ""];
+        let texts = ["", "a", "abc", "abcd", "abd", "ba", "abc.def"];
+        for p in patterns {
+            for t in texts {
+                assert_eq!(
+                    wildcard_match(p, t),
+                    reference_match(p.as_bytes(), t.as_bytes()),
+                    "{p:?} on {t:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,11 @@ pub enum ManifestError {
     Invalid {
         /// The manifest's `domain` if it is a string (valid or not; capped at 128 bytes).
         domain: Option<String>,
-        /// Every problem found, in document order.
+        /// Every problem found, field by field in the order of [`PluginManifest`]'s fields
+        /// (then [`HomecoreSection`]'s), elements of a list in order.
+        ///
+        /// [`PluginManifest`]: super::PluginManifest
+        /// [`HomecoreSection`]: super::HomecoreSection
         problems: Vec<ManifestProblem>,
     },
 }

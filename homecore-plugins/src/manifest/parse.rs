@@ -1016,14 +1016,11 @@ fn normalise_version(text: &str) -> Option<Version> {
     let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
     let (core, rest) = text.split_at(text.find(['-', '+']).unwrap_or(text.len()));
     let mut parts = [0_u64; 3];
-    let mut count = 0;
-    for part in core.split('.') {
-        if count == parts.len() || part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit())
-        {
+    for (i, part) in core.split('.').enumerate() {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        parts[count] = part.parse().ok()?;
-        count += 1;
+        *parts.get_mut(i)? = part.parse().ok()?;
     }
     let [major, minor, patch] = parts;
     Version::parse(&format!("{major}.{minor}.{patch}{rest}")).ok()
