@@ -58,7 +58,7 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 /// assert_eq!(manifest.runtime(), RuntimeKind::Wasm);
 /// assert_eq!(manifest.version, semver::Version::new(1, 2, 0));
 ///
-/// let err = PluginManifest::parse(r#"{"domain": "Motion", "name": ""}"#).unwrap_err();
+/// let err = PluginManifest::parse(r#"{"domain": "Motion", "name": ""}"#).expect_err("invalid");
 /// let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
 /// assert_eq!(paths, ["domain", "name", "version", "homecore"]);
 /// # Ok::<(), homecore_plugins::ManifestError>(())

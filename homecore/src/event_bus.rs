@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chrono::Utc;
 use foldhash::fast::RandomState;
@@ -235,7 +235,11 @@ struct BusCounters {
 }
 
 struct BusInner {
-    index: RwLock<SubscriptionIndex>,
+    /// One lock for subscribing and publishing: publishes are serialized, so every subscriber
+    /// sees any two events in the same order, and a reaction to an event (published by another
+    /// thread after it received the event) can never overtake the event at a third subscriber.
+    /// A publish holds it for the index lookup and one `try_send` per target only.
+    index: Mutex<SubscriptionIndex>,
     next_id: AtomicU64,
     counters: BusCounters,
 }
@@ -275,21 +279,15 @@ impl EventBus {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(BusInner {
-                index: RwLock::new(SubscriptionIndex::default()),
+                index: Mutex::new(SubscriptionIndex::default()),
                 next_id: AtomicU64::new(1),
                 counters: BusCounters::default(),
             }),
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, SubscriptionIndex> {
-        // A panic while holding the lock cannot leave the index half-updated in a way that
-        // matters to readers (every mutation is a push or remove), so poisoning is ignored.
-        self.inner.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, SubscriptionIndex> {
-        self.inner.index.write().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, SubscriptionIndex> {
+        lock_index(&self.inner)
     }
 
     /// Subscribes with a bounded queue of `capacity` events.
@@ -313,7 +311,7 @@ impl EventBus {
             counters: Arc::clone(&counters),
         });
         let filters: Vec<EventFilter> = filters.into_iter().collect();
-        let mut index = self.write();
+        let mut index = self.lock();
         for filter in &filters {
             index.insert(&sub, filter);
         }
@@ -332,7 +330,7 @@ impl EventBus {
     /// # Errors
     /// [`EventBusError::UnknownSubscriber`] when the subscription is gone.
     pub fn add_filter(&self, id: SubscriberId, filter: EventFilter) -> Result<(), EventBusError> {
-        let mut index = self.write();
+        let mut index = self.lock();
         let (sub, filters) = index
             .filters
             .get_mut(&id)
@@ -355,7 +353,7 @@ impl EventBus {
         id: SubscriberId,
         filter: &EventFilter,
     ) -> Result<bool, EventBusError> {
-        let mut index = self.write();
+        let mut index = self.lock();
         let (_, filters) = index
             .filters
             .get_mut(&id)
@@ -421,7 +419,7 @@ impl EventBus {
             .fetch_add(1, Ordering::Relaxed);
         let mut closed: SmallVec<[SubscriberId; 2]> = SmallVec::new();
         {
-            let index = self.read();
+            let index = self.lock();
             let mut targets = Targets::default();
             select(&index, &mut targets);
             for sub in targets.0 {
@@ -478,12 +476,18 @@ impl EventBus {
     /// Current number of subscriptions.
     #[must_use]
     pub fn subscriber_count(&self) -> usize {
-        self.read().filters.len()
+        self.lock().filters.len()
     }
 }
 
+fn lock_index(inner: &BusInner) -> MutexGuard<'_, SubscriptionIndex> {
+    // A panic while holding the lock cannot leave the index half-updated in a way that matters
+    // (every mutation is a push or a remove), so poisoning is ignored.
+    inner.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn remove_subscriber(inner: &BusInner, id: SubscriberId) {
-    let mut index = inner.index.write().unwrap_or_else(|e| e.into_inner());
+    let mut index = lock_index(inner);
     if let Some((_, filters)) = index.filters.remove(&id) {
         for filter in &filters {
             index.remove(id, filter);
@@ -708,7 +712,7 @@ mod tests {
         drop(sub);
         assert_eq!(bus.subscriber_count(), 0);
         bus.publish_state_changed(change("light.hall"));
-        let index = bus.read();
+        let index = bus.lock();
         assert!(index.exact.is_empty() && index.by_domain.is_empty());
     }
 
@@ -771,6 +775,47 @@ mod tests {
         let err = bus.fire(EventType::new("x").expect("valid"), Value::Null, ctx);
         assert!(matches!(err, Err(EventBusError::LoopGuard(_))));
         assert_eq!(bus.loop_guard_refusals(), 1);
+    }
+
+    #[test]
+    fn a_reaction_never_overtakes_its_cause_at_a_third_subscriber() {
+        // The reactor publishes "b" from another thread as soon as it receives "a"; the
+        // observer (matched after the reactor) must still see "a" first, every time.
+        let bus = EventBus::new();
+        let mut reactor = bus.subscribe([glob("test.a")], 1024).expect("ok");
+        let mut observer = bus.subscribe([EventFilter::AllStateChanges], 1 << 16).expect("ok");
+        let rounds = 2000;
+        std::thread::scope(|s| {
+            let bus2 = bus.clone();
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+                rt.block_on(async {
+                    for _ in 0..rounds {
+                        reactor.recv().await.expect("a arrives");
+                        bus2.publish_state_changed(change("test.b"));
+                    }
+                });
+            });
+            for _ in 0..rounds {
+                bus.publish_state_changed(change("test.a"));
+                std::hint::spin_loop();
+            }
+        });
+        let seen = drain(&mut observer);
+        assert_eq!(seen.len(), rounds * 2);
+        let mut a_seen = 0usize;
+        for id in &seen {
+            if id == "test.a" {
+                a_seen += 1;
+            } else {
+                assert!(a_seen > 0, "a reaction arrived before any cause");
+            }
+        }
+        let mut balance = 0i64;
+        for id in &seen {
+            balance += if id == "test.a" { 1 } else { -1 };
+            assert!(balance >= 0, "a 'b' overtook its 'a'");
+        }
     }
 
     #[test]
