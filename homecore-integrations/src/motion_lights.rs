@@ -3,7 +3,8 @@
 //! When `binary_sensor.<room>_motion` turns `on`, `light.<room>` turns on (its attributes are
 //! kept) and `sensor.<room>_motion_activations` counts one more activation (persisted in the
 //! plugin's storage, so counts survive reloads). When motion turns `off`, the light turns off
-//! after `quiet_seconds` unless motion comes back first.
+//! after `quiet_seconds` unless motion comes back first (a host timer per room, so the off
+//! write runs on the plugin's task and carries the motion event's context as its cause).
 //!
 //! Configuration (see the JSON Schema in `manifests/motion_lights.json`):
 //!
@@ -13,7 +14,6 @@
 //!
 //! `rooms` is optional: without it every `binary_sensor.*_motion` is followed.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +22,6 @@ use homecore_plugins::{
     HomeCorePlugin, LogLevel, ManifestError, PluginContext, PluginError, PluginSource, PluginSpec, PluginManifest,
 };
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
 /// The plugin's manifest.
 pub const MANIFEST: &str = include_str!("../manifests/motion_lights.json");
@@ -101,7 +100,8 @@ impl MotionLightsConfig {
 #[derive(Default)]
 pub struct MotionLights {
     config: Option<MotionLightsConfig>,
-    off_timers: HashMap<String, JoinHandle<()>>,
+    /// Off-timer token of each room seen so far (index + 1 into `rooms`).
+    rooms: Vec<String>,
 }
 
 fn id(text: &str) -> Result<EntityId, PluginError> {
@@ -121,10 +121,16 @@ impl MotionLights {
         }
     }
 
-    fn cancel_timer(&mut self, room: &str) {
-        if let Some(timer) = self.off_timers.remove(room) {
-            timer.abort();
-        }
+    /// The off-timer token of `room`.
+    fn token(&mut self, room: &str) -> u64 {
+        let index = match self.rooms.iter().position(|r| r == room) {
+            Some(index) => index,
+            None => {
+                self.rooms.push(room.to_owned());
+                self.rooms.len() - 1
+            }
+        };
+        index as u64 + 1
     }
 
     fn turn_light(ctx: &PluginContext, light: &EntityId, on_off: &str) -> Result<(), PluginError> {
@@ -175,11 +181,12 @@ impl HomeCorePlugin for MotionLights {
         Ok(())
     }
 
-    async fn teardown(&mut self, _ctx: &PluginContext) -> Result<(), PluginError> {
-        for (_, timer) in self.off_timers.drain() {
-            timer.abort();
-        }
-        Ok(())
+    async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
+        let Some(room) = usize::try_from(token).ok().and_then(|t| t.checked_sub(1)).and_then(|i| self.rooms.get(i)) else {
+            return Ok(());
+        };
+        let light = id(&format!("light.{room}"))?;
+        Self::turn_light(ctx, &light, "off")
     }
 
     async fn on_state_changed(&mut self, ctx: &PluginContext, event: &StateChanged) -> Result<(), PluginError> {
@@ -190,25 +197,18 @@ impl HomeCorePlugin for MotionLights {
         let was_on = event.old_state.as_ref().is_some_and(|s| s.state() == "on");
         let now = event.new_state.as_ref().map(|s| s.state());
         let light = id(&format!("light.{room}"))?;
+        let token = self.token(&room);
         match now {
             Some("on") => {
-                self.cancel_timer(&room);
+                ctx.cancel_timer(token);
                 if !was_on {
                     Self::turn_light(ctx, &light, "on")?;
                     Self::count_activation(ctx, &room)?;
                 }
             }
             Some("off") if was_on => {
-                self.cancel_timer(&room);
                 let quiet = self.config.as_ref().map_or(Duration::from_secs_f64(DEFAULT_QUIET_SECONDS), |c| c.quiet);
-                let ctx = ctx.clone();
-                let timer = tokio::spawn(async move {
-                    tokio::time::sleep(quiet).await;
-                    if let Err(err) = Self::turn_light(&ctx, &light, "off") {
-                        ctx.log(LogLevel::Warn, &format!("could not turn {light} off: {err}"));
-                    }
-                });
-                self.off_timers.insert(room, timer);
+                ctx.start_timer(token, quiet)?;
             }
             // Unavailable, unknown or removed sensors leave the light as it is.
             _ => {}

@@ -19,11 +19,16 @@ fn parse_and_validate() -> PluginManifest {
     PluginManifest::from_slice(black_box(MOTION_LIGHTS.as_bytes())).expect("fixture is valid")
 }
 
+/// Baseline: the same bytes to a `serde_json::Value`, without validation.
+#[divan::bench]
+fn json_only() -> serde_json::Value {
+    serde_json::from_slice(black_box(MOTION_LIGHTS.as_bytes())).expect("fixture is json")
+}
+
 /// A Home Assistant manifest without a `homecore` section.
 #[divan::bench]
 fn parse_home_assistant() -> PluginManifest {
-    PluginManifest::from_home_assistant_slice(black_box(HUE.as_bytes()))
-        .expect("fixture is valid")
+    PluginManifest::from_home_assistant_slice(black_box(HUE.as_bytes())).expect("fixture is valid")
 }
 
 /// A manifest with problems in many fields: the cost of reporting all of them.

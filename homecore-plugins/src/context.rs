@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::{Grant, PluginStorage, StorageError};
 
+/// Most timers one plugin may have pending.
+pub const MAX_TIMERS: usize = 1024;
+
 /// Log lines longer than this many bytes are cut (at a character boundary) before logging.
 pub const MAX_LOG_LEN: usize = 1024;
 
@@ -101,6 +104,14 @@ pub enum HostError {
         /// The service.
         service: String,
     },
+    /// The plugin already has [`MAX_TIMERS`] timers pending.
+    #[error("plugin {plugin} already has {max} timers pending")]
+    TooManyTimers {
+        /// The plugin.
+        plugin: String,
+        /// [`MAX_TIMERS`].
+        max: usize,
+    },
     /// The plugin is no longer running.
     #[error("plugin {plugin} is not running")]
     NotRunning {
@@ -159,7 +170,35 @@ pub(crate) struct PluginHost {
     pub(crate) service_calls: crate::dispatcher::ControlSender,
     pub(crate) call_timeout: Duration,
     pub(crate) own_services: Mutex<Vec<ServiceName>>,
+    pub(crate) timers: Mutex<Timers>,
     log_limiter: Mutex<LogLimiter>,
+}
+
+/// A plugin's pending timers: token → (deadline, the context that started it).
+#[derive(Default)]
+pub(crate) struct Timers {
+    pending: std::collections::HashMap<u64, (tokio::time::Instant, Context)>,
+}
+
+impl Timers {
+    /// The earliest deadline.
+    pub(crate) fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.pending.values().map(|(at, _)| *at).min()
+    }
+
+    /// Removes and returns the timers due at `now`, earliest first.
+    pub(crate) fn take_due(&mut self, now: tokio::time::Instant) -> Vec<(u64, Context)> {
+        let mut due: Vec<(tokio::time::Instant, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(token, (at, _))| (*at, *token))
+            .collect();
+        due.sort_unstable();
+        due.into_iter()
+            .filter_map(|(_, token)| self.pending.remove(&token).map(|(_, cause)| (token, cause)))
+            .collect()
+    }
 }
 
 impl PluginHost {
@@ -186,6 +225,7 @@ impl PluginHost {
             service_calls,
             call_timeout,
             own_services: Mutex::new(Vec::new()),
+            timers: Mutex::new(Timers::default()),
             log_limiter: Mutex::new(LogLimiter::new()),
         }
     }
@@ -398,18 +438,52 @@ impl PluginContext {
     pub fn register_service(&self, service: &str) -> Result<(), HostError> {
         self.count_call();
         let name = ServiceName::new(&self.host.domain, service)?;
+        let mut own = self.host.own_services.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if own.contains(&name) {
+            // Registering again (e.g. a WASM plugin's setup re-run after re-instantiation) is a no-op.
+            return Ok(());
+        }
         let handler = crate::dispatcher::PluginServiceHandler::new(
             Arc::clone(&self.host.domain),
             self.host.service_calls.clone(),
             self.host.call_timeout,
         );
         self.host.home.services.register(name.clone(), Arc::new(handler))?;
+        own.push(name);
+        Ok(())
+    }
+
+    /// Starts (or restarts) timer `token`: after `delay`,
+    /// [`crate::HomeCorePlugin::on_timer`] is called with it on the plugin's task. Writes made
+    /// then carry a child of this call's cause, so a delayed reaction stays in its chain.
+    ///
+    /// # Errors
+    /// [`HostError::TooManyTimers`] past [`MAX_TIMERS`] pending timers.
+    pub fn start_timer(&self, token: u64, delay: Duration) -> Result<(), HostError> {
+        self.count_call();
+        let mut timers = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !timers.pending.contains_key(&token) && timers.pending.len() >= MAX_TIMERS {
+            return Err(HostError::TooManyTimers {
+                plugin: self.host.domain.to_string(),
+                max: MAX_TIMERS,
+            });
+        }
+        let deadline = tokio::time::Instant::now() + delay;
+        let cause = self.cause.clone().unwrap_or_default();
+        timers.pending.insert(token, (deadline, cause));
+        Ok(())
+    }
+
+    /// Cancels timer `token`; returns whether it was pending.
+    pub fn cancel_timer(&self, token: u64) -> bool {
+        self.count_call();
         self.host
-            .own_services
+            .timers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(name);
-        Ok(())
+            .pending
+            .remove(&token)
+            .is_some()
     }
 
     /// Logs a line under the plugin's name. Lines are cut to [`MAX_LOG_LEN`] bytes and limited

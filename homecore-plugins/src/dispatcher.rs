@@ -51,8 +51,22 @@ impl PluginTask {
         let mut batch = Vec::with_capacity(BATCH);
         let mut consecutive_failures = 0u32;
         loop {
+            let next_timer = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next_deadline();
             tokio::select! {
                 biased;
+                () = sleep_until_some(next_timer) => {
+                    let due = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_due(tokio::time::Instant::now());
+                    for (token, cause) in due {
+                        let ctx = self.ctx.caused_by(&cause);
+                        match self.instance.on_timer(&ctx, token).await {
+                            Ok(()) => consecutive_failures = 0,
+                            Err(err) => {
+                                consecutive_failures += 1;
+                                self.entry.record_error(&err, consecutive_failures);
+                            }
+                        }
+                    }
+                }
                 control = self.control.recv() => match control {
                     Some(Control::CallService { call, reply }) => {
                         let ctx = self.ctx.caused_by(&call.context);
@@ -169,6 +183,14 @@ impl PluginTask {
         let control = std::mem::replace(&mut self.control, placeholder);
         self.stop().await;
         control
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -81,6 +81,10 @@ impl PluginInstance for NativeInstance {
         guarded(self.plugin.call_service(ctx, call)).await
     }
 
+    async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
+        guarded(self.plugin.on_timer(ctx, token)).await
+    }
+
     async fn teardown(&mut self, ctx: &PluginContext) -> Result<(), PluginError> {
         guarded(self.plugin.teardown(ctx)).await
     }

@@ -13,7 +13,9 @@ mod runtime;
 mod start_order;
 mod storage;
 
-pub use crate::context::{HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, PluginContext};
+pub use crate::context::{
+    HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext,
+};
 pub use crate::in_process::*;
 pub use crate::limits::*;
 pub use crate::manifest::*;

@@ -3,8 +3,11 @@
 //! Parsing goes through [`serde_json::Value`] and then a validating walk (`parse.rs`) that
 //! records every problem with its JSON path, instead of stopping at serde's first error.
 
+mod discovery;
 mod error;
 mod parse;
+mod path;
+mod section;
 #[cfg(test)]
 mod tests;
 
@@ -443,7 +446,11 @@ impl Serialize for PluginManifest {
         entry_list(&mut m, "mqtt", &self.mqtt)?;
         entry_opt(&mut m, "quality_scale", self.quality_scale.as_ref())?;
         entry_list(&mut m, "requirements", &self.requirements)?;
-        entry_opt(&mut m, "single_config_entry", self.single_config_entry.as_ref())?;
+        entry_opt(
+            &mut m,
+            "single_config_entry",
+            self.single_config_entry.as_ref(),
+        )?;
         entry_list(&mut m, "ssdp", &self.ssdp)?;
         entry_list(&mut m, "usb", &self.usb)?;
         m.serialize_entry("version", &self.version)?;
@@ -500,7 +507,11 @@ impl Serialize for LimitsOut<'_> {
         entry_opt(&mut m, "table_elements", l.table_elements.as_ref())?;
         entry_opt(&mut m, "fuel_per_call", l.fuel_per_call.as_ref())?;
         entry_opt(&mut m, "call_timeout_ms", l.call_timeout_ms.as_ref())?;
-        entry_opt(&mut m, "host_calls_per_call", l.host_calls_per_call.as_ref())?;
+        entry_opt(
+            &mut m,
+            "host_calls_per_call",
+            l.host_calls_per_call.as_ref(),
+        )?;
         entry_opt(&mut m, "mailbox_capacity", l.mailbox_capacity.as_ref())?;
         entry_opt(&mut m, "storage_bytes", l.storage_bytes.as_ref())?;
         m.end()

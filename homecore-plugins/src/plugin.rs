@@ -103,6 +103,16 @@ pub trait HomeCorePlugin: Send + 'static {
         Ok(())
     }
 
+    /// A timer started with [`PluginContext::start_timer`] fired. Runs on the plugin's task
+    /// like every other call; writes carry a child of the context that started the timer.
+    ///
+    /// # Errors
+    /// As [`HomeCorePlugin::on_state_changed`].
+    async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
+        let _ = (ctx, token);
+        Ok(())
+    }
+
     /// Carries out one of the services the plugin registered with
     /// [`PluginContext::register_service`].
     ///

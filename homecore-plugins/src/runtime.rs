@@ -122,6 +122,12 @@ pub trait PluginInstance: Send + 'static {
     /// As [`PluginInstance::setup`].
     async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError>;
 
+    /// A timer the plugin started with [`PluginContext::start_timer`] fired.
+    ///
+    /// # Errors
+    /// As [`PluginInstance::setup`].
+    async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError>;
+
     /// Runs the plugin's teardown.
     ///
     /// # Errors

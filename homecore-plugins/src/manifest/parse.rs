@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fmt::Write as _;
 
-use homecore::{EntityGlob, MAX_ENTITY_ID_LEN, json_type_name, validate_domain};
+use homecore::{MAX_ENTITY_ID_LEN, json_type_name, validate_domain};
 use semver::{Version, VersionReq};
 use serde_json::{Map, Value};
 
+use super::discovery::{BLUETOOTH, DHCP, HOMEKIT, USB};
 use super::error::cap;
+use super::path::Path;
 use super::{
-    HomecoreSection, IntegrationType, IotClass, MAX_MANIFEST_BYTES, ManifestError,
-    ManifestProblem, ModulePathError, PluginManifest, ProblemKind, QualityScale, RuntimeKind,
+    IntegrationType, IotClass, MAX_MANIFEST_BYTES, ManifestError, ManifestProblem, PluginManifest,
+    ProblemKind, QualityScale,
 };
-use crate::{NamePattern, Permissions, ResourceLimits};
 
 /// Which flavour of manifest is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,26 +27,6 @@ pub(super) enum Mode {
 
 /// The longest domain: an entity id of `<domain>.<x>` must fit in [`MAX_ENTITY_ID_LEN`].
 const MAX_DOMAIN_LEN: usize = MAX_ENTITY_ID_LEN - 2;
-
-/// Keys allowed in `homecore.permissions`.
-const PERMISSION_FIELDS: &[&str] = &[
-    "states_read",
-    "states_write",
-    "services",
-    "events",
-    "storage",
-];
-
-/// Keys allowed in `homecore.limits`.
-const LIMIT_FIELDS: &[&str] = &[
-    "memory_bytes",
-    "table_elements",
-    "fuel_per_call",
-    "call_timeout_ms",
-    "host_calls_per_call",
-    "mailbox_capacity",
-    "storage_bytes",
-];
 
 /// Parses `bytes` as a JSON value, within [`MAX_MANIFEST_BYTES`].
 pub(super) fn json(bytes: &[u8]) -> Result<Value, ManifestError> {
@@ -66,120 +46,6 @@ pub(super) fn json(bytes: &[u8]) -> Result<Value, ManifestError> {
         }
     })
 }
-
-/// A JSON path, built on the stack as the walk descends and rendered only for a problem.
-#[derive(Debug, Clone, Copy)]
-enum Path<'a> {
-    Root,
-    Key(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, usize),
-}
-
-impl Path<'_> {
-    fn key<'b>(&'b self, key: &'b str) -> Path<'b> {
-        Path::Key(self, key)
-    }
-
-    fn index(&self, index: usize) -> Path<'_> {
-        Path::Index(self, index)
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        match *self {
-            Path::Root => {}
-            Path::Key(parent, key) => {
-                parent.write(out);
-                let plain = !key.is_empty()
-                    && key.len() <= 64
-                    && key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if plain {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(key);
-                } else {
-                    write!(out, "[{:?}]", cap(key)).expect("writing to a String cannot fail");
-                }
-            }
-            Path::Index(parent, index) => {
-                parent.write(out);
-                write!(out, "[{index}]").expect("writing to a String cannot fail");
-            }
-        }
-    }
-}
-
-/// The expected shape of a discovery matcher's known key.
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    Str,
-    Bool,
-    Int,
-    Ints,
-    Strs,
-    StrMap,
-}
-
-impl Shape {
-    fn name(self) -> &'static str {
-        match self {
-            Shape::Str => "string",
-            Shape::Bool => "boolean",
-            Shape::Int => "integer",
-            Shape::Ints => "array of integers",
-            Shape::Strs => "array of strings",
-            Shape::StrMap => "object of strings",
-        }
-    }
-}
-
-/// Known keys of Bluetooth matchers (Home Assistant's `hassfest` schema).
-const BLUETOOTH: &[(&str, Shape)] = &[
-    ("connectable", Shape::Bool),
-    ("service_uuid", Shape::Str),
-    ("service_data_uuid", Shape::Str),
-    ("local_name", Shape::Str),
-    ("manufacturer_id", Shape::Int),
-    ("manufacturer_data_start", Shape::Ints),
-];
-
-/// Known keys of zeroconf matcher objects.
-const ZEROCONF: &[(&str, Shape)] = &[
-    ("type", Shape::Str),
-    ("name", Shape::Str),
-    ("macaddress", Shape::Str),
-    ("manufacturer", Shape::Str),
-    ("model", Shape::Str),
-    ("properties", Shape::StrMap),
-];
-
-/// Known keys of DHCP matchers.
-const DHCP: &[(&str, Shape)] = &[
-    ("macaddress", Shape::Str),
-    ("hostname", Shape::Str),
-    ("registered_devices", Shape::Bool),
-];
-
-/// Known keys of USB matchers.
-const USB: &[(&str, Shape)] = &[
-    ("vid", Shape::Str),
-    ("pid", Shape::Str),
-    ("serial_number", Shape::Str),
-    ("manufacturer", Shape::Str),
-    ("description", Shape::Str),
-    ("known_devices", Shape::Strs),
-];
-
-/// Known keys of the HomeKit matcher.
-const HOMEKIT: &[(&str, Shape)] = &[("models", Shape::Strs)];
 
 /// The known top-level fields, taken out of the object before validation.
 #[derive(Default)]
@@ -284,17 +150,19 @@ pub(super) fn manifest(value: Value, mode: Mode) -> Result<PluginManifest, Manif
     let dependencies = c.optional(root.key("dependencies"), raw.dependencies, |c, at, v| {
         Some(c.dependencies(at, v, own_domain))
     });
-    let after_dependencies =
-        c.optional(root.key("after_dependencies"), raw.after_dependencies, |c, at, v| {
-            Some(c.dependencies(at, v, own_domain))
-        });
+    let after_dependencies = c.optional(
+        root.key("after_dependencies"),
+        raw.after_dependencies,
+        |c, at, v| Some(c.dependencies(at, v, own_domain)),
+    );
     let iot_class = c.optional(root.key("iot_class"), raw.iot_class, |c, at, v| {
         c.named(at, v, IotClass::from_name, IotClass::NAMES)
     });
-    let integration_type =
-        c.optional(root.key("integration_type"), raw.integration_type, |c, at, v| {
-            c.named(at, v, IntegrationType::from_name, IntegrationType::NAMES)
-        });
+    let integration_type = c.optional(
+        root.key("integration_type"),
+        raw.integration_type,
+        |c, at, v| c.named(at, v, IntegrationType::from_name, IntegrationType::NAMES),
+    );
     let config_flow = c.optional(root.key("config_flow"), raw.config_flow, Checker::boolean);
     let quality_scale = c.optional(root.key("quality_scale"), raw.quality_scale, |c, at, v| {
         c.named(at, v, QualityScale::from_name, QualityScale::NAMES)
@@ -306,8 +174,11 @@ pub(super) fn manifest(value: Value, mode: Mode) -> Result<PluginManifest, Manif
         Checker::boolean,
     );
     let disabled = c.optional(root.key("disabled"), raw.disabled, Checker::string);
-    let import_executor =
-        c.optional(root.key("import_executor"), raw.import_executor, Checker::boolean);
+    let import_executor = c.optional(
+        root.key("import_executor"),
+        raw.import_executor,
+        Checker::boolean,
+    );
     let is_built_in = c.optional(root.key("is_built_in"), raw.is_built_in, Checker::boolean);
     let bluetooth = c.optional(root.key("bluetooth"), raw.bluetooth, |c, at, v| {
         Some(c.matchers(at, v, BLUETOOTH, false))
@@ -371,19 +242,19 @@ pub(super) fn manifest(value: Value, mode: Mode) -> Result<PluginManifest, Manif
 /// Collects problems while the walk goes on. A check that fails reports and yields `None`
 /// (or skips the element); the manifest is built only if nothing was reported.
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<ManifestProblem>,
 }
 
 impl Checker {
-    fn report(&mut self, at: Path<'_>, kind: ProblemKind) {
+    pub(super) fn report(&mut self, at: Path<'_>, kind: ProblemKind) {
         self.problems.push(ManifestProblem {
             path: at.render(),
             kind,
         });
     }
 
-    fn wrong_type(&mut self, at: Path<'_>, expected: &'static str, found: &Value) {
+    pub(super) fn wrong_type(&mut self, at: Path<'_>, expected: &'static str, found: &Value) {
         self.report(
             at,
             ProblemKind::WrongType {
@@ -394,7 +265,7 @@ impl Checker {
     }
 
     /// Checks a field that must be present.
-    fn required<T>(
+    pub(super) fn required<T>(
         &mut self,
         at: Path<'_>,
         value: Option<Value>,
@@ -410,7 +281,7 @@ impl Checker {
     }
 
     /// Checks a field if it is present.
-    fn optional<T>(
+    pub(super) fn optional<T>(
         &mut self,
         at: Path<'_>,
         value: Option<Value>,
@@ -437,7 +308,7 @@ impl Checker {
         true
     }
 
-    fn string(&mut self, at: Path<'_>, value: Value) -> Option<String> {
+    pub(super) fn string(&mut self, at: Path<'_>, value: Value) -> Option<String> {
         match value {
             Value::String(s) => Some(s),
             other => {
@@ -447,7 +318,7 @@ impl Checker {
         }
     }
 
-    fn boolean(&mut self, at: Path<'_>, value: Value) -> Option<bool> {
+    pub(super) fn boolean(&mut self, at: Path<'_>, value: Value) -> Option<bool> {
         match value {
             Value::Bool(b) => Some(b),
             other => {
@@ -457,7 +328,7 @@ impl Checker {
         }
     }
 
-    fn array(&mut self, at: Path<'_>, value: Value) -> Option<Vec<Value>> {
+    pub(super) fn array(&mut self, at: Path<'_>, value: Value) -> Option<Vec<Value>> {
         match value {
             Value::Array(items) => Some(items),
             other => {
@@ -467,7 +338,7 @@ impl Checker {
         }
     }
 
-    fn object(&mut self, at: Path<'_>, value: Value) -> Option<Map<String, Value>> {
+    pub(super) fn object(&mut self, at: Path<'_>, value: Value) -> Option<Map<String, Value>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
@@ -500,7 +371,7 @@ impl Checker {
     }
 
     /// An array of strings each converted by `convert` (which reports its own problems).
-    fn converted<T>(
+    pub(super) fn converted<T>(
         &mut self,
         at: Path<'_>,
         value: Value,
@@ -582,7 +453,7 @@ impl Checker {
         }
     }
 
-    fn version_req(&mut self, at: Path<'_>, value: Value) -> Option<VersionReq> {
+    pub(super) fn version_req(&mut self, at: Path<'_>, value: Value) -> Option<VersionReq> {
         let text = self.string(at, value)?;
         match VersionReq::parse(&text) {
             Ok(req) => Some(req),
@@ -619,18 +490,13 @@ impl Checker {
     fn codeowner(&mut self, at: Path<'_>, owner: &str) -> bool {
         let ok = owner.len() > 1 && owner.starts_with('@') && !owner.contains(char::is_whitespace);
         if !ok {
-            self.report(
-                at,
-                ProblemKind::InvalidCodeowner {
-                    value: cap(owner),
-                },
-            );
+            self.report(at, ProblemKind::InvalidCodeowner { value: cap(owner) });
         }
         ok
     }
 
     /// One of a fixed set of names.
-    fn named<T>(
+    pub(super) fn named<T>(
         &mut self,
         at: Path<'_>,
         value: Value,
@@ -682,285 +548,6 @@ impl Checker {
             }
         })
     }
-
-    /// Checks a value against a matcher key's expected shape.
-    fn shape(&mut self, at: Path<'_>, value: &Value, shape: Shape) {
-        match (shape, value) {
-            (Shape::Str, Value::String(_)) | (Shape::Bool, Value::Bool(_)) => {}
-            (Shape::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => {}
-            (Shape::Ints, Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.shape(at.index(i), item, Shape::Int);
-                }
-            }
-            (Shape::Strs, Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.shape(at.index(i), item, Shape::Str);
-                }
-            }
-            (Shape::StrMap, Value::Object(map)) => {
-                for (key, item) in map {
-                    self.shape(at.key(key), item, Shape::Str);
-                }
-            }
-            (_, other) => self.wrong_type(at, shape.name(), other),
-        }
-    }
-
-    /// A matcher object whose known keys have the right shapes (unknown keys are allowed:
-    /// Home Assistant adds matcher keys over time).
-    fn matcher(
-        &mut self,
-        at: Path<'_>,
-        value: Value,
-        fields: &[(&str, Shape)],
-    ) -> Option<Map<String, Value>> {
-        let map = self.object(at, value)?;
-        for &(key, shape) in fields {
-            if let Some(v) = map.get(key) {
-                self.shape(at.key(key), v, shape);
-            }
-        }
-        Some(map)
-    }
-
-    fn matchers(
-        &mut self,
-        at: Path<'_>,
-        value: Value,
-        fields: &[(&str, Shape)],
-        non_empty: bool,
-    ) -> Vec<Map<String, Value>> {
-        let Some(items) = self.array(at, value) else {
-            return Vec::new();
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let here = at.index(i);
-            if let Some(map) = self.matcher(here, item, fields) {
-                if non_empty && map.is_empty() {
-                    self.report(here, ProblemKind::Empty);
-                }
-                out.push(map);
-            }
-        }
-        out
-    }
-
-    /// Zeroconf matchers: a service type, or an object with a string `type`.
-    fn zeroconf(&mut self, at: Path<'_>, value: Value) -> Option<Vec<Value>> {
-        let items = self.array(at, value)?;
-        for (i, item) in items.iter().enumerate() {
-            let here = at.index(i);
-            match item {
-                Value::String(_) => {}
-                Value::Object(map) => {
-                    if !map.contains_key("type") {
-                        self.report(here.key("type"), ProblemKind::Missing);
-                    }
-                    for &(key, shape) in ZEROCONF {
-                        if let Some(v) = map.get(key) {
-                            self.shape(here.key(key), v, shape);
-                        }
-                    }
-                }
-                other => self.wrong_type(here, "string or object", other),
-            }
-        }
-        Some(items)
-    }
-
-    fn homecore(&mut self, at: Path<'_>, value: Value) -> Option<HomecoreSection> {
-        let object = self.object(at, value)?;
-        let mut runtime = None;
-        let mut api_version = None;
-        let mut module = None;
-        let mut permissions = None;
-        let mut limits = None;
-        let mut config_schema = None;
-        let mut extra = Map::new();
-        for (key, value) in object {
-            let slot = match key.as_str() {
-                "runtime" => &mut runtime,
-                "api_version" => &mut api_version,
-                "module" => &mut module,
-                "permissions" => &mut permissions,
-                "limits" => &mut limits,
-                "config_schema" => &mut config_schema,
-                _ => {
-                    extra.insert(key, value);
-                    continue;
-                }
-            };
-            *slot = Some(value);
-        }
-
-        let runtime = self.required(at.key("runtime"), runtime, |c, at, v| {
-            c.named(at, v, RuntimeKind::from_name, RuntimeKind::NAMES)
-        });
-        let api_version = self.required(at.key("api_version"), api_version, Self::version_req);
-        let module_at = at.key("module");
-        let module_present = module.is_some();
-        let module = self.optional(module_at, module, Self::string);
-        match (runtime, module.as_deref()) {
-            (Some(RuntimeKind::Wasm), None) if !module_present => self.report(
-                module_at,
-                ProblemKind::RequiredForRuntime {
-                    runtime: RuntimeKind::Wasm,
-                },
-            ),
-            (Some(RuntimeKind::Wasm), Some(path)) => {
-                if let Err(reason) = check_module_path(path) {
-                    self.report(
-                        module_at,
-                        ProblemKind::InvalidModulePath {
-                            value: cap(path),
-                            reason,
-                        },
-                    );
-                }
-            }
-            (Some(RuntimeKind::Native), Some(_)) => self.report(
-                module_at,
-                ProblemKind::NotAllowedForRuntime {
-                    runtime: RuntimeKind::Native,
-                },
-            ),
-            _ => {}
-        }
-        let permissions = permissions
-            .map(|v| self.permissions(at.key("permissions"), v))
-            .unwrap_or_default();
-        let limits = limits
-            .map(|v| self.limits(at.key("limits"), v))
-            .unwrap_or_default();
-        let config_schema = self.optional(at.key("config_schema"), config_schema, |c, at, v| {
-            match v {
-                Value::Object(_) | Value::Bool(_) => Some(v),
-                other => {
-                    c.wrong_type(at, "object or boolean", &other);
-                    None
-                }
-            }
-        });
-        Some(HomecoreSection {
-            runtime: runtime?,
-            api_version: api_version?,
-            module,
-            permissions,
-            limits,
-            config_schema,
-            extra,
-        })
-    }
-
-    fn permissions(&mut self, at: Path<'_>, value: Value) -> Permissions {
-        let mut permissions = Permissions::default();
-        let Some(object) = self.object(at, value) else {
-            return permissions;
-        };
-        for (key, value) in object {
-            let here = at.key(&key);
-            match key.as_str() {
-                "states_read" => permissions.states_read = self.globs(here, value),
-                "states_write" => permissions.states_write = self.globs(here, value),
-                "services" => permissions.services = self.patterns(here, value),
-                "events" => permissions.events = self.patterns(here, value),
-                "storage" => permissions.storage = self.boolean(here, value).unwrap_or(false),
-                _ => self.report(
-                    here,
-                    ProblemKind::UnknownField {
-                        allowed: PERMISSION_FIELDS,
-                    },
-                ),
-            }
-        }
-        permissions
-    }
-
-    fn globs(&mut self, at: Path<'_>, value: Value) -> Vec<EntityGlob> {
-        self.converted(at, value, |c, here, _, text| match EntityGlob::new(&text) {
-            Ok(glob) => Some(glob),
-            Err(error) => {
-                c.report(
-                    here,
-                    ProblemKind::InvalidGlob {
-                        value: cap(&text),
-                        error,
-                    },
-                );
-                None
-            }
-        })
-    }
-
-    fn patterns(&mut self, at: Path<'_>, value: Value) -> Vec<NamePattern> {
-        self.converted(at, value, |c, here, _, text| match NamePattern::new(&text) {
-            Ok(pattern) => Some(pattern),
-            Err(error) => {
-                c.report(
-                    here,
-                    ProblemKind::InvalidPattern {
-                        value: cap(&text),
-                        error,
-                    },
-                );
-                None
-            }
-        })
-    }
-
-    fn limits(&mut self, at: Path<'_>, value: Value) -> ResourceLimits {
-        let mut limits = ResourceLimits::default();
-        let Some(object) = self.object(at, value) else {
-            return limits;
-        };
-        for (key, value) in object {
-            let here = at.key(&key);
-            match key.as_str() {
-                "memory_bytes" => limits.memory_bytes = self.limit(here, &value, u64::MAX),
-                "table_elements" => limits.table_elements = self.limit(here, &value, u64::MAX),
-                "fuel_per_call" => limits.fuel_per_call = self.limit(here, &value, u64::MAX),
-                "call_timeout_ms" => limits.call_timeout_ms = self.limit(here, &value, u64::MAX),
-                "host_calls_per_call" => {
-                    limits.host_calls_per_call = self.limit(here, &value, u64::MAX);
-                }
-                "mailbox_capacity" => {
-                    limits.mailbox_capacity = self
-                        .limit(here, &value, u32::MAX.into())
-                        .and_then(|n| u32::try_from(n).ok());
-                }
-                "storage_bytes" => limits.storage_bytes = self.limit(here, &value, u64::MAX),
-                _ => self.report(
-                    here,
-                    ProblemKind::UnknownField {
-                        allowed: LIMIT_FIELDS,
-                    },
-                ),
-            }
-        }
-        limits
-    }
-
-    /// A limit: an integer from 1 to `max`, or `null` for the host's default.
-    fn limit(&mut self, at: Path<'_>, value: &Value, max: u64) -> Option<u64> {
-        let n = match value {
-            Value::Null => return None,
-            Value::Number(n) => n,
-            other => {
-                self.wrong_type(at, "integer", other);
-                return None;
-            }
-        };
-        match n.as_u64() {
-            Some(0) => self.report(at, ProblemKind::NotPositive),
-            Some(n) if n > max => self.report(at, ProblemKind::TooLarge { max }),
-            Some(n) => return Some(n),
-            None if n.is_i64() => self.report(at, ProblemKind::NotPositive),
-            None => self.wrong_type(at, "integer", value),
-        }
-        None
-    }
 }
 
 /// What is wrong with a documentation or issue tracker URL, if anything.
@@ -975,7 +562,10 @@ fn url_problem(url: &str) -> Option<&'static str> {
     if url.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Some("it must not contain spaces or control characters");
     }
-    let host = url[scheme_len..].split(['/', '?', '#']).next().unwrap_or("");
+    let host = url[scheme_len..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
     if host.is_empty() {
         return Some("it has no host");
     }
@@ -985,29 +575,6 @@ fn url_problem(url: &str) -> Option<&'static str> {
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-}
-
-/// Checks a wasm module path: relative, no `..`, no NUL, a file name ending in `.wasm`.
-fn check_module_path(path: &str) -> Result<(), ModulePathError> {
-    if path.is_empty() {
-        return Err(ModulePathError::Empty);
-    }
-    if path.contains('\0') {
-        return Err(ModulePathError::Nul);
-    }
-    let bytes = path.as_bytes();
-    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
-    if drive || path.starts_with(['/', '\\']) {
-        return Err(ModulePathError::Absolute);
-    }
-    if path.split(['/', '\\']).any(|part| part == "..") {
-        return Err(ModulePathError::ParentDir);
-    }
-    let file_name = path.rsplit(['/', '\\']).next().unwrap_or(path);
-    if file_name.len() <= ".wasm".len() || !file_name.ends_with(".wasm") {
-        return Err(ModulePathError::NotWasm);
-    }
-    Ok(())
 }
 
 /// Normalises versions Home Assistant accepts but semver does not: a leading `v`, fewer than
@@ -1029,33 +596,6 @@ fn normalise_version(text: &str) -> Option<Version> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_render_dotted_indexed_and_quote_odd_keys() {
-        let root = Path::Root;
-        let a = root.key("homecore");
-        let b = a.key("permissions");
-        let c = b.key("states_write");
-        assert_eq!(c.index(2).render(), "homecore.permissions.states_write[2]");
-        assert_eq!(root.index(0).render(), "[0]");
-        assert_eq!(a.key("bad key\n").render(), r#"homecore["bad key\n"]"#);
-        assert_eq!(root.key("").render(), r#"[""]"#);
-    }
-
-    #[test]
-    fn module_paths() {
-        assert_eq!(check_module_path("plugin.wasm"), Ok(()));
-        assert_eq!(check_module_path("build/out/plugin.wasm"), Ok(()));
-        assert_eq!(check_module_path(""), Err(ModulePathError::Empty));
-        assert_eq!(check_module_path("/p.wasm"), Err(ModulePathError::Absolute));
-        assert_eq!(check_module_path("\\p.wasm"), Err(ModulePathError::Absolute));
-        assert_eq!(check_module_path("C:p.wasm"), Err(ModulePathError::Absolute));
-        assert_eq!(check_module_path("../p.wasm"), Err(ModulePathError::ParentDir));
-        assert_eq!(check_module_path("a\\..\\p.wasm"), Err(ModulePathError::ParentDir));
-        assert_eq!(check_module_path("p\0.wasm"), Err(ModulePathError::Nul));
-        assert_eq!(check_module_path("p.wat"), Err(ModulePathError::NotWasm));
-        assert_eq!(check_module_path("dir/.wasm"), Err(ModulePathError::NotWasm));
-    }
 
     #[test]
     fn urls() {

@@ -133,7 +133,10 @@ fn full_manifest_with_every_field_parses() {
     assert_eq!(m.ssdp[0]["modelName"], "Motion 1");
     assert_eq!(m.dhcp.len(), 2);
     assert_eq!(m.usb[0]["vid"], "10C4");
-    assert_eq!(m.homekit.as_ref().map(|h| &h["models"]), Some(&json!(["MOTION1"])));
+    assert_eq!(
+        m.homekit.as_ref().map(|h| &h["models"]),
+        Some(&json!(["MOTION1"]))
+    );
     assert_eq!(m.mqtt, ["motion_lights/#"]);
     assert!(m.extra.is_empty());
     assert_eq!(m.runtime(), RuntimeKind::Wasm);
@@ -142,7 +145,10 @@ fn full_manifest_with_every_field_parses() {
     assert!(hc.api_version.matches(&semver::Version::new(1, 5, 0)));
     assert!(!hc.api_version.matches(&semver::Version::new(2, 0, 0)));
     assert_eq!(hc.module.as_deref(), Some("dist/motion_lights.wasm"));
-    assert!(hc.permissions.may_write(&"light.hall".parse().expect("valid id")));
+    assert!(
+        hc.permissions
+            .may_write(&"light.hall".parse().expect("valid id"))
+    );
     assert!(hc.permissions.may_call("light", "turn_on"));
     assert!(hc.permissions.may_fire("motion_detected"));
     assert!(hc.permissions.storage);
@@ -257,7 +263,10 @@ fn unknown_fields_round_trip_unchanged_and_in_order() {
             "locations"
         ]
     );
-    assert_eq!(m.extra["zz_last_alphabetically"], json!({"nested": [1, 2.5, null, "x"]}));
+    assert_eq!(
+        m.extra["zz_last_alphabetically"],
+        json!({"nested": [1, 2.5, null, "x"]})
+    );
     let hc = m.homecore.as_ref().expect("section");
     let keys: Vec<_> = hc.extra.keys().map(String::as_str).collect();
     assert_eq!(keys, ["x_future", "another"]);
@@ -378,7 +387,9 @@ fn many_problems_are_reported_at_once_with_exact_paths() {
         &all[4].1,
         ProblemKind::InvalidGlob { value, error: EntityGlobError::Shape { .. } } if value == "light..x"
     ));
-    assert!(matches!(&all[5].1, ProblemKind::UnknownField { allowed } if allowed.contains(&"states_write")));
+    assert!(
+        matches!(&all[5].1, ProblemKind::UnknownField { allowed } if allowed.contains(&"states_write"))
+    );
     assert_eq!(all[6].1, wrong("object or boolean", "string"));
 }
 
@@ -403,7 +414,10 @@ fn error_display_lists_every_problem_one_per_line() {
     let err = PluginManifest::from_value(json!({"name": "x", "version": "1.0.0",
         "homecore": {"runtime": "native", "api_version": "^1"}}))
     .expect_err("no domain");
-    assert_eq!(err.to_string(), "manifest has 1 problem:\n  domain: is required");
+    assert_eq!(
+        err.to_string(),
+        "manifest has 1 problem:\n  domain: is required"
+    );
     assert_eq!(
         err,
         ManifestError::Invalid {
@@ -418,7 +432,8 @@ fn error_display_lists_every_problem_one_per_line() {
 
 #[test]
 fn syntax_errors_report_line_and_column() {
-    let err = PluginManifest::parse("{\n  \"domain\": \"x\",\n  \"name\": oops\n}").expect_err("bad");
+    let err =
+        PluginManifest::parse("{\n  \"domain\": \"x\",\n  \"name\": oops\n}").expect_err("bad");
     match &err {
         ManifestError::Syntax {
             line,
@@ -476,7 +491,13 @@ fn non_objects_and_oversized_input_are_rejected() {
 #[test]
 fn required_fields_are_reported_missing() {
     let all = problems(json!({"homecore": {}}));
-    let expected = ["domain", "name", "version", "homecore.runtime", "homecore.api_version"];
+    let expected = [
+        "domain",
+        "name",
+        "version",
+        "homecore.runtime",
+        "homecore.api_version",
+    ];
     assert_eq!(all.len(), expected.len(), "{all:#?}");
     for ((path, kind), want) in all.iter().zip(expected) {
         assert_eq!((path.as_str(), kind), (want, &ProblemKind::Missing));
@@ -518,7 +539,10 @@ fn wasm_module_paths_are_checked() {
     assert_eq!(reason("x.wat"), ModulePathError::NotWasm);
     assert_eq!(reason(""), ModulePathError::Empty);
     let m = PluginManifest::from_value(module("dist/x.wasm")).expect("valid");
-    assert_eq!(m.homecore.and_then(|h| h.module).as_deref(), Some("dist/x.wasm"));
+    assert_eq!(
+        m.homecore.and_then(|h| h.module).as_deref(),
+        Some("dist/x.wasm")
+    );
     assert_eq!(
         problem(with("/homecore/module", json!(5))),
         ("homecore.module".into(), wrong("string", "number"))
@@ -559,8 +583,8 @@ fn dependencies_are_valid_distinct_and_not_self() {
         problem(with("/dependencies", json!("http"))),
         ("dependencies".into(), wrong("array", "string"))
     );
-    let m = PluginManifest::from_value(with("/dependencies", json!(["http", "mqtt"])))
-        .expect("valid");
+    let m =
+        PluginManifest::from_value(with("/dependencies", json!(["http", "mqtt"]))).expect("valid");
     assert_eq!(m.dependencies, ["http", "mqtt"]);
 }
 
@@ -643,7 +667,10 @@ fn named_values_must_be_in_their_sets() {
             }
         )
     );
-    assert_eq!(QualityScale::from_name("no_score"), Some(QualityScale::NoScore));
+    assert_eq!(
+        QualityScale::from_name("no_score"),
+        Some(QualityScale::NoScore)
+    );
     assert_eq!(IotClass::CloudPush.to_string(), "cloud_push");
     assert_eq!(IntegrationType::Virtual.as_str(), "virtual");
 }
@@ -652,10 +679,18 @@ fn named_values_must_be_in_their_sets() {
 fn urls_and_codeowners_are_checked() {
     let (path, kind) = problem(with("/documentation", json!("www.example.com/docs")));
     assert_eq!(path, "documentation");
-    assert!(matches!(kind, ProblemKind::InvalidUrl { value, .. } if value == "www.example.com/docs"));
+    assert!(
+        matches!(kind, ProblemKind::InvalidUrl { value, .. } if value == "www.example.com/docs")
+    );
     let (path, kind) = problem(with("/issue_tracker", json!("https:///issues")));
     assert_eq!(path, "issue_tracker");
-    assert!(matches!(kind, ProblemKind::InvalidUrl { reason: "it has no host", .. }));
+    assert!(matches!(
+        kind,
+        ProblemKind::InvalidUrl {
+            reason: "it has no host",
+            ..
+        }
+    ));
     let all = problems(with("/codeowners", json!(["@alice", "bob", "@", "@a b"])));
     let paths: Vec<_> = all.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["codeowners[1]", "codeowners[2]", "codeowners[3]"]);
@@ -719,16 +754,28 @@ fn discovery_matchers_have_their_shapes_checked() {
     assert_eq!(
         problems(m),
         [
-            ("bluetooth[0].manufacturer_id".into(), wrong("integer", "string")),
-            ("bluetooth[0].manufacturer_data_start[1]".into(), wrong("integer", "string")),
+            (
+                "bluetooth[0].manufacturer_id".into(),
+                wrong("integer", "string")
+            ),
+            (
+                "bluetooth[0].manufacturer_data_start[1]".into(),
+                wrong("integer", "string")
+            ),
             ("bluetooth[1]".into(), wrong("object", "number")),
             ("zeroconf[1].type".into(), ProblemKind::Missing),
             ("zeroconf[2]".into(), wrong("string or object", "number")),
             ("zeroconf[3].properties.k".into(), wrong("string", "number")),
             ("ssdp[0]".into(), ProblemKind::Empty),
-            ("dhcp[0].registered_devices".into(), wrong("boolean", "string")),
+            (
+                "dhcp[0].registered_devices".into(),
+                wrong("boolean", "string")
+            ),
             ("usb[0].vid".into(), wrong("string", "number")),
-            ("usb[0].known_devices".into(), wrong("array of strings", "string")),
+            (
+                "usb[0].known_devices".into(),
+                wrong("array of strings", "string")
+            ),
             ("homekit.models".into(), wrong("array of strings", "string")),
             ("mqtt[1]".into(), wrong("string", "number")),
         ]
@@ -803,16 +850,28 @@ fn limits_are_positive_known_and_in_range() {
     assert_eq!(
         all,
         [
-            ("homecore.limits.memory_bytes".into(), ProblemKind::NotPositive),
-            ("homecore.limits.fuel_per_call".into(), ProblemKind::NotPositive),
-            ("homecore.limits.call_timeout_ms".into(), wrong("integer", "number")),
+            (
+                "homecore.limits.memory_bytes".into(),
+                ProblemKind::NotPositive
+            ),
+            (
+                "homecore.limits.fuel_per_call".into(),
+                ProblemKind::NotPositive
+            ),
+            (
+                "homecore.limits.call_timeout_ms".into(),
+                wrong("integer", "number")
+            ),
             (
                 "homecore.limits.mailbox_capacity".into(),
                 ProblemKind::TooLarge {
                     max: u32::MAX.into()
                 }
             ),
-            ("homecore.limits.storage_bytes".into(), wrong("integer", "string")),
+            (
+                "homecore.limits.storage_bytes".into(),
+                wrong("integer", "string")
+            ),
             (
                 "homecore.limits.memory".into(),
                 ProblemKind::UnknownField {
@@ -871,8 +930,8 @@ fn quoted_values_are_capped() {
 
 #[test]
 fn deserialize_reports_every_problem() {
-    let err = serde_json::from_value::<PluginManifest>(json!({"domain": "x"}))
-        .expect_err("invalid");
+    let err =
+        serde_json::from_value::<PluginManifest>(json!({"domain": "x"})).expect_err("invalid");
     let text = err.to_string();
     assert!(text.contains("name: is required"), "{text}");
     assert!(text.contains("homecore: is required"), "{text}");
