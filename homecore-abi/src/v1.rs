@@ -220,6 +220,8 @@ pub enum Status {
     GuestError = -15,
     /// The host failed for a reason of its own.
     Internal = -16,
+    /// An argument is out of its range (a log level, a negative delay).
+    InvalidArgument = -17,
 }
 
 impl Status {
@@ -242,6 +244,7 @@ impl Status {
         Self::ServiceFailed,
         Self::GuestError,
         Self::Internal,
+        Self::InvalidArgument,
     ];
 
     /// The code on the wire.
@@ -277,6 +280,7 @@ impl Status {
             Self::ServiceFailed => "service failed",
             Self::GuestError => "guest error",
             Self::Internal => "internal host error",
+            Self::InvalidArgument => "argument out of range",
         }
     }
 }

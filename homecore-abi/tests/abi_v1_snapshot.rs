@@ -80,6 +80,7 @@ status UnknownService = -13
 status ServiceFailed = -14
 status GuestError = -15
 status Internal = -16
+status InvalidArgument = -17
 ";
 
 #[test]

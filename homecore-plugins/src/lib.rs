@@ -12,6 +12,8 @@ mod registry;
 mod runtime;
 mod start_order;
 mod storage;
+#[cfg(feature = "wasmtime")]
+pub mod wasm;
 
 pub use crate::context::{
     HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext,
@@ -28,3 +30,5 @@ pub use crate::registry::{
 pub use crate::runtime::*;
 pub use crate::start_order::*;
 pub use crate::storage::*;
+#[cfg(feature = "wasmtime")]
+pub use crate::wasm::{WasmtimeConfig, WasmtimeError, WasmtimeRuntime};

@@ -74,10 +74,57 @@ pub enum LoadError {
         /// The panic message (capped).
         message: String,
     },
-    /// The module is invalid or incompatible (WASM).
+    /// The module is malformed, truncated or fails validation (WASM).
     #[error("invalid module: {reason}")]
     InvalidModule {
-        /// What is wrong, naming the symbol or version.
+        /// What the validator reported.
+        reason: String,
+    },
+    /// The module declares no ABI version (no `homecore_abi` custom section).
+    #[error("module declares no HomeCore ABI version (custom section {section:?} is missing)")]
+    MissingAbiVersion {
+        /// The section's name.
+        section: &'static str,
+    },
+    /// The module was built for an ABI version this host does not serve.
+    #[error("module needs HomeCore ABI version {found}; this host serves {supported:?}")]
+    UnsupportedAbiVersion {
+        /// The version the module declares.
+        found: u32,
+        /// The versions this host serves.
+        supported: &'static [u32],
+    },
+    /// The module imports something the ABI does not provide.
+    #[error("module imports {module}::{name}, which HomeCore ABI v1 does not provide")]
+    UnknownImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+    },
+    /// An import or export has the wrong signature.
+    #[error("{kind} {name} has signature {found}, ABI v1 requires {expected}")]
+    WrongSignature {
+        /// `"import"` or `"export"`.
+        kind: &'static str,
+        /// The function.
+        name: String,
+        /// The ABI's signature.
+        expected: String,
+        /// The module's.
+        found: String,
+    },
+    /// A required export is missing.
+    #[error("module does not export {name}, which ABI v1 requires")]
+    MissingExport {
+        /// The export.
+        name: &'static str,
+    },
+    /// Instantiation failed (e.g. initial memory above the plugin's limit, or a trap in the
+    /// start function).
+    #[error("could not instantiate module: {reason}")]
+    Instantiate {
+        /// What the engine reported.
         reason: String,
     },
 }

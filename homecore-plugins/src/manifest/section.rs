@@ -30,6 +30,8 @@ const LIMIT_FIELDS: &[&str] = &[
 ];
 
 impl Checker {
+    /// The `homecore` section; `None` (with the problems reported) if it is not an object or
+    /// lacks a required key.
     pub(super) fn homecore(&mut self, at: Path<'_>, value: Value) -> Option<HomecoreSection> {
         let object = self.object(at, value)?;
         let mut runtime = None;

@@ -431,6 +431,109 @@ fn error_display_lists_every_problem_one_per_line() {
 }
 
 #[test]
+fn problem_messages() {
+    let cases = [
+        (ProblemKind::Missing, "is required"),
+        (wrong("string", "number"), "expected string, found number"),
+        (ProblemKind::Empty, "must not be empty"),
+        (
+            ProblemKind::TooLong { len: 300, max: 253 },
+            "is 300 bytes long, the limit is 253",
+        ),
+        (
+            ProblemKind::InvalidDomain(EntityIdError::EmptyPart { what: "domain" }),
+            "domain is empty",
+        ),
+        (
+            ProblemKind::InvalidPattern {
+                value: String::new(),
+                error: NamePatternError::Empty,
+            },
+            "pattern is empty",
+        ),
+        (
+            ProblemKind::InvalidVersionReq {
+                value: "^x".into(),
+                message: "unexpected character 'x' while parsing major version number".into(),
+            },
+            "\"^x\" is not a semantic version requirement: unexpected character 'x' while parsing \
+             major version number",
+        ),
+        (
+            ProblemKind::NotInSet {
+                value: "python".into(),
+                allowed: RuntimeKind::NAMES,
+            },
+            "\"python\" is not one of: native, wasm",
+        ),
+        (
+            ProblemKind::InvalidUrl {
+                value: "ftp://x".into(),
+                reason: "it must start with \"https://\" or \"http://\"",
+            },
+            "\"ftp://x\" is not an http(s) url: it must start with \"https://\" or \"http://\"",
+        ),
+        (
+            ProblemKind::InvalidCodeowner {
+                value: "bob".into(),
+            },
+            "\"bob\" is not a github user or team: it must start with '@' and have no spaces",
+        ),
+        (
+            ProblemKind::SelfDependency {
+                domain: "hue".into(),
+            },
+            "\"hue\" is the plugin's own domain",
+        ),
+        (
+            ProblemKind::Duplicate {
+                value: "http".into(),
+                first_index: 0,
+            },
+            "\"http\" is already listed at index 0",
+        ),
+        (
+            ProblemKind::InvalidModulePath {
+                value: "../x.wasm".into(),
+                reason: ModulePathError::ParentDir,
+            },
+            "\"../x.wasm\" is not a valid module path: '..' components are not allowed",
+        ),
+        (
+            ProblemKind::RequiredForRuntime {
+                runtime: RuntimeKind::Wasm,
+            },
+            "is required for wasm plugins",
+        ),
+        (
+            ProblemKind::NotAllowedForRuntime {
+                runtime: RuntimeKind::Native,
+            },
+            "must be absent for native plugins",
+        ),
+        (ProblemKind::NotPositive, "must be greater than 0"),
+        (ProblemKind::TooLarge { max: 7 }, "must be at most 7"),
+    ];
+    for (kind, text) in cases {
+        assert_eq!(kind.to_string(), text);
+    }
+    let version = problem(with("/version", json!("1.x")));
+    assert_eq!(
+        version.1.to_string(),
+        "\"1.x\" is not a semantic version: unexpected character 'x' while parsing minor version \
+         number"
+    );
+    assert_eq!(
+        ManifestError::NotAnObject { found: "array" }.to_string(),
+        "manifest must be a json object, found array"
+    );
+    assert_eq!(
+        ManifestError::TooLarge { len: 2, max: 1 }.to_string(),
+        "manifest is 2 bytes long, the limit is 1"
+    );
+}
+
+#[test]
 fn syntax_errors_report_line_and_column() {
     let err =
         PluginManifest::parse("{\n  \"domain\": \"x\",\n  \"name\": oops\n}").expect_err("bad");

@@ -4,3 +4,5 @@ mod failures;
 mod lifecycle;
 mod permissions;
 mod support;
+#[cfg(feature = "wasmtime")]
+mod wasm;

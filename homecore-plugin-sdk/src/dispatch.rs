@@ -1,0 +1,175 @@
+//! From export calls to the plugin: the plugin instance's slot, payload decoding and error
+//! reporting. Safe code over byte slices, shared by the wasm32 export glue and
+//! [`crate::testing::FakeHost`].
+
+use std::cell::RefCell;
+
+use homecore_abi::v1::{self, Status};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::{Config, CustomEvent, Error, Plugin, Result, ServiceCall, StateChangedEvent};
+
+/// A [`Plugin`] behind a pointer (`Plugin` is `Sized` through `Default`, so it is not
+/// dyn-compatible itself).
+#[doc(hidden)]
+pub trait DynPlugin {
+    fn setup(&mut self, config: &Config<'_>) -> Result<()>;
+    fn teardown(&mut self) -> Result<()>;
+    fn on_state_changed(&mut self, event: &StateChangedEvent<'_>) -> Result<()>;
+    fn on_event(&mut self, event: &CustomEvent<'_>) -> Result<()>;
+    fn on_timer(&mut self, token: u64) -> Result<()>;
+    fn call_service(&mut self, call: &ServiceCall<'_>) -> Result<Option<Value>>;
+}
+
+impl<P: Plugin> DynPlugin for P {
+    fn setup(&mut self, config: &Config<'_>) -> Result<()> {
+        Plugin::setup(self, config)
+    }
+    fn teardown(&mut self) -> Result<()> {
+        Plugin::teardown(self)
+    }
+    fn on_state_changed(&mut self, event: &StateChangedEvent<'_>) -> Result<()> {
+        Plugin::on_state_changed(self, event)
+    }
+    fn on_event(&mut self, event: &CustomEvent<'_>) -> Result<()> {
+        Plugin::on_event(self, event)
+    }
+    fn on_timer(&mut self, token: u64) -> Result<()> {
+        Plugin::on_timer(self, token)
+    }
+    fn call_service(&mut self, call: &ServiceCall<'_>) -> Result<Option<Value>> {
+        Plugin::call_service(self, call)
+    }
+}
+
+/// A fresh `P::default()`, boxed (what `hc_setup` is given by [`crate::export_plugin!`]).
+#[doc(hidden)]
+#[must_use]
+pub fn new_plugin<P: Plugin>() -> Box<dyn DynPlugin> {
+    Box::new(P::default())
+}
+
+thread_local! {
+    /// The set-up plugin instance. It is taken out for the duration of a call and put back
+    /// after, so no borrow is held while plugin code runs.
+    static PLUGIN: RefCell<Option<Box<dyn DynPlugin>>> = const { RefCell::new(None) };
+}
+
+/// Hands `message` to the host as the current call's error (capped, see
+/// [`crate::host::report_error`]) and answers `status`'s code.
+pub(crate) fn fail(status: Status, message: &str) -> i32 {
+    crate::host::report_error(message);
+    status.code()
+}
+
+/// Reports `err` to the host and answers the status an export gives for it.
+pub(crate) fn report(err: &Error) -> i32 {
+    fail(err.export_status(), &err.report())
+}
+
+fn status_of(result: Result<()>) -> i32 {
+    match result {
+        Ok(()) => Status::Ok.code(),
+        Err(err) => report(&err),
+    }
+}
+
+/// Decodes a payload, or reports it as malformed.
+fn decode<'a, T: serde::Deserialize<'a>>(what: &str, payload: &'a [u8]) -> Result<T, i32> {
+    serde_json::from_slice(payload)
+        .map_err(|err| fail(Status::BadJson, &format!("malformed {what} payload: {err}")))
+}
+
+/// Runs `f` on the set-up plugin.
+fn with_plugin<R>(f: impl FnOnce(&mut dyn DynPlugin) -> R) -> Result<R, i32> {
+    let Some(mut plugin) = PLUGIN.with_borrow_mut(Option::take) else {
+        return Err(fail(Status::GuestError, "plugin is not set up"));
+    };
+    let result = f(plugin.as_mut());
+    PLUGIN.with_borrow_mut(|slot| {
+        // A nested setup (not something a host does) would have filled the slot; the instance
+        // that was running wins.
+        *slot = Some(plugin);
+    });
+    Ok(result)
+}
+
+/// `hc_setup`: a fresh instance from `new`, set up with the configuration JSON (an empty
+/// payload reads as `null`). The instance is kept only when its setup succeeds.
+pub(crate) fn setup(payload: &[u8], new: fn() -> Box<dyn DynPlugin>) -> i32 {
+    // Any earlier instance is dropped first: a setup retried after a failure starts afresh.
+    drop(PLUGIN.with_borrow_mut(Option::take));
+    let raw: &RawValue = if payload.is_empty() {
+        RawValue::NULL
+    } else {
+        match decode("configuration", payload) {
+            Ok(raw) => raw,
+            Err(code) => return code,
+        }
+    };
+    let mut plugin = new();
+    match plugin.setup(&Config::new(raw)) {
+        Ok(()) => {
+            PLUGIN.with_borrow_mut(|slot| *slot = Some(plugin));
+            Status::Ok.code()
+        }
+        Err(err) => report(&err),
+    }
+}
+
+/// `hc_teardown`: the plugin's teardown, then the instance is dropped.
+pub(crate) fn teardown() -> i32 {
+    let Some(mut plugin) = PLUGIN.with_borrow_mut(Option::take) else {
+        return Status::Ok.code();
+    };
+    status_of(plugin.teardown())
+}
+
+/// `hc_on_state_changed`.
+pub(crate) fn on_state_changed(payload: &[u8]) -> i32 {
+    match decode::<StateChangedEvent<'_>>("state_changed", payload) {
+        Ok(event) => with_plugin(|p| status_of(p.on_state_changed(&event))).unwrap_or_else(|code| code),
+        Err(code) => code,
+    }
+}
+
+/// `hc_on_event`.
+pub(crate) fn on_event(payload: &[u8]) -> i32 {
+    match decode::<CustomEvent<'_>>("event", payload) {
+        Ok(event) => with_plugin(|p| status_of(p.on_event(&event))).unwrap_or_else(|code| code),
+        Err(code) => code,
+    }
+}
+
+/// `hc_on_timer`.
+pub(crate) fn on_timer(token: i64) -> i32 {
+    // Tokens are u64 to plugins and i64 on the wire, bit for bit.
+    let token = u64::from_ne_bytes(token.to_ne_bytes());
+    with_plugin(|p| status_of(p.on_timer(token))).unwrap_or_else(|code| code)
+}
+
+/// `hc_call_service`: the response's JSON, if any, or a status code.
+pub(crate) fn call_service(payload: &[u8]) -> Result<Option<Vec<u8>>, i32> {
+    let call = decode::<ServiceCall<'_>>("service call", payload)?;
+    match with_plugin(|p| p.call_service(&call))? {
+        Ok(None) => Ok(None),
+        Ok(Some(response)) => {
+            let json = serde_json::to_vec(&response).map_err(|err| report(&Error::Json(err)))?;
+            if json.len() > v1::MAX_PAYLOAD {
+                return Err(fail(
+                    Status::TooLarge,
+                    &format!("service response of {} bytes exceeds the limit of {}", json.len(), v1::MAX_PAYLOAD),
+                ));
+            }
+            Ok(Some(json))
+        }
+        Err(err) => Err(report(&err)),
+    }
+}
+
+/// Drops the plugin instance, if any (a fake host starting or ending).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn reset() {
+    drop(PLUGIN.with_borrow_mut(Option::take));
+}

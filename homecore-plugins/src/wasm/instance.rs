@@ -1,0 +1,394 @@
+//! One WASM plugin instance: its `Store`, its exports, and recovery from traps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use homecore::{CustomEvent, ServiceCall, StateChanged};
+use homecore_abi::v1::{self, MAX_EVENT, MAX_PAYLOAD, Status};
+use serde_json::Value;
+use wasmtime::{InstancePre, Memory, Store, StoreLimitsBuilder, Trap, TypedFunc, UpdateDeadline};
+
+use crate::wasm::config::EffectiveLimits;
+use crate::wasm::event_cache::custom_event_bytes;
+use crate::wasm::runtime::Shared;
+use crate::wasm::store_data::StoreData;
+use crate::{LoadError, PluginContext, PluginError, PluginInstance};
+
+/// The guest's exports, looked up once per instantiation (never by name per call).
+struct Exports {
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    free: TypedFunc<(i32, i32), ()>,
+    setup: TypedFunc<(i32, i32), i32>,
+    teardown: TypedFunc<(), i32>,
+    on_state_changed: TypedFunc<(i32, i32), i32>,
+    call_service: TypedFunc<(i32, i32), i64>,
+    on_event: Option<TypedFunc<(i32, i32), i32>>,
+    on_timer: Option<TypedFunc<i64, i32>>,
+}
+
+struct Live {
+    store: Store<StoreData>,
+    exports: Exports,
+}
+
+/// The exports that take a payload and return a status.
+#[derive(Clone, Copy)]
+enum PayloadExport {
+    Setup,
+    OnStateChanged,
+    OnEvent,
+}
+
+impl Exports {
+    fn payload_export(&self, which: PayloadExport) -> Option<&TypedFunc<(i32, i32), i32>> {
+        match which {
+            PayloadExport::Setup => Some(&self.setup),
+            PayloadExport::OnStateChanged => Some(&self.on_state_changed),
+            PayloadExport::OnEvent => self.on_event.as_ref(),
+        }
+    }
+}
+
+/// A loaded WASM plugin. After a trap, fuel exhaustion, deadline or limit hit the instance is
+/// dropped ("poisoned") and a fresh one is made from the `InstancePre` (and set up again with
+/// the same configuration) before the next call.
+pub(crate) struct WasmInstance {
+    shared: Arc<Shared>,
+    pre: InstancePre<StoreData>,
+    limits: EffectiveLimits,
+    live: Option<Live>,
+    /// The configuration of the last successful setup, for re-setup after a poisoning.
+    config: Option<Arc<[u8]>>,
+}
+
+fn runtime_error(reason: impl Into<String>) -> PluginError {
+    PluginError::Runtime { reason: reason.into() }
+}
+
+impl WasmInstance {
+    /// Instantiates now, so that instantiation errors (initial memory over the limit, a trap in
+    /// a start function) are load errors.
+    pub(crate) async fn new(shared: Arc<Shared>, pre: InstancePre<StoreData>, limits: EffectiveLimits) -> Result<Self, LoadError> {
+        let mut instance = Self {
+            shared,
+            pre,
+            limits,
+            live: None,
+            config: None,
+        };
+        instance.instantiate().await.map_err(|reason| LoadError::Instantiate { reason })?;
+        Ok(instance)
+    }
+
+    fn new_store(&self) -> Store<StoreData> {
+        let l = &self.limits;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(l.memory_bytes)
+            .table_elements(l.table_elements)
+            .instances(1)
+            .memories(1)
+            .tables(8)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.shared.engine, StoreData::new(limits));
+        store.limiter(|data| &mut data.limits);
+        store.epoch_deadline_callback(|ctx| {
+            let data = ctx.data();
+            Ok(if std::time::Instant::now() >= data.deadline {
+                UpdateDeadline::Interrupt
+            } else if data.in_sync_call {
+                UpdateDeadline::Continue(1)
+            } else {
+                // Let other tasks run on this worker, then continue until the deadline.
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+
+    async fn instantiate(&mut self) -> Result<(), String> {
+        let mut store = self.new_store();
+        // A start function runs under the same limits as any call.
+        store.data_mut().deadline = std::time::Instant::now() + self.limits.call_timeout;
+        store.set_fuel(self.limits.fuel_per_call).map_err(|e| format!("{e:#}"))?;
+        store.set_epoch_deadline(1);
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| describe(&e, &self.limits))?;
+        let missing = |name: &str| format!("export {name} disappeared after validation");
+        let memory = instance
+            .get_memory(&mut store, v1::EXPORT_MEMORY)
+            .ok_or_else(|| missing(v1::EXPORT_MEMORY))?;
+        let func = |store: &mut Store<StoreData>, name: &str| instance.get_func(&mut *store, name);
+        macro_rules! typed {
+            ($name:expr) => {
+                func(&mut store, $name)
+                    .ok_or_else(|| missing($name))?
+                    .typed(&store)
+                    .map_err(|e| format!("{e:#}"))?
+            };
+        }
+        let exports = Exports {
+            memory,
+            alloc: typed!(v1::EXPORT_ALLOC),
+            free: typed!(v1::EXPORT_FREE),
+            setup: typed!("hc_setup"),
+            teardown: typed!("hc_teardown"),
+            on_state_changed: typed!("hc_on_state_changed"),
+            call_service: typed!("hc_call_service"),
+            on_event: func(&mut store, "hc_on_event").and_then(|f| f.typed(&store).ok()),
+            on_timer: func(&mut store, "hc_on_timer").and_then(|f| f.typed(&store).ok()),
+        };
+        store.data_mut().memory = Some(memory);
+        self.live = Some(Live { store, exports });
+        Ok(())
+    }
+
+    /// A live instance: the current one, or a fresh one set up again after a poisoning.
+    async fn ensure_live(&mut self, ctx: &PluginContext) -> Result<(), PluginError> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        self.instantiate().await.map_err(runtime_error)?;
+        if let Some(config) = self.config.clone() {
+            tracing::info!(plugin = ctx.domain(), "re-instantiated after a failure; running setup again");
+            self.call_with_payload(ctx, &config, PayloadExport::Setup).await?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, ctx: &PluginContext) -> Result<&mut Live, PluginError> {
+        let limits = self.limits;
+        let live = self.live.as_mut().ok_or_else(|| runtime_error("instance is not live"))?;
+        live.store.data_mut().begin_call(ctx, &limits);
+        live.store.set_fuel(limits.fuel_per_call).map_err(|e| runtime_error(format!("{e:#}")))?;
+        live.store.set_epoch_deadline(1);
+        Ok(live)
+    }
+
+    /// Copies `payload` into a guest buffer from `hc_alloc` (a short synchronous call).
+    fn copy_in(live: &mut Live, payload: &[u8]) -> Result<(i32, i32), PluginError> {
+        let len = i32::try_from(payload.len()).map_err(|_| runtime_error("payload too large"))?;
+        live.store.data_mut().in_sync_call = true;
+        let ptr = live.exports.alloc.call(&mut live.store, len);
+        live.store.data_mut().in_sync_call = false;
+        let ptr = ptr.map_err(|e| runtime_error(format!("hc_alloc failed: {e:#}")))?;
+        if ptr == 0 && len > 0 {
+            return Err(runtime_error(format!("hc_alloc could not allocate {len} bytes")));
+        }
+        let start = usize::try_from(ptr).map_err(|_| runtime_error(format!("hc_alloc returned a negative pointer {ptr}")))?;
+        live.exports
+            .memory
+            .write(&mut live.store, start, payload)
+            .map_err(|_| runtime_error(format!("hc_alloc returned {ptr}, which cannot hold {len} bytes")))?;
+        Ok((ptr, len))
+    }
+
+    /// Calls an export taking a payload and returning a status.
+    async fn call_with_payload(
+        &mut self,
+        ctx: &PluginContext,
+        payload: &[u8],
+        which: PayloadExport,
+    ) -> Result<(), PluginError> {
+        let limits = self.limits;
+        let backstop = backstop(&limits, self.shared.config.epoch_tick);
+        let live = self.begin(ctx)?;
+        if live.exports.payload_export(which).is_none() {
+            live.store.data_mut().end_call();
+            return Ok(());
+        }
+        let outcome = match Self::copy_in(live, payload) {
+            Ok(args) => {
+                let Live { store, exports } = live;
+                let func = exports.payload_export(which).expect("checked above");
+                tokio::time::timeout(backstop, func.call_async(store, args)).await
+            }
+            Err(err) => Ok(Err(wasmtime::Error::msg(err.to_string()))),
+        };
+        self.finish(outcome, &limits)
+    }
+
+    /// Turns a call's outcome into the plugin's result, poisoning the instance on a trap.
+    fn finish(&mut self, outcome: Result<wasmtime::Result<i32>, tokio::time::error::Elapsed>, limits: &EffectiveLimits) -> Result<(), PluginError> {
+        let live = self.live.as_mut().ok_or_else(|| runtime_error("instance is not live"))?;
+        let refusals = live.store.data().quota_refusals;
+        let message = live.store.data_mut().error.take();
+        live.store.data_mut().end_call();
+        match outcome {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(code)) => Err(guest_error(code, message)),
+            Ok(Err(err)) => {
+                self.live = None;
+                let mut reason = describe(&err, limits);
+                if refusals > 0 {
+                    reason.push_str(&format!(" ({refusals} host calls refused for the per-call quota)"));
+                }
+                Err(runtime_error(reason))
+            }
+            Err(_) => {
+                self.live = None;
+                Err(PluginError::Timeout {
+                    limit_ms: limits.call_timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+}
+
+/// The host-side deadline for a call: the epoch deadline plus slack, for a guest stuck in an
+/// async host call where epochs cannot interrupt it.
+fn backstop(limits: &EffectiveLimits, tick: Duration) -> Duration {
+    limits.call_timeout + tick * 4 + Duration::from_millis(100)
+}
+
+fn guest_error(code: i32, message: Option<String>) -> PluginError {
+    let status = Status::from_code(code).map_or_else(|| format!("unknown status {code}"), |s| s.to_string());
+    let reason = match message {
+        Some(message) => format!("guest returned {status}: {message}"),
+        None => format!("guest returned {status}"),
+    };
+    PluginError::Runtime { reason }
+}
+
+/// A trap or engine error, said plainly with the limit that was hit.
+pub(crate) fn describe(err: &wasmtime::Error, limits: &EffectiveLimits) -> String {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => format!("fuel exhausted: more than {} instructions in one call", limits.fuel_per_call),
+        Some(Trap::Interrupt) => format!("deadline exceeded: call ran longer than {} ms", limits.call_timeout.as_millis()),
+        Some(Trap::StackOverflow) => "stack overflow (recursion too deep)".to_owned(),
+        Some(trap) => format!("trap: {trap}"),
+        None => {
+            let text = format!("{err:#}");
+            if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+                format!("memory limit of {} bytes hit: {text}", limits.memory_bytes)
+            } else if text.contains("forcing trap when growing table") || text.contains("table minimum size") {
+                format!("table limit of {} elements hit: {text}", limits.table_elements)
+            } else {
+                text
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PluginInstance for WasmInstance {
+    async fn setup(&mut self, ctx: &PluginContext, config: &Value) -> Result<(), PluginError> {
+        let bytes: Arc<[u8]> = serde_json::to_vec(config)
+            .map_err(|e| PluginError::config("", e.to_string()))?
+            .into();
+        if bytes.len() > MAX_EVENT {
+            return Err(PluginError::config("", format!("configuration is {} bytes, the ABI limit is {MAX_EVENT}", bytes.len())));
+        }
+        self.ensure_live(ctx).await?;
+        self.call_with_payload(ctx, &bytes, PayloadExport::Setup).await?;
+        self.config = Some(bytes);
+        Ok(())
+    }
+
+    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &Arc<StateChanged>) -> Result<(), PluginError> {
+        let bytes = self.shared.events.state_changed(event);
+        if bytes.len() > MAX_EVENT {
+            tracing::warn!(plugin = ctx.domain(), entity_id = %event.entity_id, len = bytes.len(), "state change exceeds the ABI's event limit; not delivered");
+            return Ok(());
+        }
+        self.ensure_live(ctx).await?;
+        self.call_with_payload(ctx, &bytes, PayloadExport::OnStateChanged).await
+    }
+
+    async fn on_event(&mut self, ctx: &PluginContext, event: &Arc<CustomEvent>) -> Result<(), PluginError> {
+        let bytes = custom_event_bytes(event);
+        if bytes.len() > MAX_EVENT {
+            return Ok(());
+        }
+        self.ensure_live(ctx).await?;
+        self.call_with_payload(ctx, &bytes, PayloadExport::OnEvent).await
+    }
+
+    async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
+        self.ensure_live(ctx).await?;
+        let limits = self.limits;
+        let backstop = backstop(&limits, self.shared.config.epoch_tick);
+        let live = self.begin(ctx)?;
+        let Live { store, exports } = live;
+        let Some(func) = &exports.on_timer else {
+            store.data_mut().end_call();
+            return Ok(());
+        };
+        let outcome = tokio::time::timeout(backstop, func.call_async(store, token as i64)).await;
+        self.finish(outcome, &limits)
+    }
+
+    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError> {
+        let payload = serde_json::to_vec(&serde_json::json!({
+            "domain": call.name.domain(),
+            "service": call.name.service(),
+            "data": call.data,
+            "context": call.context,
+        }))
+        .map_err(|e| runtime_error(e.to_string()))?;
+        self.ensure_live(ctx).await?;
+        let limits = self.limits;
+        let backstop = backstop(&limits, self.shared.config.epoch_tick);
+        let live = self.begin(ctx)?;
+        let outcome = match Self::copy_in(live, &payload) {
+            Ok(args) => {
+                let Live { store, exports } = &mut *live;
+                tokio::time::timeout(backstop, exports.call_service.call_async(store, args)).await
+            }
+            Err(err) => Ok(Err(wasmtime::Error::msg(err.to_string()))),
+        };
+        // Read the response (if any) before `finish` clears the call state.
+        let response = match &outcome {
+            Ok(Ok(packed)) if *packed > 0 => Some(read_response(live, *packed)),
+            _ => None,
+        };
+        let status = outcome.map(|r| r.map(|packed| if packed >= 0 { 0 } else { packed as i32 }));
+        self.finish(status, &limits)?;
+        response.transpose()
+    }
+
+    async fn teardown(&mut self, ctx: &PluginContext) -> Result<(), PluginError> {
+        if self.live.is_none() {
+            return Ok(());
+        }
+        let limits = self.limits;
+        let backstop = backstop(&limits, self.shared.config.epoch_tick);
+        let live = self.begin(ctx)?;
+        let Live { store, exports } = live;
+        let outcome = tokio::time::timeout(backstop, exports.teardown.call_async(store, ())).await;
+        self.finish(outcome, &limits)
+    }
+
+    fn unload(self: Box<Self>) {
+        drop(self);
+    }
+}
+
+/// Copies and frees `hc_call_service`'s response buffer; parses it as JSON.
+fn read_response(live: &mut Live, packed: i64) -> Result<Value, PluginError> {
+    let Ok(Some((ptr, len))) = v1::unpack_ptr_len(packed) else {
+        return Err(runtime_error("hc_call_service returned a malformed result"));
+    };
+    let (start, size) = (ptr as usize, len as usize);
+    if size > MAX_PAYLOAD {
+        return Err(runtime_error(format!("service response of {size} bytes exceeds the ABI limit of {MAX_PAYLOAD}")));
+    }
+    let end = start.checked_add(size).ok_or_else(|| runtime_error("service response pointer overflows"))?;
+    let bytes = live
+        .exports
+        .memory
+        .data(&live.store)
+        .get(start..end)
+        .ok_or_else(|| runtime_error("service response lies outside guest memory"))?
+        .to_vec();
+    live.store.data_mut().in_sync_call = true;
+    let freed = live.exports.free.call(&mut live.store, (ptr as i32, len as i32));
+    live.store.data_mut().in_sync_call = false;
+    freed.map_err(|e| runtime_error(format!("hc_free failed: {e:#}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| runtime_error(format!("service response is not JSON: {e}")))
+}

@@ -1,0 +1,216 @@
+//! The Wasmtime runtime: engine, linker, module memo and the epoch ticker.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+use crate::wasm::config::WasmtimeConfig;
+use crate::wasm::event_cache::EventCache;
+use crate::wasm::instance::WasmInstance;
+use crate::wasm::module_check;
+use crate::wasm::store_data::{StoreData, lock_poisoned_ok};
+use crate::wasm::host_imports;
+use crate::{LoadError, PluginInstance, PluginManifest, PluginRuntime, PluginSource, RuntimeKind};
+
+/// Why the runtime could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WasmtimeError {
+    /// Wasmtime refused the engine configuration.
+    #[error("wasmtime engine configuration refused: {reason}")]
+    Engine {
+        /// What Wasmtime reported.
+        reason: String,
+    },
+    /// The compiled-module cache could not be set up.
+    #[error("module cache at {path} unusable: {reason}")]
+    Cache {
+        /// The cache directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// State shared by the runtime and every instance it made.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) config: WasmtimeConfig,
+    pub(crate) events: EventCache,
+    linker: Linker<StoreData>,
+    modules: Mutex<HashMap<[u8; 32], InstancePre<StoreData>>>,
+    compiled: AtomicU64,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs WASM plugins with Wasmtime behind host ABI v1. Cheap to clone; clones share the
+/// engine, the compiled modules and the ticker.
+///
+/// ```no_run
+/// # async fn demo(home: homecore::Home) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use homecore_plugins::{PluginRegistry, WasmtimeConfig, WasmtimeRuntime};
+/// let wasm = WasmtimeRuntime::new(WasmtimeConfig::default())?;
+/// let registry = PluginRegistry::builder(home).runtime(Arc::new(wasm)).build();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WasmtimeRuntime {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for WasmtimeRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmtimeRuntime")
+            .field("config", &self.shared.config)
+            .field("compiled", &self.compiled_modules())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmtimeRuntime {
+    /// A runtime with its own engine and epoch ticker thread.
+    ///
+    /// # Errors
+    /// [`WasmtimeError`] when Wasmtime refuses the configuration or the cache directory.
+    pub fn new(config: WasmtimeConfig) -> Result<Self, WasmtimeError> {
+        let mut c = wasmtime::Config::new();
+        c.consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .memory_init_cow(true);
+        if let Some(dir) = &config.cache_dir {
+            let cache_error = |reason: String| WasmtimeError::Cache {
+                path: dir.display().to_string(),
+                reason,
+            };
+            std::fs::create_dir_all(dir).map_err(|e| cache_error(e.to_string()))?;
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(dir.clone());
+            let cache = wasmtime::Cache::new(cache_config).map_err(|e| cache_error(format!("{e:#}")))?;
+            c.cache(Some(cache));
+        }
+        if let Some(slots) = config.pooling_slots {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots)
+                .total_stacks(slots);
+            if let Some(max) = config.policy.memory_bytes {
+                pool.max_memory_size(usize::try_from(max).unwrap_or(usize::MAX));
+            }
+            c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&c).map_err(|e| WasmtimeError::Engine { reason: format!("{e:#}") })?;
+        let mut linker = Linker::new(&engine);
+        host_imports::define(&mut linker).map_err(|e| WasmtimeError::Engine { reason: format!("{e:#}") })?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&ticker_stop));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                config,
+                events: EventCache::default(),
+                linker,
+                modules: Mutex::new(HashMap::new()),
+                compiled: AtomicU64::new(0),
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The engine (shared by every plugin of this runtime).
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// How many distinct modules this runtime compiled (or loaded from the disk cache); loading
+    /// the same bytes again reuses the linked module.
+    #[must_use]
+    pub fn compiled_modules(&self) -> u64 {
+        self.shared.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Checks, compiles (or finds in the cache) and links a module. The same bytes are linked
+    /// once per runtime.
+    ///
+    /// # Errors
+    /// A [`LoadError`] naming the ABI version, symbol or validation failure.
+    pub async fn prepare(&self, bytes: Arc<[u8]>) -> Result<(), LoadError> {
+        self.instance_pre(bytes).await.map(drop)
+    }
+
+    async fn instance_pre(&self, bytes: Arc<[u8]>) -> Result<InstancePre<StoreData>, LoadError> {
+        module_check::abi_version(&bytes)?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(pre) = lock_poisoned_ok(&self.shared.modules).get(&hash) {
+            return Ok(pre.clone());
+        }
+        let engine = self.shared.engine.clone();
+        // Compilation is CPU-bound: keep it off the async workers.
+        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &bytes))
+            .await
+            .map_err(|e| LoadError::InvalidModule {
+                reason: format!("compilation task failed: {e}"),
+            })?
+            .map_err(|e| LoadError::InvalidModule { reason: format!("{e:#}") })?;
+        module_check::check_imports_and_exports(&module)?;
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::InvalidModule { reason: format!("{e:#}") })?;
+        self.shared.compiled.fetch_add(1, Ordering::Relaxed);
+        lock_poisoned_ok(&self.shared.modules).insert(hash, pre.clone());
+        Ok(pre)
+    }
+}
+
+fn spawn_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("homecore-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(err) = spawned {
+        // Without a ticker, deadlines cannot fire; fuel still bounds every call.
+        tracing::error!(error = %err, "could not start the epoch ticker; wall-clock deadlines are off");
+    }
+}
+
+#[async_trait]
+impl PluginRuntime for WasmtimeRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Wasm
+    }
+
+    async fn load(&self, manifest: &PluginManifest, source: &PluginSource) -> Result<Box<dyn PluginInstance>, LoadError> {
+        let PluginSource::Wasm(bytes) = source else {
+            return Err(LoadError::WrongRuntime {
+                runtime: RuntimeKind::Wasm,
+                source_kind: source.kind(),
+            });
+        };
+        let pre = self.instance_pre(Arc::clone(bytes)).await?;
+        let asked = manifest.homecore.as_ref().map(|h| h.limits).unwrap_or_default();
+        let limits = self.shared.config.effective(&asked);
+        let instance = WasmInstance::new(Arc::clone(&self.shared), pre, limits).await?;
+        Ok(Box::new(instance))
+    }
+}

@@ -1,0 +1,4 @@
+//! The Wasmtime runtime, through the registry, with inline WAT guests.
+
+mod guests;
+mod smoke;
