@@ -1,8 +1,9 @@
 //! Native dispatch: a state change reaching 1 to 1,000 native plugins, end to end.
 //!
 //! Each iteration writes `CHANGES` alternating states to one entity (`StateMachine::set` with
-//! publish, from the bench thread) and waits until every plugin has handled every change (the
-//! plugins run on a 2-worker tokio runtime). Divan reports time per iteration; the README
+//! publish) from a task on the 2-worker tokio runtime the plugins run on (as the server's API
+//! handlers and other plugins write), and waits until every plugin has handled every change.
+//! One variant writes from a thread outside the runtime, where every wake-up crosses threads. Divan reports time per iteration; the README
 //! divides by `CHANGES` for the per-change figure. A baseline of `set` with no plugin
 //! subscribed runs in the same process.
 //!
@@ -91,8 +92,56 @@ fn setup(plugins: usize) -> Setup {
     }
 }
 
+/// Where the writes come from.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// A task on the runtime, as the server's API handlers and plugins write.
+    Task,
+    /// A thread outside the runtime: every wake-up crosses threads (a worst case).
+    OutsideThread,
+}
+
 fn run(bencher: Bencher<'_, '_>, plugins: usize, changes: u64) {
+    run_from(bencher, plugins, changes, Writer::Task);
+}
+
+fn run_from(bencher: Bencher<'_, '_>, plugins: usize, changes: u64, writer: Writer) {
     let s = setup(plugins);
+    if let Writer::Task = writer {
+        let home = s.home.clone();
+        let handled = Arc::clone(&s.handled);
+        let mut n = 0u64;
+        bencher.counter(ItemsCount::new(changes)).bench_local(|| {
+            let home = home.clone();
+            let handled = Arc::clone(&handled);
+            let start = n;
+            n += changes;
+            s.runtime.block_on(async move {
+                tokio::spawn(async move {
+                    let id: EntityId = "sensor.bench".parse().expect("valid");
+                    let ctx = Context::new();
+                    let attributes = Attributes::try_from(json!({"unit_of_measurement": "W", "friendly_name": "Bench"})).expect("object");
+                    let target = handled.load(Ordering::Relaxed) + changes * plugins as u64;
+                    for i in start..start + changes {
+                        let state = if i % 2 == 0 { "on" } else { "off" };
+                        home.states.set(&id, state, attributes.clone(), &ctx).expect("valid write");
+                        // A real writer is one task among many: let the plugins run now and
+                        // then (mailboxes hold 65,536 events; nothing may be dropped here).
+                        if i % 4096 == 4095 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    while handled.load(Ordering::Relaxed) < target {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("producer task");
+            });
+        });
+        drop(s.runtime);
+        return;
+    }
     let id: EntityId = "sensor.bench".parse().expect("valid");
     let ctx = Context::new();
     let attributes = Attributes::try_from(json!({"unit_of_measurement": "W", "friendly_name": "Bench"})).expect("object");
@@ -115,6 +164,12 @@ fn run(bencher: Bencher<'_, '_>, plugins: usize, changes: u64) {
 #[divan::bench]
 fn set_without_plugins(bencher: Bencher<'_, '_>) {
     run(bencher, 0, 1000);
+}
+
+/// 1,000 changes into one plugin, written from a thread outside the runtime.
+#[divan::bench]
+fn changes_from_outside_thread_into_1_plugin(bencher: Bencher<'_, '_>) {
+    run_from(bencher, 1, 1000, Writer::OutsideThread);
 }
 
 /// 1,000 changes into N plugins; per change = median / 1,000.

@@ -1,4 +1,72 @@
-//! HomeCore's plugin system.
+//! HomeCore's plugin system: the contract plugins implement, the permission-checked door they
+//! use, the runtimes that run them and the registry that supervises them.
+//!
+//! # Concepts
+//!
+//! - [`PluginManifest`]: a superset of Home Assistant's `manifest.json`. The `homecore`
+//!   section declares the runtime (`native` | `wasm`), the host API requirement, the module,
+//!   [`Permissions`] and [`ResourceLimits`]. Validation reports every problem with its path.
+//! - [`HomeCorePlugin`]: what a plugin implements — `setup`, `teardown`, `on_state_changed`,
+//!   and optionally `on_event`, `on_timer`, `call_service`.
+//! - [`PluginContext`]: the plugin's only door to the home (states, services, events, logs,
+//!   timers, key-value storage). Every call is checked against the plugin's [`Grant`]
+//!   (declared ∩ granted); a denial is a typed [`HostError::Denied`], logged and counted.
+//! - [`PluginRuntime`] / [`PluginInstance`]: an execution environment. [`InProcessRuntime`]
+//!   runs compiled-in plugins and turns a panic into that call's error; `WasmtimeRuntime`
+//!   (feature `wasmtime`) runs sandboxed WASM plugins behind the frozen host ABI v1.
+//! - [`PluginRegistry`]: loads plugins in dependency order, runs each in its own task behind a
+//!   bounded mailbox, retries failed setups with backoff, quarantines plugins that keep failing,
+//!   reloads and unloads them, and reports lifecycle, health and counters in [`PluginInfo`].
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use async_trait::async_trait;
+//! use homecore::{Attributes, Context, Home, StateChanged};
+//! use homecore_plugins::*;
+//!
+//! /// Mirrors every switch into a light of the same name.
+//! struct Mirror;
+//!
+//! #[async_trait]
+//! impl HomeCorePlugin for Mirror {
+//!     async fn setup(&mut self, ctx: &PluginContext, _config: &serde_json::Value) -> Result<(), PluginError> {
+//!         ctx.subscribe("switch.*")?;
+//!         Ok(())
+//!     }
+//!
+//!     async fn on_state_changed(&mut self, ctx: &PluginContext, event: &StateChanged) -> Result<(), PluginError> {
+//!         if let Some(new) = &event.new_state {
+//!             let light = format!("light.{}", event.entity_id.object_id()).parse().map_err(|e| PluginError::Host(HostError::EntityId(e)))?;
+//!             ctx.set_state(&light, new.state(), Attributes::new())?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let manifest = PluginManifest::parse(r#"{
+//!     "domain": "mirror", "name": "Mirror", "version": "1.0.0",
+//!     "homecore": {"runtime": "native", "api_version": "^1",
+//!                  "permissions": {"states_read": ["switch.*"], "states_write": ["light.*"]}}
+//! }"#)?;
+//! let home = Home::new();
+//! let registry = PluginRegistry::new(home.clone());
+//! registry.load(PluginSpec::new(manifest, PluginSource::native(|| Mirror))).await?;
+//!
+//! home.states.set(&"switch.porch".parse()?, "on", Attributes::new(), &Context::new())?;
+//! tokio::task::yield_now().await;
+//! # for _ in 0..10 { tokio::task::yield_now().await; }
+//! assert_eq!(home.states.get_str("light.porch").map(|s| s.state().to_owned()), Some("on".into()));
+//! assert_eq!(registry.get("mirror").map(|p| p.lifecycle), Some(Lifecycle::Running));
+//! # Ok(()) }
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `wasmtime` (off by default): `WasmtimeRuntime` (module [`wasm`]) and its configuration. Without it
+//!   the crate builds and tests with no WASM engine.
 #![forbid(unsafe_code)]
 
 mod context;

@@ -1,6 +1,8 @@
 //! Helpers shared by HomeCore's end-to-end tests (the tests live in `tests/end_to_end`).
 #![forbid(unsafe_code)]
 
+pub mod guest;
+
 use std::time::Duration;
 
 use homecore::{Attributes, Context, EntityId, Home};

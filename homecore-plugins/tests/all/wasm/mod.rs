@@ -1,4 +1,8 @@
 //! The Wasmtime runtime, through the registry, with inline WAT guests.
 
 mod guests;
+mod hostile_exports;
+mod hostile_imports;
+mod hostile_limits;
+mod hostile_modules;
 mod smoke;

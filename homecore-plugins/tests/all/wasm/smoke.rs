@@ -139,3 +139,35 @@ async fn an_infinite_loop_is_stopped_by_fuel_or_deadline_and_the_plugin_recovers
     );
     assert_eq!(info.lifecycle, Lifecycle::Running);
 }
+
+/// The linker provides every import of the frozen table, with its exact signature.
+#[tokio::test]
+async fn the_linker_provides_every_abi_v1_import() {
+    use homecore_abi::v1::{IMPORT_MODULE, IMPORTS, ValType};
+    let wat_type = |t: &ValType| match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+    };
+    let imports: String = IMPORTS
+        .iter()
+        .map(|f| {
+            let params: Vec<&str> = f.params.iter().map(wat_type).collect();
+            let results: Vec<&str> = f.results.iter().map(wat_type).collect();
+            format!(
+                "(import \"{IMPORT_MODULE}\" \"{}\" (func (param {}) (result {})))\n",
+                f.name,
+                params.join(" "),
+                results.join(" ")
+            )
+        })
+        .collect();
+    let guest = Guest {
+        imports,
+        ..Guest::default()
+    };
+    let (_home, _registry, wasm) = home_with_wasm();
+    wasm.prepare(std::sync::Arc::from(guest.bytes()))
+        .await
+        .expect("every import in the table is provided by the linker");
+    assert_eq!(IMPORTS.len(), 17);
+}
