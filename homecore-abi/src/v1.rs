@@ -332,7 +332,7 @@ pub const ABI_SECTION_CONTENT: [u8; 4] = ABI_VERSION.to_le_bytes();
 /// # Errors
 /// [`SectionError`] when the content is empty, not whole `u32` records, or mixes versions.
 pub fn declared_version(content: &[u8]) -> Result<u32, SectionError> {
-    if content.is_empty() || content.len() % 4 != 0 {
+    if content.is_empty() || !content.len().is_multiple_of(4) {
         return Err(SectionError::Malformed { len: content.len() });
     }
     let mut records = content.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));

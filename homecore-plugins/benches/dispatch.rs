@@ -123,7 +123,7 @@ fn run_from(bencher: Bencher<'_, '_>, plugins: usize, changes: u64, writer: Writ
                     let attributes = Attributes::try_from(json!({"unit_of_measurement": "W", "friendly_name": "Bench"})).expect("object");
                     let target = handled.load(Ordering::Relaxed) + changes * plugins as u64;
                     for i in start..start + changes {
-                        let state = if i % 2 == 0 { "on" } else { "off" };
+                        let state = if i.is_multiple_of(2) { "on" } else { "off" };
                         home.states.set(&id, state, attributes.clone(), &ctx).expect("valid write");
                         // A real writer is one task among many: let the plugins run now and
                         // then (mailboxes hold 65,536 events; nothing may be dropped here).
@@ -150,7 +150,7 @@ fn run_from(bencher: Bencher<'_, '_>, plugins: usize, changes: u64, writer: Writ
         let target = s.handled.load(Ordering::Relaxed) + changes * plugins as u64;
         for _ in 0..changes {
             n += 1;
-            let state = if n % 2 == 0 { "on" } else { "off" };
+            let state = if n.is_multiple_of(2) { "on" } else { "off" };
             s.home.states.set(&id, state, attributes.clone(), &ctx).expect("valid write");
         }
         while s.handled.load(Ordering::Relaxed) < target {

@@ -24,7 +24,7 @@ const BATCH: usize = 64;
 pub(crate) enum Control {
     /// Run one of the plugin's services.
     CallService {
-        call: ServiceCall,
+        call: Box<ServiceCall>,
         reply: oneshot::Sender<Result<Option<Value>, PluginError>>,
     },
     /// Tear the plugin down and end the task.
@@ -224,7 +224,10 @@ impl ServiceHandler for PluginServiceHandler {
         let (reply, answer) = oneshot::channel();
         let exchange = async {
             self.tx
-                .send(Control::CallService { call, reply })
+                .send(Control::CallService {
+                    call: Box::new(call),
+                    reply,
+                })
                 .await
                 .map_err(|_| PluginError::Host(not_running()))?;
             answer.await.map_err(|_| PluginError::Host(not_running()))?

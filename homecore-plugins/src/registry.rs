@@ -621,14 +621,14 @@ impl PluginRegistry {
     fn check_compatible(&self, spec: &PluginSpec) -> Result<(), RegistryError> {
         let manifest = &spec.manifest;
         let plugin = manifest.domain.clone();
-        if let Some(section) = &manifest.homecore {
-            if !section.api_version.matches(&HOST_API_VERSION) {
-                return Err(RegistryError::IncompatibleApi {
-                    plugin,
-                    required: section.api_version.clone(),
-                    host: HOST_API_VERSION,
-                });
-            }
+        if let Some(section) = &manifest.homecore
+            && !section.api_version.matches(&HOST_API_VERSION)
+        {
+            return Err(RegistryError::IncompatibleApi {
+                plugin,
+                required: section.api_version.clone(),
+                host: HOST_API_VERSION,
+            });
         }
         let declared = manifest.runtime();
         let given = spec.source.kind();

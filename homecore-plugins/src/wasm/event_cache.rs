@@ -43,8 +43,11 @@ pub(crate) fn custom_event_bytes(event: &CustomEvent) -> Vec<u8> {
 /// `Arc` keeps the address from being reused while the entry lives.
 #[derive(Default)]
 pub(crate) struct EventCache {
-    recent: Mutex<VecDeque<(Arc<StateChanged>, Arc<[u8]>)>>,
+    recent: Mutex<VecDeque<CachedEvent>>,
 }
+
+/// An event and its wire bytes.
+type CachedEvent = (Arc<StateChanged>, Arc<[u8]>);
 
 impl EventCache {
     /// The wire bytes of `event`, serialized at most once while it stays in the ring.

@@ -202,7 +202,6 @@ fn state_get(c: &mut C<'_>, ptr: i32, len: i32, out_ptr: i32, out_cap: i32) -> R
     deliver(c, out_ptr, out_cap, json)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn state_set(c: &mut C<'_>, ip: i32, il: i32, sp: i32, sl: i32, ap: i32, al: i32) -> Result<i32, Status> {
     let mem = memory(c)?;
     let id = entity_id(c, &mem, ip, il)?;

@@ -1,3 +1,4 @@
 //! End-to-end tests: the home, the registry and first-party plugins through public APIs.
 
+mod guest_build;
 mod motion_lights;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use homecore::Home;
 use homecore_abi::v1::{IMPORT_MODULE, IMPORTS, Status, ValType};
 use homecore_plugins::{
-    HostPolicy, Lifecycle, PluginInfo, PluginManifest, PluginRegistry, PluginSource, PluginSpec, RegistryError,
-    WasmtimeConfig, WasmtimeRuntime,
+    HostPolicy, Lifecycle, PluginInfo, PluginManifest, PluginRegistry, PluginSource, PluginSpec,
+    RegistryError, WasmtimeConfig, WasmtimeRuntime,
 };
 use serde_json::{Value, json};
 
@@ -120,7 +120,8 @@ impl Guest {
 
     /// The module's bytes.
     pub(crate) fn bytes(&self) -> Vec<u8> {
-        wat::parse_str(self.wat()).unwrap_or_else(|e| panic!("test WAT is valid: {e}\n{}", self.wat()))
+        wat::parse_str(self.wat())
+            .unwrap_or_else(|e| panic!("test WAT is valid: {e}\n{}", self.wat()))
     }
 }
 
@@ -141,15 +142,25 @@ pub(crate) fn wasm_manifest(domain: &str, permissions: Value, limits: Value) -> 
     .expect("valid manifest")
 }
 
-pub(crate) fn wasm_spec(domain: &str, permissions: Value, limits: Value, bytes: Vec<u8>) -> PluginSpec {
-    PluginSpec::new(wasm_manifest(domain, permissions, limits), PluginSource::Wasm(Arc::from(bytes)))
+pub(crate) fn wasm_spec(
+    domain: &str,
+    permissions: Value,
+    limits: Value,
+    bytes: Vec<u8>,
+) -> PluginSpec {
+    PluginSpec::new(
+        wasm_manifest(domain, permissions, limits),
+        PluginSource::Wasm(Arc::from(bytes)),
+    )
 }
 
 /// A home and a registry with both runtimes.
 pub(crate) fn home_with_wasm() -> (Home, PluginRegistry, WasmtimeRuntime) {
     let home = Home::new();
     let wasm = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
-    let registry = PluginRegistry::builder(home.clone()).runtime(Arc::new(wasm.clone())).build();
+    let registry = PluginRegistry::builder(home.clone())
+        .runtime(Arc::new(wasm.clone()))
+        .build();
     (home, registry, wasm)
 }
 
@@ -230,12 +241,15 @@ pub(crate) const NUMBER: Span = Span::at(272, b"42");
 pub(crate) const STRING: Span = Span::at(288, br#""text""#);
 /// A well-formed request for a service nobody provides.
 pub(crate) const REQUEST: Span = Span::at(320, br#"{"domain":"nope","service":"nope"}"#);
-pub(crate) const REQUEST_ARRAY: Span = Span::at(384, br#"{"domain":"nope","service":"nope","data":[1]}"#);
+pub(crate) const REQUEST_ARRAY: Span =
+    Span::at(384, br#"{"domain":"nope","service":"nope","data":[1]}"#);
 pub(crate) const REQUEST_SHAPE: Span = Span::at(448, br#"{"service":"nope"}"#);
 pub(crate) const BAD_ID: Span = Span::at(480, b"no dot here");
 /// A request for the neighbour's service (it writes `sensor.called`, not granted to most).
-pub(crate) const NEIGHBOUR_REQUEST: Span =
-    Span::at(512, br#"{"domain":"neighbour","service":"ping","data":{"entity_id":"sensor.called"}}"#);
+pub(crate) const NEIGHBOUR_REQUEST: Span = Span::at(
+    512,
+    br#"{"domain":"neighbour","service":"ping","data":{"entity_id":"sensor.called"}}"#,
+);
 pub(crate) const ANY: Span = Span::at(608, b"*");
 pub(crate) const SENSORS: Span = Span::at(624, b"sensor.*");
 pub(crate) const HOSTILE_GLOB: Span = Span::at(640, b"hostile.*");
@@ -273,8 +287,7 @@ const STRINGS: &[Span] = &[
 /// The async import. A guest that imports it cannot currently be set up (see
 /// `hostile_imports::a_guest_importing_service_call_starts`), so [`all_imports`] leaves it out
 /// and the tests that need it add this.
-pub(crate) const SERVICE_CALL_IMPORT: &str =
-    r#"(import "homecore_v1" "service_call" (func $service_call (param i32 i32 i32 i32) (result i32)))"#;
+pub(crate) const SERVICE_CALL_IMPORT: &str = r#"(import "homecore_v1" "service_call" (func $service_call (param i32 i32 i32 i32) (result i32)))"#;
 
 /// Every ABI v1 import but `service_call`, each named after itself (`$log`, `$state_set`, …).
 pub(crate) fn all_imports() -> String {
@@ -315,7 +328,10 @@ impl Guest {
     /// Arms the guest at the end of a successful setup (`$armed` = 1): a fresh instance made
     /// after a failure starts disarmed, so setup itself is never affected.
     pub(crate) fn arm_after_setup(mut self) -> Self {
-        self.setup = format!("(local $status i32) (local.set $status {}) (global.set $armed (i32.const 1)) (local.get $status)", self.setup);
+        self.setup = format!(
+            "(local $status i32) (local.set $status {}) (global.set $armed (i32.const 1)) (local.get $status)",
+            self.setup
+        );
         self
     }
 }
@@ -357,18 +373,21 @@ const CHECK_OFFSET: i64 = 500_000;
 
 impl Checks {
     /// Adds a check: the WAT expression `call` (an i32) must answer `want`.
-    pub(crate) fn expect(&mut self, label: impl Into<String>, call: impl Into<String>, want: impl Into<Want>) {
+    pub(crate) fn expect(
+        &mut self,
+        label: impl Into<String>,
+        call: impl Into<String>,
+        want: impl Into<Want>,
+    ) {
         self.checks.push(Check {
             label: label.into(),
             call: call.into(),
             want: want.into(),
         });
-        assert!(self.checks.len() < 2_000, "the failure code must fit an i32");
-    }
-
-    /// How many checks there are.
-    pub(crate) fn len(&self) -> usize {
-        self.checks.len()
+        assert!(
+            self.checks.len() < 2_000,
+            "the failure code must fit an i32"
+        );
     }
 
     /// The WAT function `$checks`.
@@ -377,7 +396,9 @@ impl Checks {
         for (i, check) in self.checks.iter().enumerate() {
             let code = (i as i64 + 1) * CHECK_SCALE + CHECK_OFFSET;
             let failed = match check.want {
-                Want::Is(status) => format!("(i32.ne (local.get $got) (i32.const {}))", status.code()),
+                Want::Is(status) => {
+                    format!("(i32.ne (local.get $got) (i32.const {}))", status.code())
+                }
                 Want::Value(v) => format!("(i32.ne (local.get $got) (i32.const {v}))"),
                 Want::AtLeast(v) => format!("(i32.lt_s (local.get $got) (i32.const {v}))"),
             };
@@ -421,8 +442,12 @@ const FLAG_VALUE: i32 = 704;
 /// n-th letter (see [`checks_passed`]).
 pub(crate) fn checking_guest(checks: &Checks) -> Guest {
     let mut guest = Guest::hostile();
-    guest.data.push_str("(global $runs (mut i32) (i32.const 0))");
-    guest.setup = format!("(if (i32.ne (call $subscribe {TRIGGER}) (i32.const 0)) (then (return (i32.const -1)))) (call $checks)");
+    guest
+        .data
+        .push_str("(global $runs (mut i32) (i32.const 0))");
+    guest.setup = format!(
+        "(if (i32.ne (call $subscribe {TRIGGER}) (i32.const 0)) (then (return (i32.const -1)))) (call $checks)"
+    );
     guest.on_state_changed = format!(
         "(local $r i32)
         (local.set $r (call $checks))
@@ -439,22 +464,39 @@ pub(crate) fn checking_guest(checks: &Checks) -> Guest {
 
 /// Waits until the checking guest `domain` has passed its checks on `events` events (or
 /// failed), and asserts it did not fail.
-pub(crate) async fn checks_passed(registry: &PluginRegistry, domain: &str, events: u8, checks: &Checks) -> PluginInfo {
+pub(crate) async fn checks_passed(
+    registry: &PluginRegistry,
+    domain: &str,
+    events: u8,
+    checks: &Checks,
+) -> PluginInfo {
     let flag = char::from(b'a' + events - 1).to_string();
-    eventually(&format!("{domain} to pass its checks {events} times"), || {
-        state_of(registry.home(), "hostile.flag").as_deref() == Some(flag.as_str())
-            || registry.get(domain).is_some_and(|i| i.stats.errors > 0)
-    })
+    eventually(
+        &format!("{domain} to pass its checks {events} times"),
+        || {
+            state_of(registry.home(), "hostile.flag").as_deref() == Some(flag.as_str())
+                || registry.get(domain).is_some_and(|i| i.stats.errors > 0)
+        },
+    )
     .await;
     let info = registry.get(domain).expect("listed");
     let last_error = info.health.last_error.as_deref().unwrap_or_default();
-    assert_eq!(info.stats.errors, 0, "{domain}: {}", checks.explain(last_error));
+    assert_eq!(
+        info.stats.errors,
+        0,
+        "{domain}: {}",
+        checks.explain(last_error)
+    );
     assert_eq!(info.lifecycle, Lifecycle::Running);
     info
 }
 
 /// Loads a checking guest; on a failed setup, panics naming the check that failed.
-pub(crate) async fn load_checked(registry: &PluginRegistry, spec: PluginSpec, checks: &Checks) -> PluginInfo {
+pub(crate) async fn load_checked(
+    registry: &PluginRegistry,
+    spec: PluginSpec,
+    checks: &Checks,
+) -> PluginInfo {
     match registry.load(spec).await {
         Ok(info) => info,
         Err(err) => panic!("setup failed: {}", checks.explain(&err.to_string())),
@@ -506,9 +548,15 @@ pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Waits until `domain` has failed `errors` calls, and returns its snapshot.
-pub(crate) async fn failed_calls(registry: &PluginRegistry, domain: &str, errors: u64) -> PluginInfo {
+pub(crate) async fn failed_calls(
+    registry: &PluginRegistry,
+    domain: &str,
+    errors: u64,
+) -> PluginInfo {
     eventually(&format!("{domain} to fail {errors} calls"), || {
-        registry.get(domain).is_some_and(|i| i.stats.errors >= errors)
+        registry
+            .get(domain)
+            .is_some_and(|i| i.stats.errors >= errors)
     })
     .await;
     registry.get(domain).expect("listed")
@@ -517,7 +565,9 @@ pub(crate) async fn failed_calls(registry: &PluginRegistry, domain: &str, errors
 /// Waits until `domain` is quarantined, and returns its snapshot.
 pub(crate) async fn quarantined(registry: &PluginRegistry, domain: &str) -> PluginInfo {
     eventually(&format!("{domain} to be quarantined"), || {
-        registry.get(domain).is_some_and(|i| i.lifecycle == Lifecycle::Quarantined)
+        registry
+            .get(domain)
+            .is_some_and(|i| i.lifecycle == Lifecycle::Quarantined)
     })
     .await;
     registry.get(domain).expect("listed")
@@ -526,7 +576,11 @@ pub(crate) async fn quarantined(registry: &PluginRegistry, domain: &str) -> Plug
 /// Asserts `info`'s last error contains `needle`.
 pub(crate) fn assert_last_error(info: &PluginInfo, needle: &str) {
     let last = info.health.last_error.as_deref().unwrap_or_default();
-    assert!(last.contains(needle), "{}: last error {last:?} does not mention {needle:?}", info.domain);
+    assert!(
+        last.contains(needle),
+        "{}: last error {last:?} does not mention {needle:?}",
+        info.domain
+    );
 }
 
 /// A well-behaved native plugin loaded beside hostile ones. It listens to `sensor.*` and
@@ -587,8 +641,15 @@ impl Neighbour {
             self.write(registry.home(), "witness.probe");
         }
         let want = self.expected.clone();
-        eventually("the neighbour to receive every event", || self.received().len() >= want.len()).await;
-        assert_eq!(self.received(), want, "the neighbour got every event, in order");
+        eventually("the neighbour to receive every event", || {
+            self.received().len() >= want.len()
+        })
+        .await;
+        assert_eq!(
+            self.received(),
+            want,
+            "the neighbour got every event, in order"
+        );
         let info = registry.get("neighbour").expect("listed");
         assert_eq!(info.lifecycle, Lifecycle::Running);
         assert_eq!(info.stats.errors, 0);

@@ -40,7 +40,9 @@ async fn call_svc(home: &Home, domain: &str) -> Result<Option<Value>, String> {
 /// A guest that registers `svc` and listens to the trigger.
 fn with_service() -> Guest {
     Guest {
-        setup: format!("(if (call $service_register {SERVICE}) (then (return (i32.const -1)))) (call $subscribe {TRIGGER})"),
+        setup: format!(
+            "(if (call $service_register {SERVICE}) (then (return (i32.const -1)))) (call $subscribe {TRIGGER})"
+        ),
         ..Guest::hostile()
     }
 }
@@ -50,41 +52,90 @@ async fn a_trap_or_refusal_in_setup_fails_the_plugin_with_the_reason() {
     let (_home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let mut chatty = Guest::hostile();
-    chatty.data.push_str(&data_segment(65536, &json_object_of(60_000)));
-    chatty.setup = format!("(drop (call $error {})) (i32.const -15)", raw(65536, 60_000));
+    chatty
+        .data
+        .push_str(&data_segment(65536, &json_object_of(60_000)));
+    chatty.setup = format!(
+        "(drop (call $error {})) (i32.const -15)",
+        raw(65536, 60_000)
+    );
     let cases = [
-        ("unreachable", "unreachable".to_owned(), "trap: wasm `unreachable` instruction executed"),
-        ("divide", "(i32.div_s (i32.const 1) (i32.const 0))".to_owned(), "trap: integer divide by zero"),
-        ("wild_load", "(i32.load (i32.const -4))".to_owned(), "trap: out of bounds memory access"),
-        ("indirect", "(call_indirect (result i32) (i32.const 0))".to_owned(), "trap: "),
-        ("refused", format!("(drop (call $error {BAD_ID})) (i32.const -15)"), "guest returned guest error (-15): no dot here"),
-        ("odd_status", "(i32.const 7)".to_owned(), "guest returned unknown status 7"),
+        (
+            "unreachable",
+            "unreachable".to_owned(),
+            "trap: wasm `unreachable` instruction executed",
+        ),
+        (
+            "divide",
+            "(i32.div_s (i32.const 1) (i32.const 0))".to_owned(),
+            "trap: integer divide by zero",
+        ),
+        (
+            "wild_load",
+            "(i32.load (i32.const -4))".to_owned(),
+            "trap: out of bounds memory access",
+        ),
+        (
+            "indirect",
+            "(call_indirect (result i32) (i32.const 0))".to_owned(),
+            "trap: ",
+        ),
+        (
+            "refused",
+            format!("(drop (call $error {BAD_ID})) (i32.const -15)"),
+            "guest returned guest error (-15): no dot here",
+        ),
+        (
+            "odd_status",
+            "(i32.const 7)".to_owned(),
+            "guest returned unknown status 7",
+        ),
     ];
-    let mut specs = vec![wasm_spec("chatty", all_permissions(), json!({}), chatty.bytes())];
+    let mut specs = vec![wasm_spec(
+        "chatty",
+        all_permissions(),
+        json!({}),
+        chatty.bytes(),
+    )];
     for (domain, setup, _) in &cases {
         let mut guest = Guest {
             setup: setup.clone(),
             ..Guest::hostile()
         };
         guest.data.push_str("(table 1 funcref)");
-        specs.push(wasm_spec(domain, all_permissions(), json!({}), guest.bytes()));
+        specs.push(wasm_spec(
+            domain,
+            all_permissions(),
+            json!({}),
+            guest.bytes(),
+        ));
     }
     let report = registry.load_all(specs).await;
     for (domain, _, reason) in &cases {
         let err = report.error(domain).expect("setup fails");
         assert!(setup_error(err).contains(reason), "{domain}: {err}");
-        assert_eq!(registry.get(domain).expect("listed").lifecycle, Lifecycle::Failed);
+        assert_eq!(
+            registry.get(domain).expect("listed").lifecycle,
+            Lifecycle::Failed
+        );
     }
     // A 60,000-byte error message is cut before it reaches the plugin's status.
     let chatty = setup_error(report.error("chatty").expect("setup fails")).to_owned();
-    assert!(chatty.starts_with("runtime failure: guest returned guest error (-15): {\"x\":\"yyy"), "{chatty}");
+    assert!(
+        chatty.starts_with("runtime failure: guest returned guest error (-15): {\"x\":\"yyy"),
+        "{chatty}"
+    );
     assert!(chatty.len() < 1200, "{} bytes", chatty.len());
     neighbour.assert_unharmed(&registry).await;
 }
 
 /// Triggers one event at a time, each after the previous one failed, until `domain` is
 /// quarantined; returns its snapshot.
-async fn fail_one_by_one(registry: &PluginRegistry, neighbour: &mut Neighbour, domain: &str) -> PluginInfo {
+async fn fail_one_by_one(
+    registry: &PluginRegistry,
+    neighbour: &mut Neighbour,
+    domain: &str,
+) -> PluginInfo {
     for errors in 1..=3 {
         neighbour.trigger(registry.home(), 1);
         failed_calls(registry, domain, errors).await;
@@ -100,14 +151,24 @@ async fn a_trap_in_every_event_quarantines_the_plugin() {
         on_state_changed: "unreachable".into(),
         ..Guest::hostile()
     };
-    registry.load(wasm_spec("trapper", listener(), json!({}), guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("trapper", listener(), json!({}), guest.bytes()))
+        .await
+        .expect("starts");
     let info = fail_one_by_one(&registry, &mut neighbour, "trapper").await;
-    assert_last_error(&info, "quarantined after 3 consecutive failures; last: runtime failure: trap: ");
+    assert_last_error(
+        &info,
+        "quarantined after 3 consecutive failures; last: runtime failure: trap: ",
+    );
     assert_last_error(&info, "`unreachable` instruction executed");
     assert_eq!((info.stats.events, info.stats.errors), (3, 3));
     neighbour.trigger(&home, 2);
     neighbour.assert_unharmed(&registry).await;
-    assert_eq!(registry.get("trapper").expect("listed").stats.events, 3, "nothing is delivered after the quarantine");
+    assert_eq!(
+        registry.get("trapper").expect("listed").stats.events,
+        3,
+        "nothing is delivered after the quarantine"
+    );
 }
 
 #[tokio::test]
@@ -119,11 +180,18 @@ async fn quarantine_stops_delivery_in_the_middle_of_a_batch() {
         on_state_changed: "unreachable".into(),
         ..Guest::hostile()
     };
-    registry.load(wasm_spec("trapper", listener(), json!({}), guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("trapper", listener(), json!({}), guest.bytes()))
+        .await
+        .expect("starts");
     neighbour.trigger(&home, 10);
     let info = quarantined(&registry, "trapper").await;
     assert_last_error(&info, "quarantined after 3 consecutive failures");
-    assert_eq!((info.stats.events, info.stats.errors), (3, 3), "no delivery after the third failure in a row");
+    assert_eq!(
+        (info.stats.events, info.stats.errors),
+        (3, 3),
+        "no delivery after the third failure in a row"
+    );
     neighbour.assert_unharmed(&registry).await;
 }
 
@@ -147,11 +215,21 @@ async fn a_trap_or_loop_in_hc_call_service_fails_that_call() {
         ])
         .await;
     for _ in 0..2 {
-        let err = call_svc(&home, "svc_trap").await.expect_err("the handler traps");
-        assert!(err.contains("service svc_trap.svc failed") && err.contains("unreachable"), "{err}");
+        let err = call_svc(&home, "svc_trap")
+            .await
+            .expect_err("the handler traps");
+        assert!(
+            err.contains("service svc_trap.svc failed") && err.contains("unreachable"),
+            "{err}"
+        );
     }
-    let err = call_svc(&home, "svc_spin").await.expect_err("the handler spins");
-    assert!(err.contains("deadline exceeded: call ran longer than 100 ms"), "{err}");
+    let err = call_svc(&home, "svc_spin")
+        .await
+        .expect_err("the handler spins");
+    assert!(
+        err.contains("deadline exceeded: call ran longer than 100 ms"),
+        "{err}"
+    );
     for (domain, errors) in [("svc_trap", 2), ("svc_spin", 1)] {
         let info = registry.get(domain).expect("listed");
         assert_eq!(info.stats.errors, errors);
@@ -160,7 +238,12 @@ async fn a_trap_or_loop_in_hc_call_service_fails_that_call() {
     // Other services still answer.
     let response = home
         .services
-        .call("neighbour", "ping", json!({"entity_id": "other.pinged"}), Context::new())
+        .call(
+            "neighbour",
+            "ping",
+            json!({"entity_id": "other.pinged"}),
+            Context::new(),
+        )
         .await
         .expect("the neighbour answers");
     assert_eq!(response.response, Some(json!({"handled_by": "neighbour"})));
@@ -188,12 +271,21 @@ async fn a_trap_or_loop_in_teardown_does_not_stop_reload_or_unload() {
         ])
         .await;
     for domain in ["teardown_trap", "teardown_spin"] {
-        let info = registry.reload(domain).await.expect("reloads despite the failed teardown");
+        let info = registry
+            .reload(domain)
+            .await
+            .expect("reloads despite the failed teardown");
         assert_eq!(info.lifecycle, Lifecycle::Running);
         assert!(home.services.has(domain, "svc"));
-        registry.unload(domain).await.expect("unloads despite the failed teardown");
+        registry
+            .unload(domain)
+            .await
+            .expect("unloads despite the failed teardown");
         assert!(registry.get(domain).is_none());
-        assert!(!home.services.has(domain, "svc"), "{domain}'s service is gone");
+        assert!(
+            !home.services.has(domain, "svc"),
+            "{domain}'s service is gone"
+        );
     }
     neighbour.trigger(&home, 1);
     neighbour.assert_unharmed(&registry).await;
@@ -204,8 +296,17 @@ async fn a_trap_in_hc_alloc_fails_every_delivery_and_quarantines() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let mut guest = Guest::hostile().arm_after_setup();
-    guest.alloc = "(if (global.get $armed) (then unreachable)) (call $bump_alloc (local.get $size))".into();
-    registry.load(wasm_spec("alloc_trap", listener(), json!({}), guest.bytes())).await.expect("starts");
+    guest.alloc =
+        "(if (global.get $armed) (then unreachable)) (call $bump_alloc (local.get $size))".into();
+    registry
+        .load(wasm_spec(
+            "alloc_trap",
+            listener(),
+            json!({}),
+            guest.bytes(),
+        ))
+        .await
+        .expect("starts");
     let info = fail_one_by_one(&registry, &mut neighbour, "alloc_trap").await;
     assert_last_error(&info, "hc_alloc failed");
     assert_last_error(&info, "unreachable");
@@ -220,15 +321,29 @@ async fn an_hc_alloc_buffer_that_cannot_hold_the_payload_fails_the_call() {
     let mut neighbour = Neighbour::load(&registry).await;
     let cases = [
         ("alloc_zero", "(i32.const 0)", "hc_alloc could not allocate"),
-        ("alloc_end", "(i32.const 131068)", "hc_alloc returned 131068, which cannot hold"),
+        (
+            "alloc_end",
+            "(i32.const 131068)",
+            "hc_alloc returned 131068, which cannot hold",
+        ),
         ("alloc_past", "(i32.const 2147483647)", "which cannot hold"),
-        ("alloc_negative", "(i32.const -8)", "hc_alloc returned a negative pointer -8"),
-        ("alloc_deep", "(call $deep (i32.const 0))", "hc_alloc failed"),
+        (
+            "alloc_negative",
+            "(i32.const -8)",
+            "hc_alloc returned a negative pointer -8",
+        ),
+        (
+            "alloc_deep",
+            "(call $deep (i32.const 0))",
+            "hc_alloc failed",
+        ),
     ];
     let mut specs = Vec::new();
     for (domain, answer, _) in cases {
         let mut guest = Guest::hostile().arm_after_setup();
-        guest.alloc = format!("(if (global.get $armed) (then (return {answer}))) (call $bump_alloc (local.get $size))");
+        guest.alloc = format!(
+            "(if (global.get $armed) (then (return {answer}))) (call $bump_alloc (local.get $size))"
+        );
         guest.funcs = "(func $deep (param $n i32) (result i32) (i32.add (call $deep (i32.add (local.get $n) (i32.const 1))) (i32.const 1)))".into();
         specs.push(wasm_spec(domain, listener(), json!({}), guest.bytes()));
     }
@@ -250,17 +365,53 @@ async fn hc_call_service_results_are_checked_before_they_are_read() {
     let mut neighbour = Neighbour::load(&registry).await;
     let packed = |ptr: i64, len: i64| (ptr << 32) | len;
     let cases: Vec<(&str, i64, Result<Value, &str>)> = vec![
-        ("resp_ok", packed(OBJECT.ptr.into(), OBJECT.len().into()), Ok(json!({"a": 1}))),
-        ("resp_outside", packed(i64::from(MEM) + 16, 8), Err("service response lies outside guest memory")),
-        ("resp_straddle", packed(i64::from(MEM) - 4, 8), Err("service response lies outside guest memory")),
-        ("resp_far", packed(0x7fff_fff0, 8), Err("service response lies outside guest memory")),
+        (
+            "resp_ok",
+            packed(OBJECT.ptr.into(), OBJECT.len().into()),
+            Ok(json!({"a": 1})),
+        ),
+        (
+            "resp_outside",
+            packed(i64::from(MEM) + 16, 8),
+            Err("service response lies outside guest memory"),
+        ),
+        (
+            "resp_straddle",
+            packed(i64::from(MEM) - 4, 8),
+            Err("service response lies outside guest memory"),
+        ),
+        (
+            "resp_far",
+            packed(0x7fff_fff0, 8),
+            Err("service response lies outside guest memory"),
+        ),
         ("resp_huge", i64::MAX, Err("exceeds the ABI limit of 65536")),
-        ("resp_too_large", packed(0, 70 * 1024), Err("exceeds the ABI limit of 65536")),
-        ("resp_not_json", packed(BAD_JSON.ptr.into(), BAD_JSON.len().into()), Err("service response is not JSON")),
-        ("resp_bad_utf8", packed(BAD_UTF8.ptr.into(), BAD_UTF8.len().into()), Err("service response is not JSON")),
-        ("resp_empty", packed(OBJECT.ptr.into(), 0), Err("service response is not JSON")),
+        (
+            "resp_too_large",
+            packed(0, 70 * 1024),
+            Err("exceeds the ABI limit of 65536"),
+        ),
+        (
+            "resp_not_json",
+            packed(BAD_JSON.ptr.into(), BAD_JSON.len().into()),
+            Err("service response is not JSON"),
+        ),
+        (
+            "resp_bad_utf8",
+            packed(BAD_UTF8.ptr.into(), BAD_UTF8.len().into()),
+            Err("service response is not JSON"),
+        ),
+        (
+            "resp_empty",
+            packed(OBJECT.ptr.into(), 0),
+            Err("service response is not JSON"),
+        ),
         ("resp_status", -15, Err("guest returned guest error (-15)")),
-        ("resp_odd_status", -1_000, Err("guest returned unknown status -1000")),
+        (
+            "resp_odd_status",
+            -1_000,
+            Err("guest returned unknown status -1000"),
+        ),
     ];
     let specs = cases
         .iter()
@@ -291,7 +442,11 @@ async fn hc_call_service_results_are_checked_before_they_are_read() {
 async fn every_negative_hc_call_service_result_is_a_failure() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
-    let cases = [("resp_min", i64::MIN), ("resp_wrapped", -(1i64 << 32)), ("resp_wrapped_ok", -(1i64 << 32) + 1)];
+    let cases = [
+        ("resp_min", i64::MIN),
+        ("resp_wrapped", -(1i64 << 32)),
+        ("resp_wrapped_ok", -(1i64 << 32) + 1),
+    ];
     let specs = cases
         .iter()
         .map(|(domain, result)| {
@@ -305,7 +460,10 @@ async fn every_negative_hc_call_service_result_is_a_failure() {
     registry.load_all(specs).await;
     for (domain, result) in cases {
         let got = call_svc(&home, domain).await;
-        assert!(got.is_err(), "{domain}: hc_call_service returned {result}, the call answered {got:?}");
+        assert!(
+            got.is_err(),
+            "{domain}: hc_call_service returned {result}, the call answered {got:?}"
+        );
     }
     neighbour.assert_unharmed(&registry).await;
 }
@@ -315,14 +473,28 @@ async fn a_trap_in_hc_free_fails_the_call() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let guest = Guest {
-        call_service: format!("(i64.const {})", (i64::from(OBJECT.ptr) << 32) | i64::from(OBJECT.len())),
+        call_service: format!(
+            "(i64.const {})",
+            (i64::from(OBJECT.ptr) << 32) | i64::from(OBJECT.len())
+        ),
         free: "unreachable".into(),
         ..with_service()
     };
-    registry.load(wasm_spec("free_trap", listener(), json!({}), guest.bytes())).await.expect("starts");
-    let err = call_svc(&home, "free_trap").await.expect_err("hc_free traps");
-    assert!(err.contains("hc_free failed") && err.contains("unreachable"), "{err}");
-    assert_eq!(registry.get("free_trap").expect("listed").lifecycle, Lifecycle::Running);
+    registry
+        .load(wasm_spec("free_trap", listener(), json!({}), guest.bytes()))
+        .await
+        .expect("starts");
+    let err = call_svc(&home, "free_trap")
+        .await
+        .expect_err("hc_free traps");
+    assert!(
+        err.contains("hc_free failed") && err.contains("unreachable"),
+        "{err}"
+    );
+    assert_eq!(
+        registry.get("free_trap").expect("listed").lifecycle,
+        Lifecycle::Running
+    );
     neighbour.trigger(&home, 1);
     neighbour.assert_unharmed(&registry).await;
 }
@@ -333,7 +505,9 @@ async fn the_failure_streak_in_health_ends_with_a_success() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let mut guest = Guest::hostile();
-    guest.data.push_str("(global $events (mut i32) (i32.const 0))");
+    guest
+        .data
+        .push_str("(global $events (mut i32) (i32.const 0))");
     // Refuses its first event (a status, so the instance is kept), then writes hostile.flag.
     guest.on_state_changed = format!(
         "(global.set $events (i32.add (global.get $events) (i32.const 1)))
@@ -342,11 +516,20 @@ async fn the_failure_streak_in_health_ends_with_a_success() {
         (i32.const 0)",
         OBJECT.empty()
     );
-    registry.load(wasm_spec("streak", listener(), json!({}), guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("streak", listener(), json!({}), guest.bytes()))
+        .await
+        .expect("starts");
     neighbour.trigger(&home, 2);
-    eventually("the second event to go through", || state_of(&home, "hostile.flag").is_some()).await;
+    eventually("the second event to go through", || {
+        state_of(&home, "hostile.flag").is_some()
+    })
+    .await;
     let info = registry.get("streak").expect("listed");
     assert_eq!(info.stats.errors, 1);
-    assert_eq!(info.health.consecutive_failures, 0, "the last call succeeded");
+    assert_eq!(
+        info.health.consecutive_failures, 0,
+        "the last call succeeded"
+    );
     neighbour.assert_unharmed(&registry).await;
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use homecore::MAX_CONTEXT_DEPTH;
 use homecore_abi::v1::{MAX_PAYLOAD, Status};
-use homecore_plugins::{Lifecycle, MemoryStorage, Permissions, PluginRegistry, PluginStorage, WasmtimeConfig};
+use homecore_plugins::{
+    Lifecycle, MemoryStorage, Permissions, PluginRegistry, PluginStorage, WasmtimeConfig,
+};
 use serde_json::json;
 
 use super::guests::*;
@@ -29,7 +31,12 @@ fn bad_inputs(max: i32) -> Vec<(&'static str, i32, i32, Status)> {
         ("most negative pointer", i32::MIN, 4, BadPointer),
         ("negative length", 16, -1, BadPointer),
         ("most negative length", 16, i32::MIN, BadPointer),
-        ("negative pointer before a length over the limit", -1, i32::MAX, BadPointer),
+        (
+            "negative pointer before a length over the limit",
+            -1,
+            i32::MAX,
+            BadPointer,
+        ),
         ("empty buffer at a negative pointer", -1, 0, BadPointer),
         ("one byte past the end", MEM, 1, BadPointer),
         ("straddling the end", MEM - 2, 4, BadPointer),
@@ -38,7 +45,12 @@ fn bad_inputs(max: i32) -> Vec<(&'static str, i32, i32, Status)> {
         ("ptr + len past 2 GiB", i32::MAX, 1, BadPointer),
         ("ptr + len overflowing i32", i32::MAX - 1, 4, BadPointer),
         ("one byte over the limit", 0, max + 1, TooLarge),
-        ("over the limit and out of bounds", i32::MAX, i32::MAX, TooLarge),
+        (
+            "over the limit and out of bounds",
+            i32::MAX,
+            i32::MAX,
+            TooLarge,
+        ),
     ]
 }
 
@@ -59,59 +71,180 @@ fn bad_outputs() -> Vec<(&'static str, i32, i32)> {
 #[tokio::test]
 async fn every_pointer_into_every_import_is_bounds_checked() {
     let mut c = Checks::default();
-    c.expect("state_set prepares an entity to read", format!("(call $state_set {MINE} {ON} {OBJECT})"), Want::AtLeast(0));
-    c.expect("kv_set prepares a key to read", format!("(call $kv_set {KEY} {ON})"), Status::Ok);
+    c.expect(
+        "state_set prepares an entity to read",
+        format!("(call $state_set {MINE} {ON} {OBJECT})"),
+        Want::AtLeast(0),
+    );
+    c.expect(
+        "kv_set prepares a key to read",
+        format!("(call $kv_set {KEY} {ON})"),
+        Status::Ok,
+    );
     for (what, p, l, want) in bad_inputs(PAYLOAD) {
         let b = raw(p, l);
-        c.expect(format!("log message: {what}"), format!("(call $log (i32.const 1) {b})"), want);
-        c.expect(format!("error message: {what}"), format!("(call $error {b})"), want);
-        c.expect(format!("state_set state: {what}"), format!("(call $state_set {MINE} {b} {OBJECT})"), want);
-        c.expect(format!("state_set attributes: {what}"), format!("(call $state_set {MINE} {ON} {b})"), want);
-        c.expect(format!("event_fire data: {what}"), format!("(call $event_fire {EVENT} {b})"), want);
-        c.expect(format!("kv_set value: {what}"), format!("(call $kv_set {KEY} {b})"), want);
+        c.expect(
+            format!("log message: {what}"),
+            format!("(call $log (i32.const 1) {b})"),
+            want,
+        );
+        c.expect(
+            format!("error message: {what}"),
+            format!("(call $error {b})"),
+            want,
+        );
+        c.expect(
+            format!("state_set state: {what}"),
+            format!("(call $state_set {MINE} {b} {OBJECT})"),
+            want,
+        );
+        c.expect(
+            format!("state_set attributes: {what}"),
+            format!("(call $state_set {MINE} {ON} {b})"),
+            want,
+        );
+        c.expect(
+            format!("event_fire data: {what}"),
+            format!("(call $event_fire {EVENT} {b})"),
+            want,
+        );
+        c.expect(
+            format!("kv_set value: {what}"),
+            format!("(call $kv_set {KEY} {b})"),
+            want,
+        );
     }
     for (what, p, l, want) in bad_inputs(MAX_NAME) {
         let b = raw(p, l);
-        c.expect(format!("state_get id: {what}"), format!("(call $state_get {b} {OUT})"), want);
-        c.expect(format!("state_set id: {what}"), format!("(call $state_set {b} {ON} {OBJECT})"), want);
-        c.expect(format!("state_remove id: {what}"), format!("(call $state_remove {b})"), want);
-        c.expect(format!("subscribe pattern: {what}"), format!("(call $subscribe {b})"), want);
-        c.expect(format!("subscribe_event type: {what}"), format!("(call $subscribe_event {b})"), want);
-        c.expect(format!("service_register name: {what}"), format!("(call $service_register {b})"), want);
-        c.expect(format!("event_fire type: {what}"), format!("(call $event_fire {b} {OBJECT})"), want);
-        c.expect(format!("kv_get key: {what}"), format!("(call $kv_get {b} {OUT})"), want);
-        c.expect(format!("kv_set key: {what}"), format!("(call $kv_set {b} {ON})"), want);
-        c.expect(format!("kv_delete key: {what}"), format!("(call $kv_delete {b})"), want);
+        c.expect(
+            format!("state_get id: {what}"),
+            format!("(call $state_get {b} {OUT})"),
+            want,
+        );
+        c.expect(
+            format!("state_set id: {what}"),
+            format!("(call $state_set {b} {ON} {OBJECT})"),
+            want,
+        );
+        c.expect(
+            format!("state_remove id: {what}"),
+            format!("(call $state_remove {b})"),
+            want,
+        );
+        c.expect(
+            format!("subscribe pattern: {what}"),
+            format!("(call $subscribe {b})"),
+            want,
+        );
+        c.expect(
+            format!("subscribe_event type: {what}"),
+            format!("(call $subscribe_event {b})"),
+            want,
+        );
+        c.expect(
+            format!("service_register name: {what}"),
+            format!("(call $service_register {b})"),
+            want,
+        );
+        c.expect(
+            format!("event_fire type: {what}"),
+            format!("(call $event_fire {b} {OBJECT})"),
+            want,
+        );
+        c.expect(
+            format!("kv_get key: {what}"),
+            format!("(call $kv_get {b} {OUT})"),
+            want,
+        );
+        c.expect(
+            format!("kv_set key: {what}"),
+            format!("(call $kv_set {b} {ON})"),
+            want,
+        );
+        c.expect(
+            format!("kv_delete key: {what}"),
+            format!("(call $kv_delete {b})"),
+            want,
+        );
     }
     for (what, p, l) in bad_outputs() {
         let b = raw(p, l);
-        c.expect(format!("state_get output: {what}"), format!("(call $state_get {MINE} {b})"), Status::BadPointer);
-        c.expect(format!("kv_get output: {what}"), format!("(call $kv_get {KEY} {b})"), Status::BadPointer);
+        c.expect(
+            format!("state_get output: {what}"),
+            format!("(call $state_get {MINE} {b})"),
+            Status::BadPointer,
+        );
+        c.expect(
+            format!("kv_get output: {what}"),
+            format!("(call $kv_get {KEY} {b})"),
+            Status::BadPointer,
+        );
     }
     // Lengths at the limit are not too large; what they hold is judged on its own.
     let top_page = raw(MEM - PAYLOAD, PAYLOAD);
-    c.expect("log of exactly MAX_PAYLOAD bytes", format!("(call $log (i32.const 1) {top_page})"), Status::Ok);
-    c.expect("state of exactly MAX_PAYLOAD bytes", format!("(call $state_set {MINE} {top_page} {OBJECT})"), Status::InvalidState);
-    c.expect("entity id of exactly 255 bytes", format!("(call $state_get {} {OUT})", raw(MEM - MAX_NAME, MAX_NAME)), Status::InvalidEntityId);
+    c.expect(
+        "log of exactly MAX_PAYLOAD bytes",
+        format!("(call $log (i32.const 1) {top_page})"),
+        Status::Ok,
+    );
+    c.expect(
+        "state of exactly MAX_PAYLOAD bytes",
+        format!("(call $state_set {MINE} {top_page} {OBJECT})"),
+        Status::InvalidState,
+    );
+    c.expect(
+        "entity id of exactly 255 bytes",
+        format!("(call $state_get {} {OUT})", raw(MEM - MAX_NAME, MAX_NAME)),
+        Status::InvalidEntityId,
+    );
     // An empty buffer ending exactly at the end of memory is in bounds: the result waits.
-    c.expect("take_result with nothing pending", format!("(call $take_result {OUT})"), Status::NotFound);
-    c.expect("state_get into an empty buffer at the end of memory", format!("(call $state_get {MINE} {})", raw(MEM, 0)), Want::AtLeast(1));
+    c.expect(
+        "take_result with nothing pending",
+        format!("(call $take_result {OUT})"),
+        Status::NotFound,
+    );
+    c.expect(
+        "state_get into an empty buffer at the end of memory",
+        format!("(call $state_get {MINE} {})", raw(MEM, 0)),
+        Want::AtLeast(1),
+    );
     for (what, p, l) in bad_outputs() {
         let b = raw(p, l);
-        c.expect(format!("take_result output: {what}"), format!("(call $take_result {b})"), Status::BadPointer);
+        c.expect(
+            format!("take_result output: {what}"),
+            format!("(call $take_result {b})"),
+            Status::BadPointer,
+        );
     }
-    c.expect("the pending result survives the refused take_result calls", format!("(call $take_result {OUT})"), Want::AtLeast(1));
-    c.expect("and is gone once taken", format!("(call $take_result {OUT})"), Status::NotFound);
+    c.expect(
+        "the pending result survives the refused take_result calls",
+        format!("(call $take_result {OUT})"),
+        Want::AtLeast(1),
+    );
+    c.expect(
+        "and is gone once taken",
+        format!("(call $take_result {OUT})"),
+        Status::NotFound,
+    );
 
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
-    let spec = wasm_spec("pointers", all_permissions(), json!({}), checking_guest(&c).bytes());
+    let spec = wasm_spec(
+        "pointers",
+        all_permissions(),
+        json!({}),
+        checking_guest(&c).bytes(),
+    );
     let info = load_checked(&registry, spec, &c).await;
     assert_eq!(info.lifecycle, Lifecycle::Running);
     neighbour.trigger(&home, 3);
     let info = checks_passed(&registry, "pointers", 3, &c).await;
     assert_eq!(info.stats.events, 3);
-    assert_eq!(state_of(&home, "hostile.entity").as_deref(), Some("on"), "no refused write got through");
+    assert_eq!(
+        state_of(&home, "hostile.entity").as_deref(),
+        Some("on"),
+        "no refused write got through"
+    );
     neighbour.assert_unharmed(&registry).await;
 }
 
@@ -123,57 +256,245 @@ async fn text_json_and_arguments_are_validated() {
     let mut c = Checks::default();
     // Invalid UTF-8 in every text argument; values are bytes and may hold anything.
     let bad = BAD_UTF8;
-    c.expect("log message", format!("(call $log (i32.const 1) {bad})"), Status::BadUtf8);
-    c.expect("error message", format!("(call $error {bad})"), Status::BadUtf8);
-    c.expect("state_get id", format!("(call $state_get {bad} {OUT})"), Status::BadUtf8);
-    c.expect("state_set id", format!("(call $state_set {bad} {ON} {OBJECT})"), Status::BadUtf8);
-    c.expect("state_set state", format!("(call $state_set {MINE} {bad} {OBJECT})"), Status::BadUtf8);
-    c.expect("state_set attributes", format!("(call $state_set {MINE} {ON} {bad})"), Status::BadJson);
-    c.expect("state_remove id", format!("(call $state_remove {bad})"), Status::BadUtf8);
-    c.expect("subscribe pattern", format!("(call $subscribe {bad})"), Status::BadUtf8);
-    c.expect("subscribe_event type", format!("(call $subscribe_event {bad})"), Status::BadUtf8);
-    c.expect("service_register name", format!("(call $service_register {bad})"), Status::BadUtf8);
-    c.expect("event_fire type", format!("(call $event_fire {bad} {OBJECT})"), Status::BadUtf8);
-    c.expect("event_fire data", format!("(call $event_fire {EVENT} {bad})"), Status::BadJson);
-    c.expect("kv_get key", format!("(call $kv_get {bad} {OUT})"), Status::BadUtf8);
-    c.expect("kv_set key", format!("(call $kv_set {bad} {ON})"), Status::BadUtf8);
-    c.expect("kv_delete key", format!("(call $kv_delete {bad})"), Status::BadUtf8);
-    c.expect("kv_set value of any bytes", format!("(call $kv_set {KEY} {bad})"), Status::Ok);
-    c.expect("kv_get returns them", format!("(call $kv_get {KEY} {OUT})"), Want::Value(BAD_UTF8.len()));
+    c.expect(
+        "log message",
+        format!("(call $log (i32.const 1) {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "error message",
+        format!("(call $error {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "state_get id",
+        format!("(call $state_get {bad} {OUT})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "state_set id",
+        format!("(call $state_set {bad} {ON} {OBJECT})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "state_set state",
+        format!("(call $state_set {MINE} {bad} {OBJECT})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "state_set attributes",
+        format!("(call $state_set {MINE} {ON} {bad})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "state_remove id",
+        format!("(call $state_remove {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "subscribe pattern",
+        format!("(call $subscribe {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "subscribe_event type",
+        format!("(call $subscribe_event {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "service_register name",
+        format!("(call $service_register {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "event_fire type",
+        format!("(call $event_fire {bad} {OBJECT})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "event_fire data",
+        format!("(call $event_fire {EVENT} {bad})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "kv_get key",
+        format!("(call $kv_get {bad} {OUT})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "kv_set key",
+        format!("(call $kv_set {bad} {ON})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "kv_delete key",
+        format!("(call $kv_delete {bad})"),
+        Status::BadUtf8,
+    );
+    c.expect(
+        "kv_set value of any bytes",
+        format!("(call $kv_set {KEY} {bad})"),
+        Status::Ok,
+    );
+    c.expect(
+        "kv_get returns them",
+        format!("(call $kv_get {KEY} {OUT})"),
+        Want::Value(BAD_UTF8.len()),
+    );
     // Attributes and event data: JSON objects only.
-    for (what, span) in [("truncated", BAD_JSON), ("array", ARRAY), ("null", NULL), ("number", NUMBER), ("string", STRING)] {
-        let want = if what == "truncated" { Status::BadJson } else { Status::NotAnObject };
-        c.expect(format!("state_set attributes: {what}"), format!("(call $state_set {MINE} {ON} {span})"), want);
-        c.expect(format!("event_fire data: {what}"), format!("(call $event_fire {EVENT} {span})"), want);
+    for (what, span) in [
+        ("truncated", BAD_JSON),
+        ("array", ARRAY),
+        ("null", NULL),
+        ("number", NUMBER),
+        ("string", STRING),
+    ] {
+        let want = if what == "truncated" {
+            Status::BadJson
+        } else {
+            Status::NotAnObject
+        };
+        c.expect(
+            format!("state_set attributes: {what}"),
+            format!("(call $state_set {MINE} {ON} {span})"),
+            want,
+        );
+        c.expect(
+            format!("event_fire data: {what}"),
+            format!("(call $event_fire {EVENT} {span})"),
+            want,
+        );
     }
-    c.expect("state_set attributes nested 20,000 deep", format!("(call $state_set {MINE} {ON} {deep})"), Status::BadJson);
-    c.expect("event_fire data nested 20,000 deep", format!("(call $event_fire {EVENT} {deep})"), Status::BadJson);
-    c.expect("attributes of length 0 are none, wherever they point", format!("(call $state_set {MINE} {ON} {})", BAD_JSON.empty()), Want::AtLeast(0));
+    c.expect(
+        "state_set attributes nested 20,000 deep",
+        format!("(call $state_set {MINE} {ON} {deep})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "event_fire data nested 20,000 deep",
+        format!("(call $event_fire {EVENT} {deep})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "attributes of length 0 are none, wherever they point",
+        format!("(call $state_set {MINE} {ON} {})", BAD_JSON.empty()),
+        Want::AtLeast(0),
+    );
     // Names and states.
-    c.expect("state_get: invalid entity id", format!("(call $state_get {BAD_ID} {OUT})"), Status::InvalidEntityId);
-    c.expect("state_get: absent entity", format!("(call $state_get {SECRET} {OUT})"), Status::NotFound);
-    c.expect("state_set: invalid entity id", format!("(call $state_set {BAD_ID} {ON} {OBJECT})"), Status::InvalidEntityId);
-    c.expect("state_set: state of 256 characters", format!("(call $state_set {MINE} {} {OBJECT})", raw(MEM - 256, 256)), Status::InvalidState);
-    c.expect("state_remove: invalid entity id", format!("(call $state_remove {BAD_ID})"), Status::InvalidEntityId);
-    c.expect("subscribe: invalid glob", format!("(call $subscribe {BAD_ID})"), Status::InvalidName);
-    c.expect("subscribe: empty glob", format!("(call $subscribe {})", ON.empty()), Status::InvalidName);
-    c.expect("subscribe_event: invalid type", format!("(call $subscribe_event {BAD_ID})"), Status::InvalidName);
-    c.expect("service_register: invalid name", format!("(call $service_register {BAD_ID})"), Status::InvalidName);
-    c.expect("event_fire: invalid type", format!("(call $event_fire {BAD_ID} {OBJECT})"), Status::InvalidName);
-    c.expect("kv_set: empty key", format!("(call $kv_set {} {ON})", KEY.empty()), Status::InvalidName);
+    c.expect(
+        "state_get: invalid entity id",
+        format!("(call $state_get {BAD_ID} {OUT})"),
+        Status::InvalidEntityId,
+    );
+    c.expect(
+        "state_get: absent entity",
+        format!("(call $state_get {SECRET} {OUT})"),
+        Status::NotFound,
+    );
+    c.expect(
+        "state_set: invalid entity id",
+        format!("(call $state_set {BAD_ID} {ON} {OBJECT})"),
+        Status::InvalidEntityId,
+    );
+    c.expect(
+        "state_set: state of 256 characters",
+        format!("(call $state_set {MINE} {} {OBJECT})", raw(MEM - 256, 256)),
+        Status::InvalidState,
+    );
+    c.expect(
+        "state_remove: invalid entity id",
+        format!("(call $state_remove {BAD_ID})"),
+        Status::InvalidEntityId,
+    );
+    c.expect(
+        "subscribe: invalid glob",
+        format!("(call $subscribe {BAD_ID})"),
+        Status::InvalidName,
+    );
+    c.expect(
+        "subscribe: empty glob",
+        format!("(call $subscribe {})", ON.empty()),
+        Status::InvalidName,
+    );
+    c.expect(
+        "subscribe_event: invalid type",
+        format!("(call $subscribe_event {BAD_ID})"),
+        Status::InvalidName,
+    );
+    c.expect(
+        "service_register: invalid name",
+        format!("(call $service_register {BAD_ID})"),
+        Status::InvalidName,
+    );
+    c.expect(
+        "event_fire: invalid type",
+        format!("(call $event_fire {BAD_ID} {OBJECT})"),
+        Status::InvalidName,
+    );
+    c.expect(
+        "kv_set: empty key",
+        format!("(call $kv_set {} {ON})", KEY.empty()),
+        Status::InvalidName,
+    );
     // Arguments out of range.
     for level in [-1, 4, i32::MAX] {
-        c.expect(format!("log level {level}"), format!("(call $log (i32.const {level}) {ON})"), Status::InvalidArgument);
+        c.expect(
+            format!("log level {level}"),
+            format!("(call $log (i32.const {level}) {ON})"),
+            Status::InvalidArgument,
+        );
     }
-    c.expect("log level is checked before the pointer", format!("(call $log (i32.const 9) {})", raw(-1, -1)), Status::InvalidArgument);
-    c.expect("timer_start: negative delay", "(call $timer_start (i64.const 5000) (i64.const -1))", Status::InvalidArgument);
-    c.expect("timer_start: most negative delay", format!("(call $timer_start (i64.const 5000) (i64.const {}))", i64::MIN), Status::InvalidArgument);
-    c.expect("timer_start: more than a week", "(call $timer_start (i64.const 5000) (i64.const 604800001))", Status::InvalidArgument);
-    c.expect("timer_cancel: never started", "(call $timer_cancel (i64.const 5000))", Want::Value(0));
-    c.expect("timer_start: any token", format!("(call $timer_start (i64.const {}) (i64.const 604800000))", i64::MIN), Status::Ok);
-    c.expect("timer_cancel: that token", format!("(call $timer_cancel (i64.const {}))", i64::MIN), Want::Value(1));
-    c.expect("more than MAX_TIMERS pending timers", "(call $many_timers)", Status::QuotaExceeded);
-    c.expect("time_monotonic_ns is never negative", "(i32.wrap_i64 (i64.shr_u (call $time_monotonic_ns) (i64.const 63)))", Want::Value(0));
+    c.expect(
+        "log level is checked before the pointer",
+        format!("(call $log (i32.const 9) {})", raw(-1, -1)),
+        Status::InvalidArgument,
+    );
+    c.expect(
+        "timer_start: negative delay",
+        "(call $timer_start (i64.const 5000) (i64.const -1))",
+        Status::InvalidArgument,
+    );
+    c.expect(
+        "timer_start: most negative delay",
+        format!(
+            "(call $timer_start (i64.const 5000) (i64.const {}))",
+            i64::MIN
+        ),
+        Status::InvalidArgument,
+    );
+    c.expect(
+        "timer_start: more than a week",
+        "(call $timer_start (i64.const 5000) (i64.const 604800001))",
+        Status::InvalidArgument,
+    );
+    c.expect(
+        "timer_cancel: never started",
+        "(call $timer_cancel (i64.const 5000))",
+        Want::Value(0),
+    );
+    c.expect(
+        "timer_start: any token",
+        format!(
+            "(call $timer_start (i64.const {}) (i64.const 604800000))",
+            i64::MIN
+        ),
+        Status::Ok,
+    );
+    c.expect(
+        "timer_cancel: that token",
+        format!("(call $timer_cancel (i64.const {}))", i64::MIN),
+        Want::Value(1),
+    );
+    c.expect(
+        "more than MAX_TIMERS pending timers",
+        "(call $many_timers)",
+        Status::QuotaExceeded,
+    );
+    c.expect(
+        "time_monotonic_ns is never negative",
+        "(i32.wrap_i64 (i64.shr_u (call $time_monotonic_ns) (i64.const 63)))",
+        Want::Value(0),
+    );
 
     let mut guest = checking_guest(&c);
     guest.data.push_str(&data_segment(DEEP, &[b'['; 20_000]));
@@ -203,21 +524,58 @@ async fn text_json_and_arguments_are_validated() {
 async fn a_70_kib_payload_is_too_large_and_changes_nothing() {
     let big = raw(0, 70 * 1024);
     let mut c = Checks::default();
-    c.expect("a 70 KiB state", format!("(call $state_set {MINE} {big} {OBJECT})"), Status::TooLarge);
-    c.expect("70 KiB of attributes", format!("(call $state_set {MINE} {ON} {big})"), Status::TooLarge);
-    c.expect("70 KiB of event data", format!("(call $event_fire {EVENT} {big})"), Status::TooLarge);
-    c.expect("a 70 KiB stored value", format!("(call $kv_set {KEY} {big})"), Status::TooLarge);
-    c.expect("a 70 KiB log line", format!("(call $log (i32.const 2) {big})"), Status::TooLarge);
-    c.expect("a 70 KiB error message", format!("(call $error {big})"), Status::TooLarge);
-    c.expect("nothing was stored", format!("(call $kv_get {KEY} {OUT})"), Status::NotFound);
+    c.expect(
+        "a 70 KiB state",
+        format!("(call $state_set {MINE} {big} {OBJECT})"),
+        Status::TooLarge,
+    );
+    c.expect(
+        "70 KiB of attributes",
+        format!("(call $state_set {MINE} {ON} {big})"),
+        Status::TooLarge,
+    );
+    c.expect(
+        "70 KiB of event data",
+        format!("(call $event_fire {EVENT} {big})"),
+        Status::TooLarge,
+    );
+    c.expect(
+        "a 70 KiB stored value",
+        format!("(call $kv_set {KEY} {big})"),
+        Status::TooLarge,
+    );
+    c.expect(
+        "a 70 KiB log line",
+        format!("(call $log (i32.const 2) {big})"),
+        Status::TooLarge,
+    );
+    c.expect(
+        "a 70 KiB error message",
+        format!("(call $error {big})"),
+        Status::TooLarge,
+    );
+    c.expect(
+        "nothing was stored",
+        format!("(call $kv_get {KEY} {OUT})"),
+        Status::NotFound,
+    );
 
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
-    let spec = wasm_spec("large", all_permissions(), json!({}), checking_guest(&c).bytes());
+    let spec = wasm_spec(
+        "large",
+        all_permissions(),
+        json!({}),
+        checking_guest(&c).bytes(),
+    );
     load_checked(&registry, spec, &c).await;
     neighbour.trigger(&home, 2);
     checks_passed(&registry, "large", 2, &c).await;
-    assert_eq!(state_of(&home, "hostile.entity"), None, "no state was written");
+    assert_eq!(
+        state_of(&home, "hostile.entity"),
+        None,
+        "no state was written"
+    );
     neighbour.assert_unharmed(&registry).await;
 }
 
@@ -225,19 +583,67 @@ async fn a_70_kib_payload_is_too_large_and_changes_nothing() {
 /// by one whose manifest does but whose operator grant does not.
 fn denied_checks() -> Checks {
     let mut c = Checks::default();
-    c.expect("read a foreign entity", format!("(call $state_get {SECRET} {OUT})"), Status::Denied);
-    c.expect("write a foreign entity", format!("(call $state_set {SECRET} {ON} {OBJECT})"), Status::Denied);
-    c.expect("remove a foreign entity", format!("(call $state_remove {SECRET})"), Status::Denied);
-    c.expect("subscribe to foreign entities", format!("(call $subscribe {SENSORS})"), Status::Denied);
-    c.expect("subscribe to everything", format!("(call $subscribe {ANY})"), Status::Denied);
-    c.expect("subscribe to an event type", format!("(call $subscribe_event {DOORBELL})"), Status::Denied);
-    c.expect("fire an event", format!("(call $event_fire {DOORBELL} {OBJECT})"), Status::Denied);
-    c.expect("read storage", format!("(call $kv_get {KEY} {OUT})"), Status::Denied);
-    c.expect("write storage", format!("(call $kv_set {KEY} {ON})"), Status::Denied);
-    c.expect("delete from storage", format!("(call $kv_delete {KEY})"), Status::Denied);
+    c.expect(
+        "read a foreign entity",
+        format!("(call $state_get {SECRET} {OUT})"),
+        Status::Denied,
+    );
+    c.expect(
+        "write a foreign entity",
+        format!("(call $state_set {SECRET} {ON} {OBJECT})"),
+        Status::Denied,
+    );
+    c.expect(
+        "remove a foreign entity",
+        format!("(call $state_remove {SECRET})"),
+        Status::Denied,
+    );
+    c.expect(
+        "subscribe to foreign entities",
+        format!("(call $subscribe {SENSORS})"),
+        Status::Denied,
+    );
+    c.expect(
+        "subscribe to everything",
+        format!("(call $subscribe {ANY})"),
+        Status::Denied,
+    );
+    c.expect(
+        "subscribe to an event type",
+        format!("(call $subscribe_event {DOORBELL})"),
+        Status::Denied,
+    );
+    c.expect(
+        "fire an event",
+        format!("(call $event_fire {DOORBELL} {OBJECT})"),
+        Status::Denied,
+    );
+    c.expect(
+        "read storage",
+        format!("(call $kv_get {KEY} {OUT})"),
+        Status::Denied,
+    );
+    c.expect(
+        "write storage",
+        format!("(call $kv_set {KEY} {ON})"),
+        Status::Denied,
+    );
+    c.expect(
+        "delete from storage",
+        format!("(call $kv_delete {KEY})"),
+        Status::Denied,
+    );
     // What is granted still works.
-    c.expect("write an own entity", format!("(call $state_set {MINE} {ON} {OBJECT})"), Want::AtLeast(0));
-    c.expect("read it back", format!("(call $state_get {MINE} {OUT})"), Want::AtLeast(1));
+    c.expect(
+        "write an own entity",
+        format!("(call $state_set {MINE} {ON} {OBJECT})"),
+        Want::AtLeast(0),
+    );
+    c.expect(
+        "read it back",
+        format!("(call $state_get {MINE} {OUT})"),
+        Want::AtLeast(1),
+    );
     c
 }
 
@@ -246,10 +652,17 @@ const DENIALS_PER_RUN: u64 = 10;
 #[tokio::test]
 async fn calls_not_granted_are_denied_and_counted() {
     let c = denied_checks();
-    let narrow = json!({"states_read": ["sensor.trigger", "hostile.*"], "states_write": ["hostile.*"]});
+    let narrow =
+        json!({"states_read": ["sensor.trigger", "hostile.*"], "states_write": ["hostile.*"]});
     let grant: Permissions = serde_json::from_value(narrow.clone()).expect("valid permissions");
     let undeclared = wasm_spec("undeclared", narrow, json!({}), checking_guest(&c).bytes());
-    let ungranted = wasm_spec("ungranted", all_permissions(), json!({}), checking_guest(&c).bytes()).with_grant(grant);
+    let ungranted = wasm_spec(
+        "ungranted",
+        all_permissions(),
+        json!({}),
+        checking_guest(&c).bytes(),
+    )
+    .with_grant(grant);
     for spec in [undeclared, ungranted] {
         let domain = spec.manifest.domain.clone();
         let (home, registry) = hostile_registry();
@@ -259,8 +672,16 @@ async fn calls_not_granted_are_denied_and_counted() {
         neighbour.trigger(&home, 2);
         let info = checks_passed(&registry, &domain, 2, &c).await;
         // Setup and two events each made every denied call once.
-        assert_eq!(info.stats.denied, 3 * DENIALS_PER_RUN, "{domain}: every denial counted once");
-        assert_eq!(state_of(&home, "sensor.secret").as_deref(), Some("1"), "the foreign entity is untouched");
+        assert_eq!(
+            info.stats.denied,
+            3 * DENIALS_PER_RUN,
+            "{domain}: every denial counted once"
+        );
+        assert_eq!(
+            state_of(&home, "sensor.secret").as_deref(),
+            Some("1"),
+            "the foreign entity is untouched"
+        );
         neighbour.assert_unharmed(&registry).await;
     }
 }
@@ -272,7 +693,9 @@ async fn calls_not_granted_are_denied_and_counted() {
 fn flooder(accepted: i32, attributes: i32) -> Guest {
     let attrs = raw(65536, attributes);
     let mut guest = Guest::hostile().arm_after_setup();
-    guest.data.push_str(&data_segment(65536, &json_object_of(attributes as usize)));
+    guest
+        .data
+        .push_str(&data_segment(65536, &json_object_of(attributes as usize)));
     guest.on_state_changed = format!(
         "(local $i i32) (local $ok i32) (local $refused i32) (local $r i32)
         (if (i32.eqz (global.get $armed)) (then (return (i32.const 0))))
@@ -310,13 +733,19 @@ async fn a_million_host_calls_in_one_call_are_cut_off_by_the_quota() {
     let limits = json!({"host_calls_per_call": 1000, "fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 10_000});
     let permissions = json!({"states_read": ["sensor.trigger"], "states_write": ["hostile.*"]});
     registry
-        .load(wasm_spec("flood", permissions, limits, flooder(1000, 1024).bytes()))
+        .load(wasm_spec(
+            "flood",
+            permissions,
+            limits,
+            flooder(1000, 1024).bytes(),
+        ))
         .await
         .expect("starts");
     let published = home.bus.published();
     neighbour.trigger(&home, 2);
     eventually("the flood's call to end", || {
-        state_of(&home, "hostile.flag").is_some() || registry.get("flood").is_some_and(|i| i.stats.errors > 0)
+        state_of(&home, "hostile.flag").is_some()
+            || registry.get("flood").is_some_and(|i| i.stats.errors > 0)
     })
     .await;
     let info = registry.get("flood").expect("listed");
@@ -343,14 +772,18 @@ async fn a_write_refused_for_the_byte_quota_has_no_effect() {
     };
     let storage = Arc::new(MemoryStorage::new());
     let registry = PluginRegistry::builder(home.clone())
-        .runtime(Arc::new(homecore_plugins::WasmtimeRuntime::new(config).expect("engine")))
+        .runtime(Arc::new(
+            homecore_plugins::WasmtimeRuntime::new(config).expect("engine"),
+        ))
         .storage(Arc::clone(&storage) as Arc<dyn PluginStorage>)
         .policy(fast_policy())
         .build();
     let mut neighbour = Neighbour::load(&registry).await;
     let mut guest = Guest::hostile().arm_after_setup();
     let attrs = raw(65536, ATTRIBUTES);
-    guest.data.push_str(&data_segment(65536, &json_object_of(ATTRIBUTES as usize)));
+    guest
+        .data
+        .push_str(&data_segment(65536, &json_object_of(ATTRIBUTES as usize)));
     guest.on_state_changed = format!(
         "(local $i i32) (local $r i32)
         (if (i32.eqz (global.get $armed)) (then (return (i32.const 0))))
@@ -370,18 +803,31 @@ async fn a_write_refused_for_the_byte_quota_has_no_effect() {
         on = ON.ptr,
         empty = OBJECT.empty(),
     );
-    let permissions = json!({"states_read": ["sensor.trigger"], "states_write": ["hostile.*"], "storage": true});
-    registry.load(wasm_spec("bytes", permissions, json!({}), guest.bytes())).await.expect("starts");
+    let permissions =
+        json!({"states_read": ["sensor.trigger"], "states_write": ["hostile.*"], "storage": true});
+    registry
+        .load(wasm_spec("bytes", permissions, json!({}), guest.bytes()))
+        .await
+        .expect("starts");
     neighbour.trigger(&home, 2);
     eventually("the writing call to end", || {
-        state_of(&home, "hostile.flag").is_some() || registry.get("bytes").is_some_and(|i| i.stats.errors > 0)
+        state_of(&home, "hostile.flag").is_some()
+            || registry.get("bytes").is_some_and(|i| i.stats.errors > 0)
     })
     .await;
     let info = registry.get("bytes").expect("listed");
     assert_eq!(info.stats.errors, 0, "{:?}", info.health.last_error);
     let last_accepted = char::from(b'a' + FIT as u8 - 1).to_string();
-    assert_eq!(state_of(&home, "hostile.entity"), Some(last_accepted), "the refused write did not happen");
-    assert_eq!(storage.get("bytes", "key"), None, "the refused value was not stored");
+    assert_eq!(
+        state_of(&home, "hostile.entity"),
+        Some(last_accepted),
+        "the refused write did not happen"
+    );
+    assert_eq!(
+        storage.get("bytes", "key"),
+        None,
+        "the refused value was not stored"
+    );
     neighbour.assert_unharmed(&registry).await;
 }
 
@@ -403,8 +849,12 @@ async fn a_plugin_writing_what_it_listens_to_is_stopped_by_the_loop_guard() {
         OBJECT.empty(),
         on = ON.ptr,
     );
-    let permissions = json!({"states_read": ["hostile.*", "sensor.trigger"], "states_write": ["hostile.*"]});
-    registry.load(wasm_spec("echo", permissions, json!({}), guest.bytes())).await.expect("starts");
+    let permissions =
+        json!({"states_read": ["hostile.*", "sensor.trigger"], "states_write": ["hostile.*"]});
+    registry
+        .load(wasm_spec("echo", permissions, json!({}), guest.bytes()))
+        .await
+        .expect("starts");
     set(&home, "hostile.entity", "start");
     let info = failed_calls(&registry, "echo", 1).await;
     assert_last_error(&info, &format!("guest returned {}", Status::LoopGuard));
@@ -414,15 +864,25 @@ async fn a_plugin_writing_what_it_listens_to_is_stopped_by_the_loop_guard() {
     let last = char::from(b'a' + MAX_CONTEXT_DEPTH as u8 - 1).to_string();
     assert_eq!(state_of(&home, "hostile.entity"), Some(last));
     assert_eq!(home.bus.loop_guard_refusals(), 1);
-    assert_eq!(info.lifecycle, Lifecycle::Running, "one refused write is no reason for quarantine");
+    assert_eq!(
+        info.lifecycle,
+        Lifecycle::Running,
+        "one refused write is no reason for quarantine"
+    );
     // The chain is over; the plugin still handles what comes next.
     let published = home.bus.published();
     neighbour.trigger(&home, 2);
     neighbour.assert_unharmed(&registry).await;
-    assert_eq!(home.bus.published(), published + 2 + 3, "only the neighbour's writes were published");
-    assert_eq!(registry.get("echo").expect("listed").stats.events, depth + 1);
+    assert_eq!(
+        home.bus.published(),
+        published + 2 + 3,
+        "only the neighbour's writes were published"
+    );
+    assert_eq!(
+        registry.get("echo").expect("listed").stats.events,
+        depth + 1
+    );
 }
-
 
 const SERVICE_CALL_BUG: &str = "bug: a guest importing service_call (an async import) fails setup: hc_alloc is called with the sync TypedFunc::call, which Wasmtime refuses on a store with async imports";
 
@@ -446,31 +906,86 @@ async fn a_guest_importing_service_call_starts() {
 async fn service_call_requests_and_outputs_are_checked() {
     let mut c = Checks::default();
     for (what, p, l, want) in bad_inputs(PAYLOAD) {
-        c.expect(format!("request: {what}"), format!("(call $service_call {} {OUT})", raw(p, l)), want);
+        c.expect(
+            format!("request: {what}"),
+            format!("(call $service_call {} {OUT})", raw(p, l)),
+            want,
+        );
     }
     for (what, p, l) in bad_outputs() {
         // The output buffer is checked before the request is even read.
-        c.expect(format!("output: {what}"), format!("(call $service_call {REQUEST} {})", raw(p, l)), Status::BadPointer);
+        c.expect(
+            format!("output: {what}"),
+            format!("(call $service_call {REQUEST} {})", raw(p, l)),
+            Status::BadPointer,
+        );
     }
-    c.expect("invalid UTF-8", format!("(call $service_call {BAD_UTF8} {OUT})"), Status::BadJson);
-    c.expect("truncated JSON", format!("(call $service_call {BAD_JSON} {OUT})"), Status::BadJson);
-    c.expect("nested 20,000 deep", format!("(call $service_call {} {OUT})", raw(100 * 1024, 20_000)), Status::BadJson);
-    c.expect("not a request", format!("(call $service_call {ARRAY} {OUT})"), Status::BadJson);
-    c.expect("no domain", format!("(call $service_call {REQUEST_SHAPE} {OUT})"), Status::BadJson);
-    c.expect("data not an object", format!("(call $service_call {REQUEST_ARRAY} {OUT})"), Status::NotAnObject);
-    c.expect("a 70 KiB request", format!("(call $service_call {} {OUT})", raw(0, 70 * 1024)), Status::TooLarge);
-    c.expect("a service nobody provides", format!("(call $service_call {REQUEST} {OUT})"), Status::UnknownService);
-    c.expect("a service not granted", format!("(call $service_call {NEIGHBOUR_REQUEST} {OUT})"), Status::Denied);
+    c.expect(
+        "invalid UTF-8",
+        format!("(call $service_call {BAD_UTF8} {OUT})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "truncated JSON",
+        format!("(call $service_call {BAD_JSON} {OUT})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "nested 20,000 deep",
+        format!("(call $service_call {} {OUT})", raw(100 * 1024, 20_000)),
+        Status::BadJson,
+    );
+    c.expect(
+        "not a request",
+        format!("(call $service_call {ARRAY} {OUT})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "no domain",
+        format!("(call $service_call {REQUEST_SHAPE} {OUT})"),
+        Status::BadJson,
+    );
+    c.expect(
+        "data not an object",
+        format!("(call $service_call {REQUEST_ARRAY} {OUT})"),
+        Status::NotAnObject,
+    );
+    c.expect(
+        "a 70 KiB request",
+        format!("(call $service_call {} {OUT})", raw(0, 70 * 1024)),
+        Status::TooLarge,
+    );
+    c.expect(
+        "a service nobody provides",
+        format!("(call $service_call {REQUEST} {OUT})"),
+        Status::UnknownService,
+    );
+    c.expect(
+        "a service not granted",
+        format!("(call $service_call {NEIGHBOUR_REQUEST} {OUT})"),
+        Status::Denied,
+    );
     let mut guest = checking_guest(&c);
     guest.imports.push_str(SERVICE_CALL_IMPORT);
-    guest.data.push_str(&data_segment(100 * 1024, &[b'['; 20_000]));
+    guest
+        .data
+        .push_str(&data_segment(100 * 1024, &[b'['; 20_000]));
     let permissions = json!({"states_read": ["sensor.trigger"], "states_write": ["hostile.*"], "services": ["nope.*"]});
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
-    load_checked(&registry, wasm_spec("requests", permissions, json!({}), guest.bytes()), &c).await;
+    load_checked(
+        &registry,
+        wasm_spec("requests", permissions, json!({}), guest.bytes()),
+        &c,
+    )
+    .await;
     neighbour.trigger(&home, 2);
     let info = checks_passed(&registry, "requests", 2, &c).await;
     assert_eq!(info.stats.denied, 3);
-    assert_eq!(state_of(&home, "sensor.called"), None, "the neighbour's service never ran");
+    assert_eq!(
+        state_of(&home, "sensor.called"),
+        None,
+        "the neighbour's service never ran"
+    );
     neighbour.assert_unharmed(&registry).await;
 }

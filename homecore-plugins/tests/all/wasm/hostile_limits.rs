@@ -41,7 +41,10 @@ async fn an_infinite_loop_in_setup_is_stopped_by_fuel_or_deadline() {
         ])
         .await;
     for (domain, reason) in [
-        ("fuel", "fuel exhausted: more than 1000000 instructions in one call"),
+        (
+            "fuel",
+            "fuel exhausted: more than 1000000 instructions in one call",
+        ),
         ("clock", "deadline exceeded: call ran longer than 100 ms"),
     ] {
         let err = report.error(domain).expect("setup never ends");
@@ -58,7 +61,9 @@ async fn an_infinite_loop_in_the_second_event_fails_that_call_only() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let mut guest = Guest::hostile();
-    guest.data.push_str("(global $events (mut i32) (i32.const 0))");
+    guest
+        .data
+        .push_str("(global $events (mut i32) (i32.const 0))");
     // Spins on its second event; writes hostile.flag on the others.
     guest.on_state_changed = format!(
         "(global.set $events (i32.add (global.get $events) (i32.const 1)))
@@ -68,12 +73,20 @@ async fn an_infinite_loop_in_the_second_event_fails_that_call_only() {
         OBJECT.empty()
     );
     let limits = json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 100});
-    registry.load(wasm_spec("second", listener(), limits, guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("second", listener(), limits, guest.bytes()))
+        .await
+        .expect("starts");
     neighbour.trigger(&home, 3);
     // Host calls: setup, the first event's write, setup again on the fresh instance made after
     // the failure, and the third event's write (the fresh instance counts from zero again, so
     // the third event is its first).
-    eventually("the third event to go through", || registry.get("second").is_some_and(|i| i.stats.host_calls == 4)).await;
+    eventually("the third event to go through", || {
+        registry
+            .get("second")
+            .is_some_and(|i| i.stats.host_calls == 4)
+    })
+    .await;
     let info = registry.get("second").expect("listed");
     assert_eq!((info.stats.events, info.stats.errors), (3, 1));
     assert_last_error(&info, "deadline exceeded: call ran longer than 100 ms");
@@ -123,16 +136,41 @@ async fn initial_memory_or_tables_above_the_cap_are_refused_at_load() {
     };
     let report = registry
         .load_all(vec![
-            wasm_spec("huge_memory", all_permissions(), json!({"memory_bytes": 16 << 20}), huge_memory.bytes()),
+            wasm_spec(
+                "huge_memory",
+                all_permissions(),
+                json!({"memory_bytes": 16 << 20}),
+                huge_memory.bytes(),
+            ),
             // The manifest may not raise the host's cap (256 MiB by default).
-            wasm_spec("greedy", all_permissions(), json!({"memory_bytes": 1u64 << 40}), Guest {
-                memory: r#"(memory (export "memory") 5000)"#.into(),
-                ..Guest::hostile()
-            }
-            .bytes()),
-            wasm_spec("huge_table", all_permissions(), json!({"table_elements": 10_000}), huge_table.bytes()),
-            wasm_spec("many_tables", all_permissions(), json!({}), many_tables.bytes()),
-            wasm_spec("large_maximum", all_permissions(), json!({"memory_bytes": 16 << 20}), large_maximum.bytes()),
+            wasm_spec(
+                "greedy",
+                all_permissions(),
+                json!({"memory_bytes": 1u64 << 40}),
+                Guest {
+                    memory: r#"(memory (export "memory") 5000)"#.into(),
+                    ..Guest::hostile()
+                }
+                .bytes(),
+            ),
+            wasm_spec(
+                "huge_table",
+                all_permissions(),
+                json!({"table_elements": 10_000}),
+                huge_table.bytes(),
+            ),
+            wasm_spec(
+                "many_tables",
+                all_permissions(),
+                json!({}),
+                many_tables.bytes(),
+            ),
+            wasm_spec(
+                "large_maximum",
+                all_permissions(),
+                json!({"memory_bytes": 16 << 20}),
+                large_maximum.bytes(),
+            ),
         ])
         .await;
     for (domain, reason) in [
@@ -148,9 +186,16 @@ async fn initial_memory_or_tables_above_the_cap_are_refused_at_load() {
             }) => assert!(got.contains(reason), "{domain}: {got}"),
             other => panic!("{domain}: expected an instantiation error, got {other:?}"),
         }
-        assert_eq!(registry.get(domain).expect("listed").lifecycle, Lifecycle::Failed);
+        assert_eq!(
+            registry.get(domain).expect("listed").lifecycle,
+            Lifecycle::Failed
+        );
     }
-    assert!(report.error("large_maximum").is_none(), "{:?}", report.error("large_maximum"));
+    assert!(
+        report.error("large_maximum").is_none(),
+        "{:?}",
+        report.error("large_maximum")
+    );
     neighbour.assert_unharmed(&registry).await;
 }
 
@@ -158,10 +203,15 @@ async fn initial_memory_or_tables_above_the_cap_are_refused_at_load() {
 async fn a_table_grow_bomb_hits_the_table_limit() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
-    let mut guest = on_events("(loop $grow (drop (table.grow $t (ref.null func) (i32.const 1000))) (br $grow))");
+    let mut guest = on_events(
+        "(loop $grow (drop (table.grow $t (ref.null func) (i32.const 1000))) (br $grow))",
+    );
     guest.data.push_str("(table $t 1 funcref)");
     let limits = json!({"table_elements": 10_000, "call_timeout_ms": 1000});
-    registry.load(wasm_spec("tables", listener(), limits, guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("tables", listener(), limits, guest.bytes()))
+        .await
+        .expect("starts");
     neighbour.trigger(&home, 1);
     let info = failed_calls(&registry, "tables", 1).await;
     assert_last_error(&info, "table limit of 10000 elements hit");
@@ -175,7 +225,10 @@ async fn deep_recursion_overflows_the_guest_stack_not_the_host() {
     let mut neighbour = Neighbour::load(&registry).await;
     let mut guest = on_events("(drop (call $deep (i32.const 0)))");
     guest.funcs = "(func $deep (param $n i32) (result i32) (i32.add (call $deep (i32.add (local.get $n) (i32.const 1))) (i32.const 1)))".into();
-    registry.load(wasm_spec("deep", listener(), json!({}), guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("deep", listener(), json!({}), guest.bytes()))
+        .await
+        .expect("starts");
     neighbour.trigger(&home, 2);
     let info = failed_calls(&registry, "deep", 2).await;
     assert_last_error(&info, "stack overflow");
@@ -187,7 +240,10 @@ async fn deep_recursion_overflows_the_guest_stack_not_the_host() {
 fn spinner(call_timeout_ms: u64) -> (Guest, serde_json::Value) {
     let mut guest = Guest::hostile();
     guest.setup = format!("(call $subscribe {MINE})");
-    guest.on_state_changed = format!("(drop (call $state_set {FLAG} {ON} {})) {SPIN} (i32.const 0)", OBJECT.empty());
+    guest.on_state_changed = format!(
+        "(drop (call $state_set {FLAG} {ON} {})) {SPIN} (i32.const 0)",
+        OBJECT.empty()
+    );
     let limits = json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": call_timeout_ms});
     (guest, limits)
 }
@@ -198,14 +254,25 @@ async fn spinning_delays_nobody(events: usize, call_timeout_ms: u64) {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let (guest, limits) = spinner(call_timeout_ms);
-    registry.load(wasm_spec("spinner", listener(), limits, guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("spinner", listener(), limits, guest.bytes()))
+        .await
+        .expect("starts");
     set(&home, "hostile.entity", "spin");
-    eventually("the spinner to start spinning", || state_of(&home, "hostile.flag").is_some()).await;
+    eventually("the spinner to start spinning", || {
+        state_of(&home, "hostile.flag").is_some()
+    })
+    .await;
     for _ in 0..events {
         neighbour.write(&home, "sensor.burst");
     }
-    eventually("the burst to reach the neighbour", || neighbour.received().len() >= events).await;
-    tokio::spawn(tokio::time::sleep(Duration::from_millis(10))).await.expect("the sleep completes");
+    eventually("the burst to reach the neighbour", || {
+        neighbour.received().len() >= events
+    })
+    .await;
+    tokio::spawn(tokio::time::sleep(Duration::from_millis(10)))
+        .await
+        .expect("the sleep completes");
     let spinner = registry.get("spinner").expect("listed");
     assert_eq!(
         (spinner.stats.errors, spinner.health.last_error.as_deref()),
@@ -216,7 +283,10 @@ async fn spinning_delays_nobody(events: usize, call_timeout_ms: u64) {
     assert_eq!(neighbour.received(), burst, "every event, in order");
     let spinner = failed_calls(&registry, "spinner", 1).await;
     let last = spinner.health.last_error.as_deref().unwrap_or_default();
-    assert!(last.contains("deadline exceeded") || last.contains("fuel exhausted"), "{last}");
+    assert!(
+        last.contains("deadline exceeded") || last.contains("fuel exhausted"),
+        "{last}"
+    );
     assert_eq!(spinner.lifecycle, Lifecycle::Running);
     neighbour.assert_unharmed(&registry).await;
 }
@@ -243,10 +313,16 @@ async fn a_plugin_stuck_in_hc_alloc_never_delays_the_runtime() {
         OBJECT.empty()
     );
     let limits = json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 1000});
-    registry.load(wasm_spec("allocspin", listener(), limits, guest.bytes())).await.expect("starts");
+    registry
+        .load(wasm_spec("allocspin", listener(), limits, guest.bytes()))
+        .await
+        .expect("starts");
     let seen = Arc::new(Mutex::new(None));
     neighbour.trigger(&home, 1);
-    eventually("the spinner to start spinning", || state_of(&home, "hostile.flag").is_some()).await;
+    eventually("the spinner to start spinning", || {
+        state_of(&home, "hostile.flag").is_some()
+    })
+    .await;
     let probe = Arc::clone(&seen);
     let check = registry.clone();
     tokio::spawn(async move {
@@ -255,7 +331,11 @@ async fn a_plugin_stuck_in_hc_alloc_never_delays_the_runtime() {
     })
     .await
     .expect("the sleep completes");
-    assert_eq!(*seen.lock().expect("not poisoned"), Some(0), "the sleep completed while hc_alloc was still spinning");
+    assert_eq!(
+        *seen.lock().expect("not poisoned"),
+        Some(0),
+        "the sleep completed while hc_alloc was still spinning"
+    );
     let info = failed_calls(&registry, "allocspin", 1).await;
     assert_last_error(&info, "hc_alloc");
     neighbour.assert_unharmed(&registry).await;

@@ -31,7 +31,10 @@ async fn refused(cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)>) {
         let err = load_error(report.error(domain));
         assert!(expected(err), "{domain}: unexpected {err:?}");
         assert!(!err.to_string().is_empty());
-        assert_eq!(registry.get(domain).expect("listed").lifecycle, Lifecycle::Failed);
+        assert_eq!(
+            registry.get(domain).expect("listed").lifecycle,
+            Lifecycle::Failed
+        );
     }
     neighbour.assert_unharmed(&registry).await;
 }
@@ -46,7 +49,14 @@ async fn every_missing_required_export_is_named() {
         },
         Box::new(|e| matches!(e, LoadError::MissingExport { name: "memory" })),
     )];
-    for name in ["hc_alloc", "hc_free", "hc_setup", "hc_teardown", "hc_on_state_changed", "hc_call_service"] {
+    for name in [
+        "hc_alloc",
+        "hc_free",
+        "hc_setup",
+        "hc_teardown",
+        "hc_on_state_changed",
+        "hc_call_service",
+    ] {
         cases.push((
             name,
             Guest {
@@ -61,8 +71,12 @@ async fn every_missing_required_export_is_named() {
 
 #[tokio::test]
 async fn exports_and_imports_of_the_wrong_kind_or_signature_are_refused() {
-    let wrong_export = |kind: &'static str, name: &'static str| -> Box<dyn Fn(&LoadError) -> bool> {
-        Box::new(move |e| matches!(e, LoadError::WrongSignature { kind: k, name: n, .. } if *k == kind && n == name))
+    let wrong_export = |kind: &'static str,
+                        name: &'static str|
+     -> Box<dyn Fn(&LoadError) -> bool> {
+        Box::new(
+            move |e| matches!(e, LoadError::WrongSignature { kind: k, name: n, .. } if *k == kind && n == name),
+        )
     };
     let unknown_import = |name: &'static str| -> Box<dyn Fn(&LoadError) -> bool> {
         Box::new(move |e| matches!(e, LoadError::UnknownImport { name: n, .. } if n == name))
@@ -171,13 +185,19 @@ async fn abi_version_sections_are_checked_before_compiling() {
         ..Guest::hostile()
     };
     let invalid = |needle: &'static str| -> Box<dyn Fn(&LoadError) -> bool> {
-        Box::new(move |e| matches!(e, LoadError::InvalidModule { reason } if reason.contains(needle)))
+        Box::new(
+            move |e| matches!(e, LoadError::InvalidModule { reason } if reason.contains(needle)),
+        )
     };
     let unsupported = |version: u32| -> Box<dyn Fn(&LoadError) -> bool> {
-        Box::new(move |e| matches!(e, LoadError::UnsupportedAbiVersion { found, .. } if *found == version))
+        Box::new(
+            move |e| matches!(e, LoadError::UnsupportedAbiVersion { found, .. } if *found == version),
+        )
     };
     let mut twice = Guest::hostile();
-    twice.data.push_str(r#"(@custom "homecore_abi" "\02\00\00\00")"#);
+    twice
+        .data
+        .push_str(r#"(@custom "homecore_abi" "\02\00\00\00")"#);
     let cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)> = vec![
         (
             "missing",
@@ -185,25 +205,58 @@ async fn abi_version_sections_are_checked_before_compiling() {
                 abi_section: None,
                 ..Guest::hostile()
             },
-            Box::new(|e| matches!(e, LoadError::MissingAbiVersion { section: "homecore_abi" })),
+            Box::new(|e| {
+                matches!(
+                    e,
+                    LoadError::MissingAbiVersion {
+                        section: "homecore_abi"
+                    }
+                )
+            }),
         ),
         ("zero", section("\\00\\00\\00\\00"), unsupported(0)),
         ("two", section("\\02\\00\\00\\00"), unsupported(2)),
         ("max", section("\\ff\\ff\\ff\\ff"), unsupported(u32::MAX)),
         ("empty", section(""), invalid("not a list of u32 versions")),
-        ("short", section("\\01\\00\\00"), invalid("not a list of u32 versions")),
-        ("long", section("\\01\\00\\00\\00\\01"), invalid("not a list of u32 versions")),
-        ("mixed", section("\\01\\00\\00\\00\\02\\00\\00\\00"), invalid("declares both version 1 and 2")),
-        ("twice", twice, invalid("appears twice with different versions")),
+        (
+            "short",
+            section("\\01\\00\\00"),
+            invalid("not a list of u32 versions"),
+        ),
+        (
+            "long",
+            section("\\01\\00\\00\\00\\01"),
+            invalid("not a list of u32 versions"),
+        ),
+        (
+            "mixed",
+            section("\\01\\00\\00\\00\\02\\00\\00\\00"),
+            invalid("declares both version 1 and 2"),
+        ),
+        (
+            "twice",
+            twice,
+            invalid("appears twice with different versions"),
+        ),
     ];
     refused(cases).await;
     // Copies of the same version, in one section or several, are what linkers produce.
     let (_home, registry) = hostile_registry();
     let mut twice_same = Guest::hostile();
-    twice_same.data.push_str(r#"(@custom "homecore_abi" "\01\00\00\00")"#);
-    for (domain, guest) in [("copies", section("\\01\\00\\00\\00\\01\\00\\00\\00")), ("twice_same", twice_same)] {
+    twice_same
+        .data
+        .push_str(r#"(@custom "homecore_abi" "\01\00\00\00")"#);
+    for (domain, guest) in [
+        ("copies", section("\\01\\00\\00\\00\\01\\00\\00\\00")),
+        ("twice_same", twice_same),
+    ] {
         let info = registry
-            .load(wasm_spec(domain, all_permissions(), json!({}), guest.bytes()))
+            .load(wasm_spec(
+                domain,
+                all_permissions(),
+                json!({}),
+                guest.bytes(),
+            ))
             .await
             .unwrap_or_else(|e| panic!("{domain}: {e}"));
         assert_eq!(info.lifecycle, Lifecycle::Running);
@@ -220,11 +273,15 @@ async fn every_truncation_of_a_module_is_refused_cleanly() {
         abi_section: None,
         ..Guest::hostile()
     };
-    first.data.push_str(r#"(@custom "homecore_abi" (before first) "\01\00\00\00")"#);
+    first
+        .data
+        .push_str(r#"(@custom "homecore_abi" (before first) "\01\00\00\00")"#);
     let first = first.bytes();
     let mut compiled_prefixes = 0;
     for full in [&last, &first] {
-        wasm.prepare(Arc::from(full.as_slice())).await.expect("the whole module loads");
+        wasm.prepare(Arc::from(full.as_slice()))
+            .await
+            .expect("the whole module loads");
         for len in 0..full.len() {
             match wasm.prepare(Arc::from(&full[..len])).await {
                 Err(LoadError::InvalidModule { .. } | LoadError::MissingAbiVersion { .. }) => {}
@@ -244,15 +301,26 @@ async fn every_truncation_of_a_module_is_refused_cleanly() {
         ("empty", Vec::new()),
         ("magic_only", b"\0asm".to_vec()),
         ("wrong_version", b"\0asm\x02\0\0\0".to_vec()),
-        ("garbage", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()),
+        (
+            "garbage",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect(),
+        ),
         ("cut", first[..first.len() - 1].to_vec()),
     ] {
         let err = registry
             .load(wasm_spec(domain, all_permissions(), json!({}), bytes))
             .await
             .expect_err("refused");
-        assert!(matches!(err, RegistryError::Load { .. }), "{domain}: {err:?}");
-        assert_eq!(registry.get(domain).expect("listed").lifecycle, Lifecycle::Failed);
+        assert!(
+            matches!(err, RegistryError::Load { .. }),
+            "{domain}: {err:?}"
+        );
+        assert_eq!(
+            registry.get(domain).expect("listed").lifecycle,
+            Lifecycle::Failed
+        );
     }
     neighbour.assert_unharmed(&registry).await;
 }
@@ -276,25 +344,57 @@ async fn a_start_function_runs_under_the_limits_and_without_host_access() {
     let limits = json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 100});
     let report = registry
         .load_all(vec![
-            wasm_spec("start_spin", all_permissions(), limits, start("(loop $spin (br $spin))").bytes()),
-            wasm_spec("start_burn", all_permissions(), json!({"fuel_per_call": 1_000_000}), start("(loop $spin (br $spin))").bytes()),
-            wasm_spec("start_trap", all_permissions(), json!({}), start("unreachable").bytes()),
-            wasm_spec("start_grow", all_permissions(), json!({"memory_bytes": 1 << 20}), start("(drop (memory.grow (i32.const 100)))").bytes()),
+            wasm_spec(
+                "start_spin",
+                all_permissions(),
+                limits,
+                start("(loop $spin (br $spin))").bytes(),
+            ),
+            wasm_spec(
+                "start_burn",
+                all_permissions(),
+                json!({"fuel_per_call": 1_000_000}),
+                start("(loop $spin (br $spin))").bytes(),
+            ),
+            wasm_spec(
+                "start_trap",
+                all_permissions(),
+                json!({}),
+                start("unreachable").bytes(),
+            ),
+            wasm_spec(
+                "start_grow",
+                all_permissions(),
+                json!({"memory_bytes": 1 << 20}),
+                start("(drop (memory.grow (i32.const 100)))").bytes(),
+            ),
             wasm_spec("start_quiet", all_permissions(), json!({}), quiet.bytes()),
         ])
         .await;
     for (domain, reason) in [
-        ("start_spin", "deadline exceeded: call ran longer than 100 ms"),
-        ("start_burn", "fuel exhausted: more than 1000000 instructions"),
+        (
+            "start_spin",
+            "deadline exceeded: call ran longer than 100 ms",
+        ),
+        (
+            "start_burn",
+            "fuel exhausted: more than 1000000 instructions",
+        ),
         ("start_trap", "`unreachable` instruction executed"),
         ("start_grow", "memory limit of 1048576 bytes hit"),
     ] {
         match load_error(report.error(domain)) {
-            LoadError::Instantiate { reason: got } => assert!(got.contains(reason), "{domain}: {got}"),
+            LoadError::Instantiate { reason: got } => {
+                assert!(got.contains(reason), "{domain}: {got}")
+            }
             other => panic!("{domain}: expected an instantiation error, got {other:?}"),
         }
     }
-    assert!(report.error("start_quiet").is_none(), "{:?}", report.error("start_quiet"));
+    assert!(
+        report.error("start_quiet").is_none(),
+        "{:?}",
+        report.error("start_quiet")
+    );
     assert_eq!(state_of(&home, "hostile.entity"), None);
     neighbour.assert_unharmed(&registry).await;
 }

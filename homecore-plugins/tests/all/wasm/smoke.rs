@@ -53,7 +53,8 @@ async fn a_wat_guest_receives_events_and_writes_through_the_abi() {
 #[tokio::test]
 async fn wrong_or_missing_abi_versions_and_bad_modules_are_refused_at_load() {
     let (_home, registry, _wasm) = home_with_wasm();
-    let cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&LoadError) -> bool>)> = vec![
+    type Expect = Box<dyn Fn(&LoadError) -> bool>;
+    let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
         (
             "noabi",
             Guest { abi_section: None, ..Guest::default() }.bytes(),

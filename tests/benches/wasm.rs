@@ -1,0 +1,267 @@
+//! WASM plugin costs, with bare Wasmtime doing the same guest work as the baseline.
+//!
+//! `cargo bench -p homecore-tests --bench wasm`
+//!
+//! - `load::cold`: check + compile + link the reference plugin (49 KB-ish module) on a fresh
+//!   runtime without a disk cache.
+//! - `load::cached`: a fresh runtime (empty in-memory memo) whose disk cache holds the module:
+//!   check, cache lookup + deserialize, link, instantiate (what a restart pays per plugin).
+//! - `load::memoized`: the same runtime loading the same bytes again: link memo hit + instantiate.
+//! - `event::*`: one state change delivered to the reference plugin. `homecore_end_to_end` goes
+//!   through `StateMachine::set`, the bus, the plugin's mailbox and task, the ABI (event
+//!   serialized once, copied in, parsed by the guest SDK) and one host call back
+//!   (`timer_cancel`), with fuel and epoch deadlines on. `bare_wasmtime` calls the same module's
+//!   `hc_on_state_changed` with the same bytes on a plain engine with stub imports;
+//!   `bare_wasmtime_limits` adds fuel and epoch interruption.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use divan::Bencher;
+use divan::counter::ItemsCount;
+use homecore::{Attributes, Context, EntityId, Home};
+use homecore_plugins::{
+    PluginManifest, PluginRegistry, PluginRuntime, PluginSource, PluginSpec, WasmtimeConfig, WasmtimeRuntime,
+};
+use homecore_tests::guest::{example_manifest, example_wasm};
+use serde_json::json;
+
+fn main() {
+    divan::main();
+}
+
+fn bytes() -> Arc<[u8]> {
+    Arc::from(example_wasm())
+}
+
+fn manifest() -> PluginManifest {
+    PluginManifest::parse(&example_manifest()).expect("valid manifest")
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "homecore-bench-cache-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+mod load {
+    use super::*;
+
+    #[divan::bench(sample_count = 20)]
+    fn cold(bencher: Bencher<'_, '_>) {
+        let rt = current_thread();
+        let wasm = bytes();
+        bencher
+            .with_inputs(|| WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine"))
+            .bench_local_values(|runtime| {
+                rt.block_on(runtime.prepare(Arc::clone(&wasm))).expect("compiles");
+                runtime
+            });
+    }
+
+    #[divan::bench(sample_count = 50)]
+    fn cached(bencher: Bencher<'_, '_>) {
+        let rt = current_thread();
+        let wasm = bytes();
+        let manifest = manifest();
+        let source = PluginSource::Wasm(Arc::clone(&wasm));
+        let dir = cache_dir();
+        let config = WasmtimeConfig {
+            cache_dir: Some(dir.clone()),
+            ..WasmtimeConfig::default()
+        };
+        // Warm the disk cache once.
+        let warm = WasmtimeRuntime::new(config.clone()).expect("engine");
+        rt.block_on(warm.prepare(Arc::clone(&wasm))).expect("compiles");
+        // The cache writes asynchronously; give its worker a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        bencher
+            .with_inputs(|| WasmtimeRuntime::new(config.clone()).expect("engine"))
+            .bench_local_values(|runtime| {
+                let instance = rt.block_on(runtime.load(&manifest, &source)).expect("loads");
+                (runtime, instance)
+            });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[divan::bench]
+    fn memoized(bencher: Bencher<'_, '_>) {
+        let rt = current_thread();
+        let manifest = manifest();
+        let source = PluginSource::Wasm(bytes());
+        let runtime = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
+        rt.block_on(runtime.load(&manifest, &source)).expect("loads");
+        bencher.bench_local(|| rt.block_on(runtime.load(&manifest, &source)).expect("loads"));
+    }
+}
+
+mod event {
+    use super::*;
+
+    const EVENTS: u64 = 1000;
+
+    /// The serialized `hc_on_state_changed` payload of a repeated "on" for the hall sensor
+    /// (the plugin answers with exactly one host call, `timer_cancel`).
+    fn payload(i: u64) -> Vec<u8> {
+        let home = Home::new();
+        let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
+        let ctx = Context::new();
+        let mut sub = home.bus.subscribe([homecore::EventFilter::AllStateChanges], 4).expect("ok");
+        home.states.set(&id, "on", Attributes::new(), &ctx).expect("valid");
+        let attrs = Attributes::try_from(json!({"device_class": "motion", "friendly_name": "Hall motion", "n": i})).expect("object");
+        home.states.set(&id, "on", attrs, &ctx).expect("valid");
+        let _first = sub.try_recv();
+        let event = sub.try_recv().expect("second change");
+        let change = event.as_state_changed().expect("a state change");
+        serde_json::to_vec(&json!({
+            "entity_id": change.entity_id,
+            "old_state": change.old_state,
+            "new_state": change.new_state,
+            "context": change.context,
+        }))
+        .expect("serializes")
+    }
+
+    #[divan::bench]
+    fn homecore_end_to_end(bencher: Bencher<'_, '_>) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let home = Home::new();
+        let wasm = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
+        let registry = PluginRegistry::builder(home.clone()).runtime(Arc::new(wasm)).build();
+        let spec = PluginSpec::new(manifest(), PluginSource::Wasm(bytes()))
+            .with_config(json!({"rooms": ["hall"], "quiet_seconds": 120}));
+        rt.block_on(registry.load(spec)).expect("loads");
+        let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
+        home.states.set(&id, "on", Attributes::new(), &Context::new()).expect("valid");
+        let calls = || registry.get("motion_lights_wasm").map_or(0, |p| p.stats.host_calls);
+        // Let the first "on" (light on, counters) settle.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut n = 0u64;
+        bencher.counter(ItemsCount::new(EVENTS)).bench_local(|| {
+            let target = calls() + EVENTS;
+            let home = home.clone();
+            let id = id.clone();
+            let start = n;
+            n += EVENTS;
+            rt.block_on(async move {
+                tokio::spawn(async move {
+                    let ctx = Context::new();
+                    for i in start..start + EVENTS {
+                        let attrs = Attributes::try_from(json!({"device_class": "motion", "friendly_name": "Hall motion", "n": i}))
+                            .expect("object");
+                        home.states.set(&id, "on", attrs, &ctx).expect("valid");
+                    }
+                })
+                .await
+                .expect("writer");
+            });
+            while calls() < target {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        });
+        let info = registry.get("motion_lights_wasm").expect("loaded");
+        assert_eq!(info.stats.errors, 0, "{info:?}");
+        assert_eq!(info.stats.mailbox_dropped, 0, "{info:?}");
+    }
+
+    struct Bare {
+        store: wasmtime::Store<()>,
+        memory: wasmtime::Memory,
+        alloc: wasmtime::TypedFunc<i32, i32>,
+        on_state_changed: wasmtime::TypedFunc<(i32, i32), i32>,
+        limits: bool,
+    }
+
+    fn bare(limits: bool) -> Bare {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(limits).epoch_interruption(limits);
+        let engine = wasmtime::Engine::new(&config).expect("engine");
+        let module = wasmtime::Module::new(&engine, example_wasm()).expect("compiles");
+        let mut store = wasmtime::Store::new(&engine, ());
+        if limits {
+            store.set_fuel(u64::MAX).expect("fuel on");
+            store.set_epoch_deadline(u64::MAX / 2);
+        }
+        let mut linker = wasmtime::Linker::new(&engine);
+        linker.define_unknown_imports_as_default_values(&mut store, &module).expect("stubs");
+        let instance = linker.instantiate(&mut store, &module).expect("instantiates");
+        let memory = instance.get_memory(&mut store, "memory").expect("memory");
+        let alloc = instance.get_typed_func::<i32, i32>(&mut store, "hc_alloc").expect("alloc");
+        let setup = instance.get_typed_func::<(i32, i32), i32>(&mut store, "hc_setup").expect("setup");
+        let on_state_changed = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "hc_on_state_changed")
+            .expect("export");
+        let mut bare = Bare {
+            store,
+            memory,
+            alloc,
+            on_state_changed,
+            limits,
+        };
+        let config = br#"{"rooms":["hall"],"quiet_seconds":120}"#;
+        let (ptr, len) = bare.copy_in(config);
+        assert_eq!(setup.call(&mut bare.store, (ptr, len)).expect("setup runs"), 0);
+        bare
+    }
+
+    impl Bare {
+        fn copy_in(&mut self, bytes: &[u8]) -> (i32, i32) {
+            let len = i32::try_from(bytes.len()).expect("small");
+            let ptr = self.alloc.call(&mut self.store, len).expect("alloc");
+            self.memory.write(&mut self.store, ptr as usize, bytes).expect("in bounds");
+            (ptr, len)
+        }
+
+        fn deliver(&mut self, bytes: &[u8]) {
+            if self.limits {
+                self.store.set_fuel(10_000_000).expect("fuel on");
+                self.store.set_epoch_deadline(1000);
+            }
+            let args = self.copy_in(bytes);
+            let status = self.on_state_changed.call(&mut self.store, args).expect("runs");
+            assert_eq!(status, 0);
+        }
+    }
+
+    fn run_bare(bencher: Bencher<'_, '_>, limits: bool) {
+        let mut bare = bare(limits);
+        let payloads: Vec<Vec<u8>> = (0..16).map(payload).collect();
+        let mut i = 0;
+        bencher.bench_local(|| {
+            i = (i + 1) % payloads.len();
+            bare.deliver(&payloads[i]);
+        });
+    }
+
+    #[divan::bench]
+    fn bare_wasmtime(bencher: Bencher<'_, '_>) {
+        run_bare(bencher, false);
+    }
+
+    #[divan::bench]
+    fn bare_wasmtime_limits(bencher: Bencher<'_, '_>) {
+        run_bare(bencher, true);
+    }
+
+    #[divan::bench]
+    fn payload_bytes(bencher: Bencher<'_, '_>) {
+        // Not a timing of interest: prints the payload size once for the README.
+        let len = payload(1).len();
+        bencher.bench_local(|| len);
+        println!("state_changed payload: {len} bytes");
+    }
+}
