@@ -9,8 +9,7 @@
 //! - `load::memoized`: the same runtime loading the same bytes again: link memo hit + instantiate.
 //! - `event::*`: one state change delivered to the reference plugin. `homecore_end_to_end` goes
 //!   through `StateMachine::set`, the bus, the plugin's mailbox and task, the ABI (event
-//!   serialized once, copied in, parsed by the guest SDK) and one host call back
-//!   (`timer_cancel`), with fuel and epoch deadlines on. `bare_wasmtime` calls the same module's
+//!   serialized once, copied in, parsed by the guest SDK), with fuel and epoch deadlines on. `bare_wasmtime` calls the same module's
 //!   `hc_on_state_changed` with the same bytes on a plain engine with stub imports;
 //!   `bare_wasmtime_limits` adds fuel and epoch interruption.
 
@@ -147,7 +146,7 @@ mod event {
         rt.block_on(registry.load(spec)).expect("loads");
         let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
         home.states.set(&id, "on", Attributes::new(), &Context::new()).expect("valid");
-        let calls = || registry.get("motion_lights_wasm").map_or(0, |p| p.stats.host_calls);
+        let calls = || registry.get("motion_lights_wasm").map_or(0, |p| p.stats.events);
         // Let the first "on" (light on, counters) settle.
         std::thread::sleep(Duration::from_millis(100));
         let mut n = 0u64;

@@ -2,3 +2,4 @@
 
 mod guest_build;
 mod motion_lights;
+mod wasm_example;

@@ -197,6 +197,12 @@ impl Span {
     }
 }
 
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(i32.const {}) (i32.const {})", self.ptr, self.len())
+    }
+}
+
 /// A data segment writing `bytes` at `ptr`.
 pub(crate) fn data_segment(ptr: i32, bytes: &[u8]) -> String {
     let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
@@ -209,12 +215,6 @@ pub(crate) fn json_object_of(len: usize) -> Vec<u8> {
     json.resize(len - 2, b'y');
     json.extend_from_slice(br#""}"#);
     json
-}
-
-impl fmt::Display for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "(i32.const {}) (i32.const {})", self.ptr, self.len())
-    }
 }
 
 /// `(i32.const ptr) (i32.const len)` for a raw pair.
@@ -252,7 +252,6 @@ pub(crate) const NEIGHBOUR_REQUEST: Span = Span::at(
 );
 pub(crate) const ANY: Span = Span::at(608, b"*");
 pub(crate) const SENSORS: Span = Span::at(624, b"sensor.*");
-pub(crate) const HOSTILE_GLOB: Span = Span::at(640, b"hostile.*");
 pub(crate) const DOORBELL: Span = Span::at(656, b"doorbell");
 /// A second entity hostile guests may write, to signal the test.
 pub(crate) const FLAG: Span = Span::at(672, b"hostile.flag");
@@ -279,7 +278,6 @@ const STRINGS: &[Span] = &[
     NEIGHBOUR_REQUEST,
     ANY,
     SENSORS,
-    HOSTILE_GLOB,
     DOORBELL,
     FLAG,
 ];

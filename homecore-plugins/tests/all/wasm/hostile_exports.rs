@@ -292,6 +292,45 @@ async fn a_trap_or_loop_in_teardown_does_not_stop_reload_or_unload() {
 }
 
 #[tokio::test]
+async fn a_trap_in_hc_on_event_or_hc_on_timer_fails_that_call() {
+    let (home, registry) = hostile_registry();
+    let mut neighbour = Neighbour::load(&registry).await;
+    let on_event = Guest {
+        setup: format!("(call $subscribe_event {DOORBELL})"),
+        funcs: r#"(func (export "hc_on_event") (param i32 i32) (result i32) unreachable)"#.into(),
+        ..Guest::hostile()
+    };
+    let on_timer = Guest {
+        setup: "(call $timer_start (i64.const 7) (i64.const 1))".into(),
+        funcs: r#"(func (export "hc_on_timer") (param i64) (result i32) unreachable)"#.into(),
+        ..Guest::hostile()
+    };
+    let permissions = json!({"events": ["doorbell"]});
+    registry
+        .load_all(vec![
+            wasm_spec(
+                "event_trap",
+                permissions.clone(),
+                json!({}),
+                on_event.bytes(),
+            ),
+            wasm_spec("timer_trap", permissions, json!({}), on_timer.bytes()),
+        ])
+        .await;
+    let doorbell = homecore::EventType::new("doorbell").expect("valid");
+    home.bus
+        .fire(doorbell, json!({"button": 1}), Context::new())
+        .expect("fired");
+    for domain in ["event_trap", "timer_trap"] {
+        let info = failed_calls(&registry, domain, 1).await;
+        assert_last_error(&info, "`unreachable` instruction executed");
+        assert_eq!(info.lifecycle, Lifecycle::Running);
+    }
+    neighbour.trigger(&home, 1);
+    neighbour.assert_unharmed(&registry).await;
+}
+
+#[tokio::test]
 async fn a_trap_in_hc_alloc_fails_every_delivery_and_quarantines() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;

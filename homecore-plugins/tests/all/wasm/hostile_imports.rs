@@ -81,104 +81,69 @@ async fn every_pointer_into_every_import_is_bounds_checked() {
         format!("(call $kv_set {KEY} {ON})"),
         Status::Ok,
     );
-    for (what, p, l, want) in bad_inputs(PAYLOAD) {
-        let b = raw(p, l);
-        c.expect(
-            format!("log message: {what}"),
-            format!("(call $log (i32.const 1) {b})"),
-            want,
-        );
-        c.expect(
-            format!("error message: {what}"),
-            format!("(call $error {b})"),
-            want,
-        );
-        c.expect(
-            format!("state_set state: {what}"),
-            format!("(call $state_set {MINE} {b} {OBJECT})"),
-            want,
-        );
-        c.expect(
-            format!("state_set attributes: {what}"),
-            format!("(call $state_set {MINE} {ON} {b})"),
-            want,
-        );
-        c.expect(
-            format!("event_fire data: {what}"),
-            format!("(call $event_fire {EVENT} {b})"),
-            want,
-        );
-        c.expect(
-            format!("kv_set value: {what}"),
-            format!("(call $kv_set {KEY} {b})"),
-            want,
-        );
-    }
-    for (what, p, l, want) in bad_inputs(MAX_NAME) {
-        let b = raw(p, l);
-        c.expect(
-            format!("state_get id: {what}"),
-            format!("(call $state_get {b} {OUT})"),
-            want,
-        );
-        c.expect(
-            format!("state_set id: {what}"),
-            format!("(call $state_set {b} {ON} {OBJECT})"),
-            want,
-        );
-        c.expect(
-            format!("state_remove id: {what}"),
-            format!("(call $state_remove {b})"),
-            want,
-        );
-        c.expect(
-            format!("subscribe pattern: {what}"),
-            format!("(call $subscribe {b})"),
-            want,
-        );
-        c.expect(
-            format!("subscribe_event type: {what}"),
-            format!("(call $subscribe_event {b})"),
-            want,
-        );
-        c.expect(
-            format!("service_register name: {what}"),
-            format!("(call $service_register {b})"),
-            want,
-        );
-        c.expect(
-            format!("event_fire type: {what}"),
-            format!("(call $event_fire {b} {OBJECT})"),
-            want,
-        );
-        c.expect(
-            format!("kv_get key: {what}"),
-            format!("(call $kv_get {b} {OUT})"),
-            want,
-        );
-        c.expect(
-            format!("kv_set key: {what}"),
-            format!("(call $kv_set {b} {ON})"),
-            want,
-        );
-        c.expect(
-            format!("kv_delete key: {what}"),
-            format!("(call $kv_delete {b})"),
-            want,
-        );
+    // Every buffer the host reads, with `BUF` standing for it; the other arguments are valid.
+    let payloads = [
+        ("log message", "(call $log (i32.const 1) BUF)".to_owned()),
+        ("error message", "(call $error BUF)".to_owned()),
+        (
+            "state_set state",
+            format!("(call $state_set {MINE} BUF {OBJECT})"),
+        ),
+        (
+            "state_set attributes",
+            format!("(call $state_set {MINE} {ON} BUF)"),
+        ),
+        ("event_fire data", format!("(call $event_fire {EVENT} BUF)")),
+        ("kv_set value", format!("(call $kv_set {KEY} BUF)")),
+    ];
+    let names = [
+        ("state_get id", format!("(call $state_get BUF {OUT})")),
+        (
+            "state_set id",
+            format!("(call $state_set BUF {ON} {OBJECT})"),
+        ),
+        ("state_remove id", "(call $state_remove BUF)".to_owned()),
+        ("subscribe pattern", "(call $subscribe BUF)".to_owned()),
+        (
+            "subscribe_event type",
+            "(call $subscribe_event BUF)".to_owned(),
+        ),
+        (
+            "service_register name",
+            "(call $service_register BUF)".to_owned(),
+        ),
+        (
+            "event_fire type",
+            format!("(call $event_fire BUF {OBJECT})"),
+        ),
+        ("kv_get key", format!("(call $kv_get BUF {OUT})")),
+        ("kv_set key", format!("(call $kv_set BUF {ON})")),
+        ("kv_delete key", "(call $kv_delete BUF)".to_owned()),
+    ];
+    // And every buffer it writes (after finding something to write).
+    let outputs = [
+        ("state_get output", format!("(call $state_get {MINE} BUF)")),
+        ("kv_get output", format!("(call $kv_get {KEY} BUF)")),
+    ];
+    for (args, limit) in [(&payloads[..], PAYLOAD), (&names[..], MAX_NAME)] {
+        for (what, p, l, want) in bad_inputs(limit) {
+            for (arg, call) in args {
+                c.expect(
+                    format!("{arg}: {what}"),
+                    call.replace("BUF", &raw(p, l)),
+                    want,
+                );
+            }
+        }
     }
     for (what, p, l) in bad_outputs() {
-        let b = raw(p, l);
-        c.expect(
-            format!("state_get output: {what}"),
-            format!("(call $state_get {MINE} {b})"),
-            Status::BadPointer,
-        );
-        c.expect(
-            format!("kv_get output: {what}"),
-            format!("(call $kv_get {KEY} {b})"),
-            Status::BadPointer,
-        );
+        for (arg, call) in &outputs {
+            c.expect(
+                format!("{arg}: {what}"),
+                call.replace("BUF", &raw(p, l)),
+                Status::BadPointer,
+            );
+        }
     }
     // Lengths at the limit are not too large; what they hold is judged on its own.
     let top_page = raw(MEM - PAYLOAD, PAYLOAD);

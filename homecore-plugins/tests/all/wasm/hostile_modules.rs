@@ -10,6 +10,12 @@ use serde_json::json;
 use super::guests::*;
 use crate::support::{all_permissions, state_of};
 
+/// What a refused module's load error must satisfy.
+type Expect = Box<dyn Fn(&LoadError) -> bool>;
+
+/// A plugin domain, its module, and what its load error must satisfy.
+type Case<'a> = (&'a str, Guest, Expect);
+
 /// The load error of a plugin that did not start.
 fn load_error(err: Option<&RegistryError>) -> &LoadError {
     match err {
@@ -19,7 +25,7 @@ fn load_error(err: Option<&RegistryError>) -> &LoadError {
 }
 
 /// Loads each `(domain, guest)` beside a neighbour and checks its load error with `expected`.
-async fn refused(cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)>) {
+async fn refused(cases: Vec<Case<'_>>) {
     let (_home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;
     let specs = cases
@@ -41,7 +47,7 @@ async fn refused(cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)>) {
 
 #[tokio::test]
 async fn every_missing_required_export_is_named() {
-    let mut cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)> = vec![(
+    let mut cases: Vec<Case<'_>> = vec![(
         "no_memory",
         Guest {
             memory: "(memory 2)".into(),
@@ -71,17 +77,15 @@ async fn every_missing_required_export_is_named() {
 
 #[tokio::test]
 async fn exports_and_imports_of_the_wrong_kind_or_signature_are_refused() {
-    let wrong_export = |kind: &'static str,
-                        name: &'static str|
-     -> Box<dyn Fn(&LoadError) -> bool> {
+    let wrong_export = |kind: &'static str, name: &'static str| -> Expect {
         Box::new(
             move |e| matches!(e, LoadError::WrongSignature { kind: k, name: n, .. } if *k == kind && n == name),
         )
     };
-    let unknown_import = |name: &'static str| -> Box<dyn Fn(&LoadError) -> bool> {
+    let unknown_import = |name: &'static str| -> Expect {
         Box::new(move |e| matches!(e, LoadError::UnknownImport { name: n, .. } if n == name))
     };
-    let cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "setup_sig",
             Guest {
@@ -184,12 +188,12 @@ async fn abi_version_sections_are_checked_before_compiling() {
         abi_section: Some(bytes),
         ..Guest::hostile()
     };
-    let invalid = |needle: &'static str| -> Box<dyn Fn(&LoadError) -> bool> {
+    let invalid = |needle: &'static str| -> Expect {
         Box::new(
             move |e| matches!(e, LoadError::InvalidModule { reason } if reason.contains(needle)),
         )
     };
-    let unsupported = |version: u32| -> Box<dyn Fn(&LoadError) -> bool> {
+    let unsupported = |version: u32| -> Expect {
         Box::new(
             move |e| matches!(e, LoadError::UnsupportedAbiVersion { found, .. } if *found == version),
         )
@@ -198,7 +202,7 @@ async fn abi_version_sections_are_checked_before_compiling() {
     twice
         .data
         .push_str(r#"(@custom "homecore_abi" "\02\00\00\00")"#);
-    let cases: Vec<(&str, Guest, Box<dyn Fn(&LoadError) -> bool>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "missing",
             Guest {
