@@ -77,7 +77,9 @@ pub struct MotionLightsConfig {
 /// double `_`.
 fn valid_object_id(object_id: &str) -> bool {
     !object_id.is_empty()
-        && object_id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && object_id
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
         && !object_id.starts_with('_')
         && !object_id.ends_with('_')
         && !object_id.contains("__")
@@ -140,24 +142,30 @@ impl MotionLightsConfig {
     /// # Errors
     /// [`Error::Config`] with the field's path.
     pub fn parse(config: &RawValue) -> sdk::Result<Self> {
-        let options: Options<'_> =
-            sdk::from_raw(config).map_err(|_| Error::config("", "configuration must be an object"))?;
+        let options: Options<'_> = sdk::from_raw(config)
+            .map_err(|_| Error::config("", "configuration must be an object"))?;
         if let Some(key) = options.unknown {
             return Err(Error::config(key, "unknown option"));
         }
         let rooms = match options.rooms {
             None => None,
             Some(raw) => {
-                let items: Vec<&RawValue> =
-                    sdk::from_raw(raw).map_err(|_| Error::config("rooms", "must be a list of room names"))?;
+                let items: Vec<&RawValue> = sdk::from_raw(raw)
+                    .map_err(|_| Error::config("rooms", "must be a list of room names"))?;
                 let mut rooms = Vec::with_capacity(items.len());
                 for (i, item) in items.into_iter().enumerate() {
                     let room = sdk::from_raw::<Cow<'_, str>>(item).ok().filter(|r| {
-                        valid_entity_id("light", r) && valid_entity_id("binary_sensor", &format!("{r}_motion"))
+                        valid_entity_id("light", r)
+                            && valid_entity_id("binary_sensor", &format!("{r}_motion"))
                     });
                     match room {
                         Some(room) => rooms.push(room.into_owned()),
-                        None => return Err(Error::config(format!("rooms[{i}]"), "must be a room name of a-z, 0-9 and '_'")),
+                        None => {
+                            return Err(Error::config(
+                                format!("rooms[{i}]"),
+                                "must be a room name of a-z, 0-9 and '_'",
+                            ));
+                        }
                     }
                 }
                 Some(rooms)
@@ -167,7 +175,12 @@ impl MotionLightsConfig {
             None => DEFAULT_QUIET_SECONDS,
             Some(raw) => match sdk::from_raw::<f64>(raw) {
                 Ok(s) if s > 0.0 && s.is_finite() && s <= 86_400.0 * 7.0 => s,
-                _ => return Err(Error::config("quiet_seconds", "must be a number of seconds above 0 and at most a week")),
+                _ => {
+                    return Err(Error::config(
+                        "quiet_seconds",
+                        "must be a number of seconds above 0 and at most a week",
+                    ));
+                }
             },
         };
         Ok(Self {
@@ -244,7 +257,9 @@ impl MotionLights {
     /// Switches a light, keeping its attributes (brightness, colour): they are passed back to
     /// the host as they came, never parsed.
     fn turn_light(light: &str, on_off: &str) -> sdk::Result<()> {
-        sdk::with_state(light, |state| sdk::set_state(light, on_off, state.map(|s| s.attributes)))??;
+        sdk::with_state(light, |state| {
+            sdk::set_state(light, on_off, state.map(|s| s.attributes))
+        })??;
         Ok(())
     }
 
@@ -262,7 +277,11 @@ impl MotionLights {
             state_class: "total_increasing",
             unit_of_measurement: "activations",
         };
-        sdk::set_state_with(&format!("sensor.{room}_motion_activations"), &count_text, &attributes)?;
+        sdk::set_state_with(
+            &format!("sensor.{room}_motion_activations"),
+            &count_text,
+            &attributes,
+        )?;
         Ok(count)
     }
 }
@@ -281,7 +300,10 @@ impl Plugin for MotionLights {
         }
         sdk::info!(
             "following {} with a quiet time of {:?}",
-            config.rooms.as_ref().map_or_else(|| "every room".to_owned(), |r| r.join(", ")),
+            config
+                .rooms
+                .as_ref()
+                .map_or_else(|| "every room".to_owned(), |r| r.join(", ")),
             config.quiet
         );
         self.config = Some(config);
@@ -347,7 +369,8 @@ impl Plugin for MotionLights {
 
 sdk::export_plugin!(MotionLights);
 
-#[cfg(test)]
+// The fake host exists on the build machine only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use homecore_plugin_sdk::testing::FakeHost;
     use homecore_plugin_sdk::{Level, Status};
@@ -357,7 +380,8 @@ mod tests {
 
     fn start(config: Value) -> FakeHost {
         let host = FakeHost::with_domain(DOMAIN);
-        host.setup::<MotionLights>(&config).expect("motion_lights_wasm starts");
+        host.setup::<MotionLights>(&config)
+            .expect("motion_lights_wasm starts");
         host
     }
 
@@ -371,7 +395,10 @@ mod tests {
         let manifest: Value = serde_json::from_str(MANIFEST).expect("valid JSON");
         assert_eq!(manifest["domain"], DOMAIN);
         assert_eq!(manifest["homecore"]["runtime"], "wasm");
-        assert_eq!(manifest["homecore"]["module"], "homecore_plugin_example.wasm");
+        assert_eq!(
+            manifest["homecore"]["module"],
+            "homecore_plugin_example.wasm"
+        );
         assert_eq!(manifest["homecore"]["limits"]["memory_bytes"], 16 << 20);
     }
 
@@ -398,7 +425,10 @@ mod tests {
             (json!({"rooms": ["x".repeat(240)]}), "rooms[0]"),
             (json!({"rooms": "hall"}), "rooms"),
             (json!({"colour": 1}), "colour"),
-            (json!({"quiet_seconds": 5, "rooms": 1, "colour": 1}), "colour"),
+            (
+                json!({"quiet_seconds": 5, "rooms": 1, "colour": 1}),
+                "colour",
+            ),
             (json!({"rooms": [1]}), "rooms[0]"),
             (json!({"quiet_seconds": null}), "quiet_seconds"),
             (json!([1]), ""),
@@ -417,11 +447,17 @@ mod tests {
         assert_eq!(host.subscriptions(), ["binary_sensor.*_motion"]);
         assert_eq!(
             host.logs(),
-            [(Level::Info, "following every room with a quiet time of 30s".to_owned())]
+            [(
+                Level::Info,
+                "following every room with a quiet time of 30s".to_owned()
+            )]
         );
         motion(&host, "hall", "on");
         assert_eq!(host.state("light.hall").as_deref(), Some("on"));
-        assert_eq!(host.state("sensor.hall_motion_activations").as_deref(), Some("1"));
+        assert_eq!(
+            host.state("sensor.hall_motion_activations").as_deref(),
+            Some("1")
+        );
         assert_eq!(
             host.attributes("sensor.hall_motion_activations"),
             Some(json!({
@@ -435,7 +471,11 @@ mod tests {
         motion(&host, "hall", "off");
         assert_eq!(host.timers(), [(0, Duration::from_secs(30))]);
         host.advance(Duration::from_secs(29)).expect("no timer yet");
-        assert_eq!(host.state("light.hall").as_deref(), Some("on"), "still within the quiet time");
+        assert_eq!(
+            host.state("light.hall").as_deref(),
+            Some("on"),
+            "still within the quiet time"
+        );
         host.advance(Duration::from_secs(2)).expect("timer handled");
         assert_eq!(host.state("light.hall").as_deref(), Some("off"));
         assert_eq!(host.origin("light.hall").as_deref(), Some(DOMAIN));
@@ -451,8 +491,15 @@ mod tests {
         motion(&host, "kitchen", "on");
         assert!(host.timers().is_empty(), "motion cancels the off timer");
         host.advance(Duration::from_secs(20)).expect("nothing due");
-        assert_eq!(host.state("light.kitchen").as_deref(), Some("on"), "the old timer was cancelled");
-        assert_eq!(host.state("sensor.kitchen_motion_activations").as_deref(), Some("2"));
+        assert_eq!(
+            host.state("light.kitchen").as_deref(),
+            Some("on"),
+            "the old timer was cancelled"
+        );
+        assert_eq!(
+            host.state("sensor.kitchen_motion_activations").as_deref(),
+            Some("2")
+        );
     }
 
     #[test]
@@ -461,20 +508,33 @@ mod tests {
         motion(&host, "hall", "on");
         host.set_state("binary_sensor.hall_motion", "on", json!({"battery": 90}))
             .expect("handled");
-        assert_eq!(host.state("sensor.hall_motion_activations").as_deref(), Some("1"));
+        assert_eq!(
+            host.state("sensor.hall_motion_activations").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]
     fn light_attributes_are_kept_and_other_rooms_ignored() {
         let host = start(json!({"rooms": ["hall"], "quiet_seconds": 1}));
         assert_eq!(host.subscriptions(), ["binary_sensor.hall_motion"]);
-        host.put_state("light.hall", "off", json!({"brightness": 77, "color": [1, 2, 3]}));
+        host.put_state(
+            "light.hall",
+            "off",
+            json!({"brightness": 77, "color": [1, 2, 3]}),
+        );
         motion(&host, "hall", "on");
         assert_eq!(host.state("light.hall").as_deref(), Some("on"));
-        assert_eq!(host.attributes("light.hall"), Some(json!({"brightness": 77, "color": [1, 2, 3]})));
+        assert_eq!(
+            host.attributes("light.hall"),
+            Some(json!({"brightness": 77, "color": [1, 2, 3]}))
+        );
         motion(&host, "hall", "off");
         host.advance(Duration::from_secs(1)).expect("timer handled");
-        assert_eq!(host.attributes("light.hall"), Some(json!({"brightness": 77, "color": [1, 2, 3]})));
+        assert_eq!(
+            host.attributes("light.hall"),
+            Some(json!({"brightness": 77, "color": [1, 2, 3]}))
+        );
 
         // Even if the host delivered another room's event, it is ignored.
         let garage = json!({
@@ -486,7 +546,8 @@ mod tests {
             },
             "context": {"id": "c"}
         });
-        host.deliver_state_changed(garage.to_string().as_bytes()).expect("ignored");
+        host.deliver_state_changed(garage.to_string().as_bytes())
+            .expect("ignored");
         assert_eq!(host.state("light.garage"), None, "garage is not configured");
     }
 
@@ -495,7 +556,8 @@ mod tests {
         let host = start(json!({"quiet_seconds": 1}));
         motion(&host, "hall", "on");
         motion(&host, "hall", "unavailable");
-        host.remove_state("binary_sensor.hall_motion").expect("handled");
+        host.remove_state("binary_sensor.hall_motion")
+            .expect("handled");
         host.advance(Duration::from_secs(60)).expect("nothing due");
         assert_eq!(host.state("light.hall").as_deref(), Some("on"));
         assert!(host.timers().is_empty());
@@ -508,9 +570,13 @@ mod tests {
         motion(&host, "hall", "off");
         host.teardown().expect("tears down");
         assert!(host.timers().is_empty(), "teardown cancels pending timers");
-        host.setup::<MotionLights>(&json!({"quiet_seconds": 1})).expect("starts again");
+        host.setup::<MotionLights>(&json!({"quiet_seconds": 1}))
+            .expect("starts again");
         motion(&host, "hall", "on");
-        assert_eq!(host.state("sensor.hall_motion_activations").as_deref(), Some("2"));
+        assert_eq!(
+            host.state("sensor.hall_motion_activations").as_deref(),
+            Some("2")
+        );
     }
 
     #[test]
@@ -531,29 +597,46 @@ mod tests {
         motion(&host, "hall", "on");
         motion(&host, "hall", "off");
         host.deny("state_set");
-        host.advance(Duration::from_secs(1)).expect("a timer failure is only logged");
+        host.advance(Duration::from_secs(1))
+            .expect("a timer failure is only logged");
         let warning = host.logs().pop().expect("a warning");
         assert_eq!(warning.0, Level::Warn);
-        assert!(warning.1.starts_with("could not turn light.hall off:"), "{}", warning.1);
+        assert!(
+            warning.1.starts_with("could not turn light.hall off:"),
+            "{}",
+            warning.1
+        );
         let err = host
             .set_state("binary_sensor.hall_motion", "on", json!({}))
             .expect_err("the light write is refused");
         assert_eq!(err.status, Some(Status::GuestError));
-        assert!(err.message.expect("a message").contains("permission denied"));
+        assert!(
+            err.message
+                .expect("a message")
+                .contains("permission denied")
+        );
     }
 
     #[test]
-    fn ten_thousand_activations_regression() {
-        // The SDK's published alpha corrupted its memory after ~10,000 events.
+    fn counts_stay_exact_past_ten_thousand_events() {
+        // Regression guard: the SDK's published alpha corrupted its memory after ~10,000
+        // events. Here that exercises the dispatch path; the wasm allocator itself is driven by
+        // homecore-tests' `wasm_example` against the real module.
         let host = start(json!({"rooms": ["hall", "kitchen"], "quiet_seconds": 1}));
-        for _ in 0..10_000 {
+        for _ in 0..3_000 {
             for room in ["hall", "kitchen"] {
                 motion(&host, room, "on");
                 motion(&host, room, "off");
             }
         }
-        assert_eq!(host.state("sensor.hall_motion_activations").as_deref(), Some("10000"));
-        assert_eq!(host.state("sensor.kitchen_motion_activations").as_deref(), Some("10000"));
+        assert_eq!(
+            host.state("sensor.hall_motion_activations").as_deref(),
+            Some("3000")
+        );
+        assert_eq!(
+            host.state("sensor.kitchen_motion_activations").as_deref(),
+            Some("3000")
+        );
         assert_eq!(host.timers().len(), 2);
     }
 }

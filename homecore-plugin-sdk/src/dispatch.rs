@@ -1,6 +1,6 @@
 //! From export calls to the plugin: the plugin instance's slot, payload decoding and error
 //! reporting. Safe code over byte slices, shared by the wasm32 export glue and
-//! [`crate::testing::FakeHost`].
+//! `testing::FakeHost`.
 
 use std::cell::RefCell;
 
@@ -129,7 +129,9 @@ pub(crate) fn teardown() -> i32 {
 /// `hc_on_state_changed`.
 pub(crate) fn on_state_changed(payload: &[u8]) -> i32 {
     match decode::<StateChangedEvent<'_>>("state_changed", payload) {
-        Ok(event) => with_plugin(|p| status_of(p.on_state_changed(&event))).unwrap_or_else(|code| code),
+        Ok(event) => {
+            with_plugin(|p| status_of(p.on_state_changed(&event))).unwrap_or_else(|code| code)
+        }
         Err(code) => code,
     }
 }
@@ -159,7 +161,11 @@ pub(crate) fn call_service(payload: &[u8]) -> Result<Option<Vec<u8>>, i32> {
             if json.len() > v1::MAX_PAYLOAD {
                 return Err(fail(
                     Status::TooLarge,
-                    &format!("service response of {} bytes exceeds the limit of {}", json.len(), v1::MAX_PAYLOAD),
+                    &format!(
+                        "service response of {} bytes exceeds the limit of {}",
+                        json.len(),
+                        v1::MAX_PAYLOAD
+                    ),
                 ));
             }
             Ok(Some(json))
@@ -172,4 +178,180 @@ pub(crate) fn call_service(payload: &[u8]) -> Result<Option<Vec<u8>>, i32> {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn reset() {
     drop(PLUGIN.with_borrow_mut(Option::take));
+}
+
+// The fake host exists on the build machine only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::FakeHost;
+
+    /// Records what it is called with; fails on demand.
+    #[derive(Default)]
+    struct Probe {
+        timers: Vec<u64>,
+    }
+
+    impl Plugin for Probe {
+        fn setup(&mut self, config: &Config<'_>) -> Result<()> {
+            if config.is_null() {
+                return Ok(());
+            }
+            let fail: bool = crate::attribute(config.raw(), "fail")?.unwrap_or(false);
+            if fail {
+                let source = serde_json::from_str::<u8>("x").expect_err("not json");
+                return Err(Error::Json(source));
+            }
+            crate::subscribe("switch.*")?;
+            crate::subscribe_event("ping")?;
+            crate::register_service("echo")
+        }
+
+        fn on_state_changed(&mut self, event: &StateChangedEvent<'_>) -> Result<()> {
+            match event.new_state.as_ref().map(|s| &*s.state) {
+                Some("panic") => panic!("asked to"),
+                Some("fail") => Err(Error::other("x".repeat(5000))),
+                _ => Ok(()),
+            }
+        }
+
+        fn on_event(&mut self, event: &CustomEvent<'_>) -> Result<()> {
+            crate::fire_event("pong", Some(event.data))
+        }
+
+        fn on_timer(&mut self, token: u64) -> Result<()> {
+            self.timers.push(token);
+            crate::kv_set("timers", format!("{:?}", self.timers).as_bytes())
+        }
+
+        fn call_service(&mut self, call: &ServiceCall<'_>) -> Result<Option<Value>> {
+            match &*call.service {
+                "echo" => Ok(Some(crate::from_raw(call.data)?)),
+                "quiet" => Ok(None),
+                _ => Err(Error::UnknownService {
+                    service: call.service.to_string(),
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn calls_before_setup_fail_with_a_message() {
+        let host = FakeHost::new();
+        let err = host
+            .deliver_state_changed(
+                br#"{"entity_id":"a.b","old_state":null,"new_state":null,"context":{"id":"c"}}"#,
+            )
+            .expect_err("not set up");
+        assert_eq!(err.status, Some(Status::GuestError));
+        assert_eq!(err.message.as_deref(), Some("plugin is not set up"));
+        host.teardown().expect("nothing to tear down");
+    }
+
+    #[test]
+    fn malformed_payloads_answer_bad_json() {
+        let host = FakeHost::new();
+        let err = host.setup_raw::<Probe>(b"{oops").expect_err("malformed");
+        assert_eq!(err.status, Some(Status::BadJson));
+        assert!(
+            err.message
+                .expect("a message")
+                .starts_with("malformed configuration payload: ")
+        );
+        host.setup_raw::<Probe>(b"")
+            .expect("an empty configuration reads as null");
+        let err = host.deliver_state_changed(b"[]").expect_err("malformed");
+        assert_eq!(err.status, Some(Status::BadJson));
+    }
+
+    #[test]
+    fn failures_are_reported_with_their_sources_and_capped() {
+        let host = FakeHost::new();
+        let err = host
+            .setup::<Probe>(&json!({"fail": true}))
+            .expect_err("fails");
+        assert_eq!(err.status, Some(Status::GuestError));
+        let message = err.message.expect("a message");
+        assert!(
+            message.starts_with("json data could not be converted: expected value"),
+            "{message}"
+        );
+
+        host.setup::<Probe>(&json!({})).expect("starts");
+        let err = host
+            .set_state("switch.a", "fail", json!({}))
+            .expect_err("fails");
+        assert_eq!(err.message.map(|m| m.len()), Some(v1::MAX_LOG_LINE));
+        host.set_state("switch.a", "on", json!({}))
+            .expect("the plugin keeps running");
+    }
+
+    #[test]
+    fn a_failed_setup_keeps_no_instance_and_a_new_setup_starts_afresh() {
+        let host = FakeHost::new();
+        host.setup::<Probe>(&json!({})).expect("starts");
+        host.setup::<Probe>(&json!({"fail": true}))
+            .expect_err("fails");
+        let err = host
+            .set_state("switch.a", "on", json!({}))
+            .expect_err("no instance");
+        assert_eq!(err.message.as_deref(), Some("plugin is not set up"));
+    }
+
+    #[test]
+    fn events_timers_and_services_reach_the_plugin() {
+        let host = FakeHost::new();
+        host.setup::<Probe>(&json!({})).expect("starts");
+        host.fire_event("ping", json!({"n": 1})).expect("handled");
+        assert_eq!(host.fired_events(), [("pong".to_owned(), json!({"n": 1}))]);
+
+        crate::start_timer(3, std::time::Duration::from_secs(1)).expect("started");
+        crate::start_timer(u64::MAX, std::time::Duration::from_secs(2)).expect("started");
+        host.advance(std::time::Duration::from_secs(5))
+            .expect("fired");
+        assert_eq!(
+            host.kv("timers").as_deref(),
+            Some(&b"[3, 18446744073709551615]"[..])
+        );
+
+        assert_eq!(
+            host.call_service("echo", json!({"a": [1]}))
+                .expect("answers"),
+            Some(json!({"a": [1]}))
+        );
+        assert_eq!(
+            host.call_service("quiet", json!({})).expect("answers"),
+            None
+        );
+        let err = host.call_service("nope", json!({})).expect_err("unknown");
+        assert_eq!(err.status, Some(Status::UnknownService));
+        assert_eq!(
+            err.message.as_deref(),
+            Some("plugin does not provide service nope")
+        );
+        let big = "x".repeat(v1::MAX_PAYLOAD);
+        let err = host
+            .call_service("echo", json!({"big": big}))
+            .expect_err("too large");
+        assert_eq!(err.status, Some(Status::TooLarge));
+    }
+
+    #[test]
+    fn teardown_drops_the_instance() {
+        let host = FakeHost::new();
+        host.setup::<Probe>(&json!({})).expect("starts");
+        host.teardown().expect("tears down");
+        let err = host.call_service("echo", json!({})).expect_err("gone");
+        assert_eq!(err.message.as_deref(), Some("plugin is not set up"));
+    }
+
+    #[test]
+    #[should_panic(expected = "asked to")]
+    fn panics_propagate_on_the_build_machine() {
+        let host = FakeHost::new();
+        host.setup::<Probe>(&json!({})).expect("starts");
+        let _ = host.set_state("switch.a", "panic", json!({}));
+    }
 }

@@ -141,9 +141,18 @@ mod tests {
     fn host_codes_map_to_statuses() {
         let err = Error::from_code("state_set", -2);
         assert_eq!(err.status(), Some(Status::Denied));
-        assert_eq!(err.to_string(), "host call state_set failed: permission denied (-2)");
-        assert!(matches!(Error::from_code("kv_get", -999), Error::UnexpectedCode { code: -999, .. }));
-        assert!(matches!(Error::from_code("kv_get", 0), Error::UnexpectedCode { code: 0, .. }));
+        assert_eq!(
+            err.to_string(),
+            "host call state_set failed: permission denied (-2)"
+        );
+        assert!(matches!(
+            Error::from_code("kv_get", -999),
+            Error::UnexpectedCode { code: -999, .. }
+        ));
+        assert!(matches!(
+            Error::from_code("kv_get", 0),
+            Error::UnexpectedCode { code: 0, .. }
+        ));
         assert!(matches!(
             Error::from_code("kv_get", i64::MIN),
             Error::UnexpectedCode { .. }
@@ -153,14 +162,31 @@ mod tests {
     #[test]
     fn report_includes_sources() {
         let source = serde_json::from_str::<u8>("x").expect_err("not json");
-        let err = Error::BadResponse { call: "state_get", source };
+        let err = Error::BadResponse {
+            call: "state_get",
+            source,
+        };
         let report = err.report();
-        assert!(report.starts_with("host call state_get answered malformed json: expected value"), "{report}");
+        assert!(
+            report.starts_with("host call state_get answered malformed json: expected value"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn is_send_sync<T: Send + Sync>() {}
+        is_send_sync::<Error>();
+        is_send_sync::<crate::OwnedState>();
+        is_send_sync::<crate::ServiceResult>();
+        is_send_sync::<crate::Config<'_>>();
     }
 
     #[test]
     fn unknown_service_has_its_own_status() {
-        let err = Error::UnknownService { service: "x.y".into() };
+        let err = Error::UnknownService {
+            service: "x.y".into(),
+        };
         assert_eq!(err.export_status(), Status::UnknownService);
         assert_eq!(Error::other("boom").export_status(), Status::GuestError);
     }

@@ -1,14 +1,17 @@
 //! The wasm boundary: the only module of the SDK with `unsafe` code.
 //!
 //! - The host imports (`homecore_v1`), wrapped in safe functions over slices. On targets other
-//!   than wasm32 the wrappers call [`crate::testing::FakeHost`] when a test installed one, and
+//!   than wasm32 the wrappers call `testing::FakeHost` when a test installed one, and
 //!   answer [`Status::Internal`] otherwise, so the SDK and plugins build and test on the host.
 //! - The allocator behind `hc_alloc` / `hc_free`: Rust's global allocator (dlmalloc on
 //!   wasm32) with the fixed alignment [`BUFFER_ALIGN`].
 //! - The export glue that [`export_plugin!`](crate::export_plugin) expands to (wasm32 only):
 //!   it takes ownership of the host's payload buffers, hands them to [`crate::dispatch`] as
 //!   slices and frees them afterwards.
-#![allow(unsafe_code, reason = "raw pointers cross the wasm boundary here and nowhere else")]
+#![allow(
+    unsafe_code,
+    reason = "raw pointers cross the wasm boundary here and nowhere else"
+)]
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -42,7 +45,8 @@ mod sys {
         pub(super) fn subscribe_event(type_ptr: i32, type_len: i32) -> i32;
         pub(super) fn service_call(req_ptr: i32, req_len: i32, out_ptr: i32, out_cap: i32) -> i32;
         pub(super) fn service_register(name_ptr: i32, name_len: i32) -> i32;
-        pub(super) fn event_fire(type_ptr: i32, type_len: i32, data_ptr: i32, data_len: i32) -> i32;
+        pub(super) fn event_fire(type_ptr: i32, type_len: i32, data_ptr: i32, data_len: i32)
+        -> i32;
         pub(super) fn kv_get(key_ptr: i32, key_len: i32, out_ptr: i32, out_cap: i32) -> i32;
         pub(super) fn kv_set(key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32) -> i32;
         pub(super) fn kv_delete(key_ptr: i32, key_len: i32) -> i32;
@@ -87,21 +91,27 @@ mod wasm {
 
     /// `log(level, msg)`.
     pub(crate) fn log(level: i32, msg: &[u8]) -> i32 {
-        let Some((p, l)) = arg(msg) else { return TOO_LARGE };
+        let Some((p, l)) = arg(msg) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::log(level, p, l) }
     }
 
     /// `error(msg)`: the current export call's error message.
     pub(crate) fn error(msg: &[u8]) -> i32 {
-        let Some((p, l)) = arg(msg) else { return TOO_LARGE };
+        let Some((p, l)) = arg(msg) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::error(p, l) }
     }
 
     /// `state_get(id, out)`.
     pub(crate) fn state_get(id: &[u8], result: &mut [u8]) -> i32 {
-        let Some((ip, il)) = arg(id) else { return TOO_LARGE };
+        let Some((ip, il)) = arg(id) else {
+            return TOO_LARGE;
+        };
         let (op, oc) = out(result);
         // SAFETY: see the module docs.
         unsafe { sys::state_get(ip, il, op, oc) }
@@ -109,7 +119,8 @@ mod wasm {
 
     /// `state_set(id, state, attrs)`.
     pub(crate) fn state_set(id: &[u8], state: &[u8], attrs: &[u8]) -> i32 {
-        let (Some((ip, il)), Some((sp, sl)), Some((ap, al))) = (arg(id), arg(state), arg(attrs)) else {
+        let (Some((ip, il)), Some((sp, sl)), Some((ap, al))) = (arg(id), arg(state), arg(attrs))
+        else {
             return TOO_LARGE;
         };
         // SAFETY: see the module docs.
@@ -118,28 +129,36 @@ mod wasm {
 
     /// `state_remove(id)`.
     pub(crate) fn state_remove(id: &[u8]) -> i32 {
-        let Some((p, l)) = arg(id) else { return TOO_LARGE };
+        let Some((p, l)) = arg(id) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::state_remove(p, l) }
     }
 
     /// `subscribe(pattern)`.
     pub(crate) fn subscribe(pattern: &[u8]) -> i32 {
-        let Some((p, l)) = arg(pattern) else { return TOO_LARGE };
+        let Some((p, l)) = arg(pattern) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::subscribe(p, l) }
     }
 
     /// `subscribe_event(type)`.
     pub(crate) fn subscribe_event(event_type: &[u8]) -> i32 {
-        let Some((p, l)) = arg(event_type) else { return TOO_LARGE };
+        let Some((p, l)) = arg(event_type) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::subscribe_event(p, l) }
     }
 
     /// `service_call(request, out)`.
     pub(crate) fn service_call(request: &[u8], result: &mut [u8]) -> i32 {
-        let Some((rp, rl)) = arg(request) else { return TOO_LARGE };
+        let Some((rp, rl)) = arg(request) else {
+            return TOO_LARGE;
+        };
         let (op, oc) = out(result);
         // SAFETY: see the module docs.
         unsafe { sys::service_call(rp, rl, op, oc) }
@@ -147,7 +166,9 @@ mod wasm {
 
     /// `service_register(name)`.
     pub(crate) fn service_register(name: &[u8]) -> i32 {
-        let Some((p, l)) = arg(name) else { return TOO_LARGE };
+        let Some((p, l)) = arg(name) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::service_register(p, l) }
     }
@@ -163,7 +184,9 @@ mod wasm {
 
     /// `kv_get(key, out)`.
     pub(crate) fn kv_get(key: &[u8], result: &mut [u8]) -> i32 {
-        let Some((kp, kl)) = arg(key) else { return TOO_LARGE };
+        let Some((kp, kl)) = arg(key) else {
+            return TOO_LARGE;
+        };
         let (op, oc) = out(result);
         // SAFETY: see the module docs.
         unsafe { sys::kv_get(kp, kl, op, oc) }
@@ -180,7 +203,9 @@ mod wasm {
 
     /// `kv_delete(key)`.
     pub(crate) fn kv_delete(key: &[u8]) -> i32 {
-        let Some((p, l)) = arg(key) else { return TOO_LARGE };
+        let Some((p, l)) = arg(key) else {
+            return TOO_LARGE;
+        };
         // SAFETY: see the module docs.
         unsafe { sys::kv_delete(p, l) }
     }
@@ -211,7 +236,7 @@ mod wasm {
     }
 }
 
-/// The imports on other targets: the [`crate::testing::FakeHost`] installed on this thread,
+/// The imports on other targets: the `testing::FakeHost` installed on this thread,
 /// or [`Status::Internal`] when there is none.
 #[cfg(not(target_arch = "wasm32"))]
 mod stand_in {
@@ -277,13 +302,19 @@ mod stand_in {
 // Allocator
 // ---------------------------------------------------------------------------------------------
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, reason = "used by the wasm32 export glue"))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    allow(dead_code, reason = "used by the wasm32 export glue")
+)]
 fn buffer_layout(size: usize) -> Option<Layout> {
     Layout::from_size_align(size, BUFFER_ALIGN).ok()
 }
 
 /// The non-null, aligned address standing for every zero-byte buffer (never dereferenced).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, reason = "used by the wasm32 export glue"))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    allow(dead_code, reason = "used by the wasm32 export glue")
+)]
 fn empty_buffer() -> NonNull<u8> {
     NonNull::new(std::ptr::without_provenance_mut(BUFFER_ALIGN)).expect("BUFFER_ALIGN is not zero")
 }
@@ -292,7 +323,10 @@ fn empty_buffer() -> NonNull<u8> {
 ///
 /// A size of 0 gives a dangling, aligned, non-null address that [`free_buffer`] ignores; a
 /// negative size, a size the allocator refuses, or exhausted memory gives `None`.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, reason = "used by the wasm32 export glue"))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    allow(dead_code, reason = "used by the wasm32 export glue")
+)]
 pub(crate) fn alloc_buffer(size: i32) -> Option<NonNull<u8>> {
     let size = usize::try_from(size).ok()?;
     if size == 0 {
@@ -307,7 +341,10 @@ pub(crate) fn alloc_buffer(size: i32) -> Option<NonNull<u8>> {
 ///
 /// # Safety
 /// `ptr` must come from `alloc_buffer(size)` with this same `size`, and must not have been freed.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, reason = "used by the wasm32 export glue"))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    allow(dead_code, reason = "used by the wasm32 export glue")
+)]
 pub(crate) unsafe fn free_buffer(ptr: NonNull<u8>, size: usize) {
     if size == 0 {
         return;
@@ -383,7 +420,10 @@ pub fn hc_alloc(size: i32) -> i32 {
 /// freed (the host's side of the ABI's ownership rules).
 #[cfg(target_arch = "wasm32")]
 pub unsafe fn hc_free(ptr: i32, size: i32) {
-    let (Some(ptr), Ok(size)) = (NonNull::new(ptr as u32 as usize as *mut u8), usize::try_from(size)) else {
+    let (Some(ptr), Ok(size)) = (
+        NonNull::new(ptr as u32 as usize as *mut u8),
+        usize::try_from(size),
+    ) else {
         return;
     };
     // SAFETY: forwarded from this function's contract.
@@ -393,17 +433,17 @@ pub unsafe fn hc_free(ptr: i32, size: i32) {
 /// Takes a payload buffer and runs `f` on its bytes, or reports a bad pointer.
 ///
 /// # Safety
-/// As [`GuestBuffer::take`].
+/// As `GuestBuffer::take`.
 #[cfg(target_arch = "wasm32")]
 unsafe fn with_payload<R>(ptr: i32, len: i32, bad: R, f: impl FnOnce(&[u8]) -> R) -> R {
     // SAFETY: forwarded from this function's contract.
     match unsafe { GuestBuffer::take(ptr, len) } {
         Some(buffer) => f(buffer.bytes()),
         None => {
-            crate::dispatch::report(&crate::Error::Host {
-                call: "payload",
-                status: Status::BadPointer,
-            });
+            crate::dispatch::fail(
+                Status::BadPointer,
+                "the payload's pointer or length is invalid",
+            );
             bad
         }
     }
@@ -412,12 +452,21 @@ unsafe fn with_payload<R>(ptr: i32, len: i32, bad: R, f: impl FnOnce(&[u8]) -> R
 /// `hc_setup(config_ptr, config_len) -> status`: makes a fresh plugin with `new` and sets it up.
 ///
 /// # Safety
-/// `(ptr, len)` as [`GuestBuffer::take`] requires.
+/// `(ptr, len)` must be a buffer from `hc_alloc(len)`, initialised by the host and not freed,
+/// whose ownership the host hands over (ABI v1: host → guest payloads).
 #[cfg(target_arch = "wasm32")]
-pub unsafe fn hc_setup(ptr: i32, len: i32, new: fn() -> Box<dyn crate::dispatch::DynPlugin>) -> i32 {
+pub unsafe fn hc_setup(
+    ptr: i32,
+    len: i32,
+    new: fn() -> Box<dyn crate::dispatch::DynPlugin>,
+) -> i32 {
     install_panic_hook();
     // SAFETY: forwarded from this function's contract.
-    unsafe { with_payload(ptr, len, Status::BadPointer.code(), |bytes| crate::dispatch::setup(bytes, new)) }
+    unsafe {
+        with_payload(ptr, len, Status::BadPointer.code(), |bytes| {
+            crate::dispatch::setup(bytes, new)
+        })
+    }
 }
 
 /// `hc_teardown() -> status`.
@@ -430,21 +479,37 @@ pub fn hc_teardown() -> i32 {
 /// `hc_on_state_changed(event_ptr, event_len) -> status`.
 ///
 /// # Safety
-/// `(ptr, len)` as [`GuestBuffer::take`] requires.
+/// `(ptr, len)` must be a buffer from `hc_alloc(len)`, initialised by the host and not freed,
+/// whose ownership the host hands over (ABI v1: host → guest payloads).
 #[cfg(target_arch = "wasm32")]
 pub unsafe fn hc_on_state_changed(ptr: i32, len: i32) -> i32 {
     // SAFETY: forwarded from this function's contract.
-    unsafe { with_payload(ptr, len, Status::BadPointer.code(), crate::dispatch::on_state_changed) }
+    unsafe {
+        with_payload(
+            ptr,
+            len,
+            Status::BadPointer.code(),
+            crate::dispatch::on_state_changed,
+        )
+    }
 }
 
 /// `hc_on_event(event_ptr, event_len) -> status`.
 ///
 /// # Safety
-/// `(ptr, len)` as [`GuestBuffer::take`] requires.
+/// `(ptr, len)` must be a buffer from `hc_alloc(len)`, initialised by the host and not freed,
+/// whose ownership the host hands over (ABI v1: host → guest payloads).
 #[cfg(target_arch = "wasm32")]
 pub unsafe fn hc_on_event(ptr: i32, len: i32) -> i32 {
     // SAFETY: forwarded from this function's contract.
-    unsafe { with_payload(ptr, len, Status::BadPointer.code(), crate::dispatch::on_event) }
+    unsafe {
+        with_payload(
+            ptr,
+            len,
+            Status::BadPointer.code(),
+            crate::dispatch::on_event,
+        )
+    }
 }
 
 /// `hc_on_timer(token) -> status`.
@@ -459,12 +524,18 @@ pub fn hc_on_timer(token: i64) -> i32 {
 /// or a negative status.
 ///
 /// # Safety
-/// `(ptr, len)` as [`GuestBuffer::take`] requires.
+/// `(ptr, len)` must be a buffer from `hc_alloc(len)`, initialised by the host and not freed,
+/// whose ownership the host hands over (ABI v1: host → guest payloads).
 #[cfg(target_arch = "wasm32")]
 pub unsafe fn hc_call_service(ptr: i32, len: i32) -> i64 {
     // SAFETY: forwarded from this function's contract.
     let response = unsafe {
-        with_payload(ptr, len, Err(Status::BadPointer.code()), crate::dispatch::call_service)
+        with_payload(
+            ptr,
+            len,
+            Err(Status::BadPointer.code()),
+            crate::dispatch::call_service,
+        )
     };
     match response {
         Ok(None) => 0,
@@ -478,10 +549,12 @@ pub unsafe fn hc_call_service(ptr: i32, len: i32) -> i64 {
 fn response_buffer(json: &[u8]) -> i64 {
     // The response is bounded by MAX_PAYLOAD (checked by dispatch), so it fits an i32.
     let Ok(len) = i32::try_from(json.len()) else {
-        return crate::dispatch::fail(Status::TooLarge, "service response does not fit an i32").into();
+        return crate::dispatch::fail(Status::TooLarge, "service response does not fit an i32")
+            .into();
     };
     let Some(buffer) = alloc_buffer(len) else {
-        return crate::dispatch::fail(Status::GuestError, "no memory for the service response").into();
+        return crate::dispatch::fail(Status::GuestError, "no memory for the service response")
+            .into();
     };
     // wasm32 addresses are 32 bits wide. One at or above 2 GiB would pack to a negative i64,
     // which the host reads as a status.
@@ -489,7 +562,11 @@ fn response_buffer(json: &[u8]) -> i64 {
     if i32::try_from(addr).is_err() {
         // SAFETY: `buffer` was just allocated by `alloc_buffer(len)` and not handed out.
         unsafe { free_buffer(buffer, json.len()) };
-        return crate::dispatch::fail(Status::GuestError, "service response buffer lies above 2 GiB").into();
+        return crate::dispatch::fail(
+            Status::GuestError,
+            "service response buffer lies above 2 GiB",
+        )
+        .into();
     }
     // SAFETY: `buffer` is a fresh allocation of `json.len()` bytes that cannot overlap `json`.
     unsafe { std::ptr::copy_nonoverlapping(json.as_ptr(), buffer.as_ptr(), json.len()) };
@@ -535,7 +612,7 @@ fn install_panic_hook() {
 /// On wasm32 this expands to `hc_alloc`, `hc_free`, `hc_setup`, `hc_teardown`,
 /// `hc_on_state_changed`, `hc_call_service`, `hc_on_event` and `hc_on_timer`, and to a
 /// `homecore_abi` custom section declaring ABI v1. On other targets it only checks that the
-/// type implements [`Plugin`] (test plugins there with [`crate::testing::FakeHost`]).
+/// type implements [`Plugin`] (test plugins there with `testing::FakeHost`).
 ///
 /// `hc_setup` makes a fresh `P::default()` every time it is called; `hc_teardown` drops the
 /// instance after its `teardown`.
@@ -579,7 +656,9 @@ macro_rules! export_plugin {
             #[unsafe(no_mangle)]
             unsafe extern "C" fn hc_setup(ptr: i32, len: i32) -> i32 {
                 // SAFETY: the host hands over a buffer from hc_alloc(len) (ABI v1).
-                unsafe { $crate::__private::hc_setup(ptr, len, $crate::__private::new_plugin::<$plugin>) }
+                unsafe {
+                    $crate::__private::hc_setup(ptr, len, $crate::__private::new_plugin::<$plugin>)
+                }
             }
 
             /// `hc_teardown() -> i32`.
@@ -627,7 +706,8 @@ macro_rules! export_plugin {
     };
 }
 
-#[cfg(test)]
+// The stand-in imports exist on the build machine only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

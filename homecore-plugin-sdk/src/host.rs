@@ -70,7 +70,11 @@ pub(crate) fn report_error(message: &str) {
 
 /// Success (`Ok(code)`) or the error for a negative code.
 fn check(call: &'static str, code: i32) -> Result<i32> {
-    if code < 0 { Err(Error::from_code(call, code.into())) } else { Ok(code) }
+    if code < 0 {
+        Err(Error::from_code(call, code.into()))
+    } else {
+        Ok(code)
+    }
 }
 
 /// For imports answering 1 (yes) or 0 (no).
@@ -78,7 +82,10 @@ fn check_bool(call: &'static str, code: i32) -> Result<bool> {
     match check(call, code)? {
         0 => Ok(false),
         1 => Ok(true),
-        other => Err(Error::UnexpectedCode { call, code: other.into() }),
+        other => Err(Error::UnexpectedCode {
+            call,
+            code: other.into(),
+        }),
     }
 }
 
@@ -178,7 +185,9 @@ pub fn with_state<R>(entity_id: &str, f: impl FnOnce(Option<&State<'_>>) -> R) -
     )?;
     match found {
         Some(result) => Ok(result),
-        None => Ok(f.take().expect("f is taken only when a state was found")(None)),
+        None => Ok(f.take().expect("f is taken only when a state was found")(
+            None,
+        )),
     }
 }
 
@@ -190,7 +199,10 @@ pub fn with_state<R>(entity_id: &str, f: impl FnOnce(Option<&State<'_>>) -> R) -
 /// (over 255 characters), `NotAnObject`, `LoopGuard`, …
 pub fn set_state(entity_id: &str, state: &str, attributes: Option<&RawValue>) -> Result<bool> {
     let attrs = attributes.map_or(&[][..], |raw| raw.get().as_bytes());
-    check_bool("state_set", ffi::state_set(entity_id.as_bytes(), state.as_bytes(), attrs))
+    check_bool(
+        "state_set",
+        ffi::state_set(entity_id.as_bytes(), state.as_bytes(), attrs),
+    )
 }
 
 /// [`set_state`] with attributes serialized from any [`Serialize`] value that is an object
@@ -210,10 +222,17 @@ pub fn set_state(entity_id: &str, state: &str, attributes: Option<&RawValue>) ->
 ///
 /// # Errors
 /// [`Error::Json`] when `attributes` cannot be serialized, else as [`set_state`].
-pub fn set_state_with<A: Serialize + ?Sized>(entity_id: &str, state: &str, attributes: &A) -> Result<bool> {
+pub fn set_state_with<A: Serialize + ?Sized>(
+    entity_id: &str,
+    state: &str,
+    attributes: &A,
+) -> Result<bool> {
     with_args(|buf| {
         serde_json::to_writer(&mut *buf, attributes)?;
-        check_bool("state_set", ffi::state_set(entity_id.as_bytes(), state.as_bytes(), buf))
+        check_bool(
+            "state_set",
+            ffi::state_set(entity_id.as_bytes(), state.as_bytes(), buf),
+        )
     })
 }
 
@@ -241,7 +260,11 @@ pub fn subscribe(pattern: &str) -> Result<()> {
 /// # Errors
 /// [`Error::Host`] with `InvalidName`, `Denied`, …
 pub fn subscribe_event(event_type: &str) -> Result<()> {
-    check("subscribe_event", ffi::subscribe_event(event_type.as_bytes())).map(drop)
+    check(
+        "subscribe_event",
+        ffi::subscribe_event(event_type.as_bytes()),
+    )
+    .map(drop)
 }
 
 /// A `service_call` request; `data` is left out (meaning `{}`) when `None`.
@@ -253,13 +276,27 @@ struct Request<'a, D: ?Sized> {
     data: Option<&'a D>,
 }
 
-fn service_call_request<D: Serialize + ?Sized>(domain: &str, service: &str, data: Option<&D>) -> Result<ServiceResult> {
+fn service_call_request<D: Serialize + ?Sized>(
+    domain: &str,
+    service: &str,
+    data: Option<&D>,
+) -> Result<ServiceResult> {
     let result = with_args(|buf| {
-        serde_json::to_writer(&mut *buf, &Request { domain, service, data })?;
+        serde_json::to_writer(
+            &mut *buf,
+            &Request {
+                domain,
+                service,
+                data,
+            },
+        )?;
         with_result(
             "service_call",
             |out| ffi::service_call(buf, out),
-            |bytes| parse_json::<wire::ServiceResult<'_>>("service_call", bytes).map(ServiceResult::from),
+            |bytes| {
+                parse_json::<wire::ServiceResult<'_>>("service_call", bytes)
+                    .map(ServiceResult::from)
+            },
         )
     })?;
     // A service call never answers NotFound for "no result"; treat it as the status it is.
@@ -282,7 +319,11 @@ pub fn call_service(domain: &str, service: &str, data: Option<&RawValue>) -> Res
 ///
 /// # Errors
 /// [`Error::Json`] when `data` cannot be serialized, else as [`call_service`].
-pub fn call_service_with<D: Serialize + ?Sized>(domain: &str, service: &str, data: &D) -> Result<ServiceResult> {
+pub fn call_service_with<D: Serialize + ?Sized>(
+    domain: &str,
+    service: &str,
+    data: &D,
+) -> Result<ServiceResult> {
     service_call_request(domain, service, Some(data))
 }
 
@@ -321,7 +362,11 @@ pub fn fire_event_with<D: Serialize + ?Sized>(event_type: &str, data: &D) -> Res
 /// # Errors
 /// [`Error::Host`] with `Denied` without the storage permission, `InvalidName`, …
 pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>> {
-    with_result("kv_get", |out| ffi::kv_get(key.as_bytes(), out), |bytes| Ok(bytes.to_vec()))
+    with_result(
+        "kv_get",
+        |out| ffi::kv_get(key.as_bytes(), out),
+        |bytes| Ok(bytes.to_vec()),
+    )
 }
 
 /// Stores a value under `key` in the plugin's key-value storage (kept across reloads).
@@ -396,4 +441,205 @@ macro_rules! warn {
 #[macro_export]
 macro_rules! error {
     ($($arg:tt)+) => { $crate::log($crate::Level::Error, &::std::format!($($arg)+)) };
+}
+
+// The fake host exists on the build machine only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::FakeHost;
+
+    #[test]
+    fn a_state_larger_than_the_scratch_buffer_is_fetched_with_take_result() {
+        let host = FakeHost::new();
+        let blob = "é".repeat(SCRATCH_CAPACITY);
+        host.put_state("light.hall", "on", json!({"brightness": 77, "blob": blob}));
+        let state = get_state("light.hall").expect("readable").expect("exists");
+        assert_eq!(state.state, "on");
+        assert_eq!(
+            state.attribute::<u8>("brightness").expect("number"),
+            Some(77)
+        );
+        assert_eq!(
+            state.attribute::<String>("blob").expect("text"),
+            Some(blob.clone())
+        );
+        assert_eq!(host.calls("take_result"), 1);
+
+        // A small one arrives in the scratch buffer.
+        host.put_state("light.small", "off", json!({}));
+        assert!(get_state("light.small").expect("readable").is_some());
+        assert_eq!(host.calls("take_result"), 1);
+        assert!(get_state("light.absent").expect("readable").is_none());
+    }
+
+    #[test]
+    fn large_stored_values_are_fetched_with_take_result() {
+        let host = FakeHost::new();
+        let value = vec![7; SCRATCH_CAPACITY * 3 + 1];
+        kv_set("big", &value).expect("stored");
+        assert_eq!(kv_get("big").expect("readable"), Some(value));
+        assert_eq!(host.calls("take_result"), 1);
+        assert!(kv_delete("big").expect("deleted"));
+        assert!(!kv_delete("big").expect("absent"));
+        assert_eq!(kv_get("big").expect("readable"), None);
+    }
+
+    #[test]
+    fn with_state_borrows_and_allows_host_calls_inside() {
+        let host = FakeHost::new();
+        host.put_state("light.hall", "on", json!({"brightness": 3}));
+        host.put_state("light.desk", "off", json!({"brightness": 9}));
+        let copied = with_state("light.hall", |hall| {
+            let hall = hall.expect("exists");
+            // A nested read uses a buffer of its own.
+            let desk = get_state("light.desk").expect("readable").expect("exists");
+            set_state("light.desk", &hall.state, Some(hall.attributes)).expect("written");
+            desk.state
+        })
+        .expect("readable");
+        assert_eq!(copied, "off");
+        assert_eq!(host.state("light.desk").as_deref(), Some("on"));
+        assert_eq!(
+            host.attributes("light.desk"),
+            Some(json!({"brightness": 3}))
+        );
+        assert!(with_state("light.absent", |s| s.is_none()).expect("readable"));
+    }
+
+    #[test]
+    fn writes_report_changes_and_host_refusals() {
+        let host = FakeHost::new();
+        assert!(set_state("switch.a", "on", None).expect("written"));
+        assert!(
+            !set_state("switch.a", "on", None).expect("written"),
+            "unchanged"
+        );
+        #[derive(Serialize)]
+        struct Attrs {
+            friendly_name: &'static str,
+        }
+        assert!(set_state_with("switch.a", "on", &Attrs { friendly_name: "A" }).expect("written"));
+        assert_eq!(
+            host.attributes("switch.a"),
+            Some(json!({"friendly_name": "A"}))
+        );
+        let err = set_state_with("switch.a", "on", &[1, 2]).expect_err("not an object");
+        assert_eq!(err.status(), Some(Status::NotAnObject));
+        let err = set_state("Switch.a", "on", None).expect_err("bad id");
+        assert!(matches!(
+            err,
+            Error::Host {
+                call: "state_set",
+                status: Status::InvalidEntityId
+            }
+        ));
+        assert!(remove_state("switch.a").expect("removed"));
+        assert!(!remove_state("switch.a").expect("absent"));
+        host.deny("state_set");
+        assert_eq!(
+            set_state("switch.b", "on", None)
+                .expect_err("denied")
+                .status(),
+            Some(Status::Denied)
+        );
+    }
+
+    #[test]
+    fn service_calls_round_trip_and_omit_absent_data() {
+        let host = FakeHost::new();
+        host.add_service("light.turn_on", Some(json!({"ok": true})));
+        let result = call_service("light", "turn_on", None).expect("called");
+        let response: serde_json::Value =
+            crate::from_raw(result.response.as_deref().expect("data")).expect("json");
+        assert_eq!(response, json!({"ok": true}));
+        call_service_with("light", "turn_on", &json!({"brightness": 5})).expect("called");
+        assert_eq!(
+            host.service_requests(),
+            [
+                json!({"service": "light.turn_on", "data": {}}),
+                json!({"service": "light.turn_on", "data": {"brightness": 5}}),
+            ]
+        );
+        let err = call_service("light", "nope", None).expect_err("unknown");
+        assert_eq!(err.status(), Some(Status::UnknownService));
+
+        let mut buf = Vec::new();
+        serde_json::to_writer(
+            &mut buf,
+            &Request::<RawValue> {
+                domain: "a",
+                service: "b",
+                data: None,
+            },
+        )
+        .expect("json");
+        assert_eq!(buf, br#"{"domain":"a","service":"b"}"#);
+        let parsed: wire::ServiceRequest<'_> =
+            serde_json::from_slice(&buf).expect("the wire shape");
+        assert!(parsed.data.is_none());
+    }
+
+    #[test]
+    fn events_subscriptions_and_services_reach_the_host() {
+        let host = FakeHost::new();
+        subscribe("light.*").expect("subscribed");
+        subscribe_event("doorbell").expect("subscribed");
+        register_service("flash").expect("registered");
+        fire_event("doorbell", None).expect("fired");
+        fire_event_with("doorbell", &json!({"ring": 2})).expect("fired");
+        assert_eq!(host.subscriptions(), ["light.*"]);
+        assert_eq!(host.event_subscriptions(), ["doorbell"]);
+        assert_eq!(host.services(), ["flash"]);
+        assert_eq!(
+            host.fired_events(),
+            [
+                ("doorbell".to_owned(), json!({})),
+                ("doorbell".to_owned(), json!({"ring": 2}))
+            ]
+        );
+        let err = fire_event_with("doorbell", &3).expect_err("not an object");
+        assert_eq!(err.status(), Some(Status::NotAnObject));
+    }
+
+    #[test]
+    fn timers_round_delays_up_and_keep_every_token_bit() {
+        let host = FakeHost::new();
+        start_timer(u64::MAX, Duration::from_micros(1500)).expect("started");
+        start_timer(7, Duration::from_secs(2)).expect("started");
+        assert_eq!(
+            host.timers(),
+            [
+                (7, Duration::from_secs(2)),
+                (u64::MAX, Duration::from_millis(2))
+            ]
+        );
+        assert!(cancel_timer(u64::MAX).expect("cancelled"));
+        assert!(!cancel_timer(u64::MAX).expect("not pending"));
+        host.advance(Duration::from_millis(1500))
+            .expect("nothing due yet");
+        assert_eq!(monotonic_time(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn log_lines_are_capped_at_a_character_boundary() {
+        let host = FakeHost::new();
+        log(Level::Warn, &"é".repeat(v1::MAX_LOG_LINE));
+        crate::info!("{} + {}", 1, 2);
+        let logs = host.logs();
+        assert_eq!(logs[0].0, Level::Warn);
+        assert_eq!(logs[0].1.len(), v1::MAX_LOG_LINE);
+        assert_eq!(logs[1], (Level::Info, "1 + 2".to_owned()));
+        assert_eq!(capped("aé", 2), "a");
+    }
+
+    #[test]
+    fn without_a_host_calls_fail_with_internal() {
+        let err = get_state("light.hall").expect_err("no host");
+        assert_eq!(err.status(), Some(Status::Internal));
+        assert_eq!(monotonic_time(), Duration::ZERO);
+        log(Level::Info, "dropped");
+    }
 }

@@ -100,7 +100,7 @@
 //! # Testing
 //!
 //! On every target but wasm32 the host imports are stand-ins that answer
-//! [`Status::Internal`], unless a test installed a [`testing::FakeHost`], an in-memory host
+//! [`Status::Internal`], unless a test installed a `testing::FakeHost`, an in-memory host
 //! with ABI v1's semantics: unit-test plugins with `cargo test`, no WASM engine needed.
 //!
 //! # Features
@@ -135,6 +135,7 @@ pub mod __private {
     pub use crate::dispatch::{DynPlugin, new_plugin};
     #[cfg(target_arch = "wasm32")]
     pub use crate::ffi::{
-        hc_alloc, hc_call_service, hc_free, hc_on_event, hc_on_state_changed, hc_on_timer, hc_setup, hc_teardown,
+        hc_alloc, hc_call_service, hc_free, hc_on_event, hc_on_state_changed, hc_on_timer,
+        hc_setup, hc_teardown,
     };
 }

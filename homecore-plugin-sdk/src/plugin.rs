@@ -38,7 +38,7 @@ pub trait Plugin: Default + 'static {
     /// child of the event's context.
     ///
     /// Attributes arrive unparsed ([`RawValue`]); parse only what you read, e.g. with
-    /// [`attributes`](crate::attributes).
+    /// [`attribute`](crate::attribute) or [`from_raw`](crate::from_raw).
     ///
     /// # Errors
     /// Counted and logged; repeated failures quarantine the plugin.

@@ -98,7 +98,11 @@ pub struct ServiceResult {
 impl From<wire::ServiceResult<'_>> for ServiceResult {
     fn from(result: wire::ServiceResult<'_>) -> Self {
         Self {
-            changed_states: result.changed_states.into_iter().map(OwnedState::from).collect(),
+            changed_states: result
+                .changed_states
+                .into_iter()
+                .map(OwnedState::from)
+                .collect(),
             response: result.response.map(RawValue::to_owned),
         }
     }
@@ -139,7 +143,10 @@ pub fn from_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T> {
 /// `T`'s shape.
 pub fn attribute<'a, T: Deserialize<'a>>(raw: &'a RawValue, name: &str) -> Result<Option<T>> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    let found = de.deserialize_map(Member { name, found: PhantomData })?;
+    let found = de.deserialize_map(Member {
+        name,
+        found: PhantomData,
+    })?;
     Ok(found)
 }
 
@@ -209,8 +216,14 @@ mod tests {
         let owned = OwnedState::from(wire);
         assert_eq!(owned.entity_id, "light.hall");
         assert_eq!(owned.context.user_id.as_deref(), Some("u1"));
-        assert_eq!(owned.attribute::<u8>("brightness").expect("number"), Some(77));
-        assert_eq!(owned.attribute::<String>("name").expect("text").as_deref(), Some("h\"all"));
+        assert_eq!(
+            owned.attribute::<u8>("brightness").expect("number"),
+            Some(77)
+        );
+        assert_eq!(
+            owned.attribute::<String>("name").expect("text").as_deref(),
+            Some("h\"all")
+        );
         let again = serde_json::to_string(&owned.as_wire()).expect("serializes");
         let back: State<'_> = serde_json::from_str(&again).expect("valid");
         assert_eq!(back.attributes.get(), owned.attributes.get());
@@ -219,7 +232,8 @@ mod tests {
 
     #[test]
     fn attribute_reads_one_member_and_rejects_non_objects() {
-        let raw = RawValue::from_string(r#"{"a":[1,{"b":2}],"b":"x","b":"y"}"#.to_owned()).expect("json");
+        let raw =
+            RawValue::from_string(r#"{"a":[1,{"b":2}],"b":"x","b":"y"}"#.to_owned()).expect("json");
         assert_eq!(attribute::<&str>(&raw, "b").expect("ok"), Some("x"));
         assert!(attribute::<u8>(&raw, "b").is_err());
         let escaped = RawValue::from_string(r#"{"\u0062": 5}"#.to_owned()).expect("json");

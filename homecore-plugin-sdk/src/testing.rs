@@ -117,7 +117,9 @@ fn object(bytes: &[u8]) -> Result<Box<RawValue>, i32> {
 fn valid_entity_id(id: &str) -> bool {
     let ok = |part: &str| {
         !part.is_empty()
-            && part.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+            && part
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
             && !part.starts_with('_')
             && !part.ends_with('_')
             && !part.contains("__")
@@ -141,7 +143,11 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 impl Fake {
     fn enter(&mut self, call: &'static str) -> Result<(), i32> {
         *self.calls.entry(call).or_default() += 1;
-        if self.denied.contains(&call) { Err(Status::Denied.code()) } else { Ok(()) }
+        if self.denied.contains(&call) {
+            Err(Status::Denied.code())
+        } else {
+            Ok(())
+        }
     }
 
     /// Answers a result through `out`, or keeps it pending when it does not fit.
@@ -193,13 +199,21 @@ impl Fake {
     }
 
     /// Writes a state; answers whether it changed and the previous state.
-    fn write(&mut self, id: &str, state: &str, attributes: Box<RawValue>, origin: Option<String>) -> (bool, Option<FakeState>) {
+    fn write(
+        &mut self,
+        id: &str,
+        state: &str,
+        attributes: Box<RawValue>,
+        origin: Option<String>,
+    ) -> (bool, Option<FakeState>) {
         let now = self.timestamp();
         let context_id = self.new_context();
         let old = self.states.get(id).cloned();
         let same_state = old.as_ref().is_some_and(|o| o.state == state);
         let same_attrs = old.as_ref().is_some_and(|o| {
-            serde_json::from_str::<Value>(o.attributes.get()).ok() == serde_json::from_str::<Value>(attributes.get()).ok()
+            o.attributes.get() == attributes.get()
+                || serde_json::from_str::<Value>(o.attributes.get()).ok()
+                    == serde_json::from_str::<Value>(attributes.get()).ok()
         });
         if same_state && same_attrs {
             return (false, old);
@@ -265,7 +279,8 @@ impl Fake {
                 return Err(Status::InvalidEntityId.code());
             }
             let state = this.states.get(id).ok_or(Status::NotFound.code())?;
-            let json = serde_json::to_vec(&Self::wire_state(id, state)).map_err(|_| Status::Internal.code())?;
+            let json = serde_json::to_vec(&Self::wire_state(id, state))
+                .map_err(|_| Status::Internal.code())?;
             Ok(this.answer(json, out))
         };
         run(self).unwrap_or_else(|code| code)
@@ -333,7 +348,8 @@ impl Fake {
         self.pending = None;
         let mut run = |this: &mut Self| -> Result<i32, i32> {
             this.enter("service_call")?;
-            let req: wire::ServiceRequest<'_> = serde_json::from_slice(request).map_err(|_| Status::BadJson.code())?;
+            let req: wire::ServiceRequest<'_> =
+                serde_json::from_slice(request).map_err(|_| Status::BadJson.code())?;
             let data: Value = match req.data {
                 Some(raw) => serde_json::from_str(raw.get()).map_err(|_| Status::BadJson.code())?,
                 None => Value::Object(serde_json::Map::new()),
@@ -342,8 +358,13 @@ impl Fake {
                 return Err(Status::NotAnObject.code());
             }
             let name = format!("{}.{}", req.domain, req.service);
-            let response = this.host_services.get(&name).ok_or(Status::UnknownService.code())?.clone();
-            this.service_requests.push(serde_json::json!({"service": name, "data": data}));
+            let response = this
+                .host_services
+                .get(&name)
+                .ok_or(Status::UnknownService.code())?
+                .clone();
+            this.service_requests
+                .push(serde_json::json!({"service": name, "data": data}));
             let raw = response
                 .map(|r| serde_json::value::to_raw_value(&r))
                 .transpose()
@@ -533,7 +554,10 @@ impl FakeHost {
 
     fn fake<R>(&self, f: impl FnOnce(&mut Fake) -> R) -> R {
         with_fake(|fake| {
-            assert_eq!(fake.generation, self.generation, "another FakeHost replaced this one");
+            assert_eq!(
+                fake.generation, self.generation,
+                "another FakeHost replaced this one"
+            );
             f(fake)
         })
         .expect("the fake host is installed while its handle lives")
@@ -574,7 +598,8 @@ impl FakeHost {
     /// # Errors
     /// The [`Failure`] the plugin (or the SDK, for a malformed payload) answered.
     pub fn setup_raw<P: Plugin>(&self, config: &[u8]) -> Result<(), Failure> {
-        self.export(|| dispatch::setup(config, dispatch::new_plugin::<P>).into()).map(drop)
+        self.export(|| dispatch::setup(config, dispatch::new_plugin::<P>).into())
+            .map(drop)
     }
 
     /// Calls `hc_teardown`.
@@ -593,7 +618,12 @@ impl FakeHost {
     ///
     /// # Panics
     /// When `attributes` is not an object.
-    pub fn set_state(&self, entity_id: &str, state: &str, attributes: Value) -> Result<(), Failure> {
+    pub fn set_state(
+        &self,
+        entity_id: &str,
+        state: &str,
+        attributes: Value,
+    ) -> Result<(), Failure> {
         assert!(attributes.is_object(), "attributes are an object");
         let raw = serde_json::value::to_raw_value(&attributes).expect("a Value serializes");
         let event = self.fake(|fake| {
@@ -629,7 +659,8 @@ impl FakeHost {
     /// # Errors
     /// The [`Failure`] the plugin (or the SDK, for a malformed payload) answered.
     pub fn deliver_state_changed(&self, payload: &[u8]) -> Result<(), Failure> {
-        self.export(|| dispatch::on_state_changed(payload).into()).map(drop)
+        self.export(|| dispatch::on_state_changed(payload).into())
+            .map(drop)
     }
 
     /// Fires a generic event as another part of the home would; delivered to `hc_on_event`
@@ -695,7 +726,11 @@ impl FakeHost {
         let target = self.fake(|fake| fake.now_ns + by.as_nanos());
         loop {
             let due = self.fake(|fake| {
-                let (&token, &at) = fake.timers.iter().filter(|&(_, &at)| at <= target).min_by_key(|&(_, &at)| at)?;
+                let (&token, &at) = fake
+                    .timers
+                    .iter()
+                    .filter(|&(_, &at)| at <= target)
+                    .min_by_key(|&(_, &at)| at)?;
                 fake.timers.remove(&token);
                 fake.now_ns = fake.now_ns.max(at);
                 Some(token)
@@ -791,18 +826,23 @@ impl FakeHost {
         self.fake(|fake| fake.service_requests.clone())
     }
 
-    /// Pending timers: token and time left.
+    /// Pending timers: token and time left, by token.
     #[must_use]
     pub fn timers(&self) -> Vec<(u64, Duration)> {
-        self.fake(|fake| {
+        let mut timers = self.fake(|fake| {
             fake.timers
                 .iter()
                 .map(|(&token, &at)| {
                     let left = u64::try_from(at.saturating_sub(fake.now_ns)).unwrap_or(u64::MAX);
-                    (u64::from_ne_bytes(token.to_ne_bytes()), Duration::from_nanos(left))
+                    (
+                        u64::from_ne_bytes(token.to_ne_bytes()),
+                        Duration::from_nanos(left),
+                    )
                 })
-                .collect()
-        })
+                .collect::<Vec<_>>()
+        });
+        timers.sort_unstable_by_key(|&(token, _)| token);
+        timers
     }
 
     /// Time on the fake's monotonic clock.
@@ -826,7 +866,10 @@ impl FakeHost {
 impl Fake {
     fn state_changed_json(&self, entity_id: &str, old: Option<&FakeState>) -> Vec<u8> {
         let new = self.states.get(entity_id);
-        let context_id = new.map_or_else(|| format!("fake-removal-{}", self.next_context), |s| s.context_id.clone());
+        let context_id = new.map_or_else(
+            || format!("fake-removal-{}", self.next_context),
+            |s| s.context_id.clone(),
+        );
         let event = wire::StateChangedEvent {
             entity_id: Cow::Borrowed(entity_id),
             old_state: old.map(|s| Self::wire_state(entity_id, s)),
@@ -851,7 +894,9 @@ impl Drop for FakeHost {
         dispatch::reset();
         FAKE.with(|cell| {
             if let Ok(mut fake) = cell.try_borrow_mut()
-                && fake.as_ref().is_some_and(|f| f.generation == self.generation)
+                && fake
+                    .as_ref()
+                    .is_some_and(|f| f.generation == self.generation)
             {
                 *fake = None;
             }
@@ -865,8 +910,14 @@ mod tests {
 
     #[test]
     fn globs_match_like_the_host() {
-        assert!(glob_match("binary_sensor.*_motion", "binary_sensor.hall_motion"));
-        assert!(!glob_match("binary_sensor.*_motion", "binary_sensor.hall_motion_2"));
+        assert!(glob_match(
+            "binary_sensor.*_motion",
+            "binary_sensor.hall_motion"
+        ));
+        assert!(!glob_match(
+            "binary_sensor.*_motion",
+            "binary_sensor.hall_motion_2"
+        ));
         assert!(glob_match("light.?all", "light.hall"));
         assert!(glob_match("*", "x.y"));
     }
@@ -874,7 +925,14 @@ mod tests {
     #[test]
     fn entity_ids_are_checked() {
         assert!(valid_entity_id("light.hall_1"));
-        for bad in ["light", "Light.hall", "light.hall.x", "light._hall", "light.a__b", "light."] {
+        for bad in [
+            "light",
+            "Light.hall",
+            "light.hall.x",
+            "light._hall",
+            "light.a__b",
+            "light.",
+        ] {
             assert!(!valid_entity_id(bad), "{bad}");
         }
     }

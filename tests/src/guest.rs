@@ -93,7 +93,8 @@ pub fn example_dir() -> PathBuf {
 #[must_use]
 pub fn example_manifest() -> String {
     let path = example_dir().join("manifest.json");
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
 fn build_example() -> GuestModule {
@@ -101,7 +102,14 @@ fn build_example() -> GuestModule {
     let target_dir = guest_target_dir();
     let output = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "--target", WASM_TARGET, "-p", EXAMPLE_PACKAGE])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            EXAMPLE_PACKAGE,
+        ])
         .env("CARGO_TARGET_DIR", &target_dir)
         // Flags meant for the outer build (coverage, sanitizers) do not apply to the guest.
         .env_remove("RUSTFLAGS")
@@ -114,7 +122,11 @@ fn build_example() -> GuestModule {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let path = target_dir.join(WASM_TARGET).join("release").join(EXAMPLE_MODULE);
-    let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    let path = target_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join(EXAMPLE_MODULE);
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
     GuestModule { path, bytes }
 }

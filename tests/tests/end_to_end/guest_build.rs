@@ -63,7 +63,9 @@ fn shape(bytes: &[u8]) -> ModuleShape {
                         }
                         _ => None,
                     };
-                    shape.imports.push((import.module.to_owned(), import.name.to_owned(), sig));
+                    shape
+                        .imports
+                        .push((import.module.to_owned(), import.name.to_owned(), sig));
                 }
             }
             Payload::FunctionSection(reader) => {
@@ -107,7 +109,10 @@ fn sig_of(f: &FuncSig) -> Sig {
 #[test]
 fn example_module_declares_abi_v1() {
     let shape = shape(guest::example_wasm());
-    let section = shape.custom.get(v1::ABI_SECTION).expect("the homecore_abi section is kept");
+    let section = shape
+        .custom
+        .get(v1::ABI_SECTION)
+        .expect("the homecore_abi section is kept");
     assert_eq!(v1::declared_version(section), Ok(v1::ABI_VERSION));
 }
 
@@ -116,19 +121,30 @@ fn example_module_imports_only_the_v1_table_with_its_signatures() {
     let shape = shape(guest::example_wasm());
     assert!(!shape.imports.is_empty(), "the plugin calls the host");
     for (module, name, sig) in &shape.imports {
-        assert_eq!(module, v1::IMPORT_MODULE, "{module}.{name} is imported from another module");
+        assert_eq!(
+            module,
+            v1::IMPORT_MODULE,
+            "{module}.{name} is imported from another module"
+        );
         let expected = v1::IMPORTS
             .iter()
             .find(|f| f.name == name)
             .unwrap_or_else(|| panic!("{name} is not an ABI v1 import"));
-        assert_eq!(sig.as_ref(), Some(&sig_of(expected)), "signature of import {name}");
+        assert_eq!(
+            sig.as_ref(),
+            Some(&sig_of(expected)),
+            "signature of import {name}"
+        );
     }
 }
 
 #[test]
 fn example_module_exports_every_v1_export_with_its_signature() {
     let shape = shape(guest::example_wasm());
-    let memory = shape.exports.iter().find(|(name, ..)| name == v1::EXPORT_MEMORY);
+    let memory = shape
+        .exports
+        .iter()
+        .find(|(name, ..)| name == v1::EXPORT_MEMORY);
     assert!(
         matches!(memory, Some((_, ExternalKind::Memory, None))),
         "memory is exported: {memory:?}",
@@ -141,19 +157,27 @@ fn example_module_exports_every_v1_export_with_its_signature() {
             panic!("{} is not exported", f.name);
         };
         assert_eq!(*kind, ExternalKind::Func, "{} is a function", f.name);
-        assert_eq!(sig.as_ref(), Some(&sig_of(f)), "signature of export {}", f.name);
+        assert_eq!(
+            sig.as_ref(),
+            Some(&sig_of(f)),
+            "signature of export {}",
+            f.name
+        );
     }
 }
 
 #[test]
 fn example_manifest_names_the_module_and_matches_the_native_plugin() {
-    let manifest = PluginManifest::from_slice(guest::example_manifest().as_bytes()).expect("a valid manifest");
+    let manifest =
+        PluginManifest::from_slice(guest::example_manifest().as_bytes()).expect("a valid manifest");
     assert_eq!(manifest.domain, "motion_lights_wasm");
     assert_eq!(manifest.runtime(), RuntimeKind::Wasm);
     let section = manifest.homecore.as_ref().expect("a homecore section");
     assert_eq!(section.module.as_deref(), Some(guest::EXAMPLE_MODULE));
     assert_eq!(
-        guest::example_wasm_path().file_name().and_then(|n| n.to_str()),
+        guest::example_wasm_path()
+            .file_name()
+            .and_then(|n| n.to_str()),
         Some(guest::EXAMPLE_MODULE),
         "the manifest names the file cargo builds"
     );
@@ -163,6 +187,12 @@ fn example_manifest_names_the_module_and_matches_the_native_plugin() {
 
     let native = PluginManifest::from_slice(motion_lights::MANIFEST.as_bytes()).expect("valid");
     let native = native.homecore.expect("a homecore section");
-    assert_eq!(section.permissions, native.permissions, "the same permissions as the native plugin");
-    assert_eq!(section.config_schema, native.config_schema, "the same configuration schema");
+    assert_eq!(
+        section.permissions, native.permissions,
+        "the same permissions as the native plugin"
+    );
+    assert_eq!(
+        section.config_schema, native.config_schema,
+        "the same configuration schema"
+    );
 }
