@@ -335,7 +335,9 @@ pub fn declared_version(content: &[u8]) -> Result<u32, SectionError> {
     if content.is_empty() || !content.len().is_multiple_of(4) {
         return Err(SectionError::Malformed { len: content.len() });
     }
-    let mut records = content.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let mut records = content
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let first = records.next().ok_or(SectionError::Malformed { len: 0 })?;
     match records.find(|v| *v != first) {
         Some(other) => Err(SectionError::Mixed { first, other }),
@@ -364,8 +366,12 @@ pub enum SectionError {
 impl fmt::Display for SectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Malformed { len } => write!(f, "section of {len} bytes is not a list of u32 versions"),
-            Self::Mixed { first, other } => write!(f, "section declares both version {first} and {other}"),
+            Self::Malformed { len } => {
+                write!(f, "section of {len} bytes is not a list of u32 versions")
+            }
+            Self::Mixed { first, other } => {
+                write!(f, "section declares both version {first} and {other}")
+            }
         }
     }
 }

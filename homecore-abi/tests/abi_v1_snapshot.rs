@@ -20,7 +20,14 @@ fn render() -> String {
             let params: Vec<String> = f.params.iter().map(ToString::to_string).collect();
             let results: Vec<String> = f.results.iter().map(ToString::to_string).collect();
             let required = if f.required { "" } else { " optional" };
-            writeln!(out, "{kind} {}({}) -> ({}){required}", f.name, params.join(", "), results.join(", ")).unwrap();
+            writeln!(
+                out,
+                "{kind} {}({}) -> ({}){required}",
+                f.name,
+                params.join(", "),
+                results.join(", ")
+            )
+            .unwrap();
         }
     }
     for s in v1::Status::ALL {
@@ -85,7 +92,11 @@ status InvalidArgument = -17
 
 #[test]
 fn abi_v1_is_frozen() {
-    assert_eq!(render(), FROZEN, "ABI v1 changed: add a new version instead of editing v1");
+    assert_eq!(
+        render(),
+        FROZEN,
+        "ABI v1 changed: add a new version instead of editing v1"
+    );
 }
 
 #[test]
@@ -114,15 +125,22 @@ fn pointer_packing() {
     assert_eq!(v1::unpack_ptr_len(packed), Ok(Some((0x1234, 77))));
     assert_eq!(v1::unpack_ptr_len(0), Ok(None));
     assert_eq!(v1::unpack_ptr_len(-2), Err(-2));
-    assert_eq!(v1::unpack_ptr_len(v1::pack_ptr_len(u32::MAX >> 1, u32::MAX)), Ok(Some((u32::MAX >> 1, u32::MAX))));
+    assert_eq!(
+        v1::unpack_ptr_len(v1::pack_ptr_len(u32::MAX >> 1, u32::MAX)),
+        Ok(Some((u32::MAX >> 1, u32::MAX)))
+    );
 }
 
 #[test]
 fn wire_state_changed_parses_without_touching_attributes() {
     let json = r#"{"entity_id":"light.hall","old_state":null,"new_state":{"entity_id":"light.hall","state":"on","attributes":{"brightness":255,"nested":{"a":[1,2,3]}},"last_changed":"2024-01-01T00:00:00.000000+00:00","last_updated":"2024-01-01T00:00:00.000000+00:00","context":{"id":"01HQ","parent_id":null,"user_id":null}},"context":{"id":"01HQ","parent_id":null,"user_id":null}}"#;
-    let event: homecore_abi::v1::wire::StateChangedEvent<'_> = serde_json::from_str(json).expect("parses");
+    let event: homecore_abi::v1::wire::StateChangedEvent<'_> =
+        serde_json::from_str(json).expect("parses");
     let new = event.new_state.expect("present");
     assert_eq!(new.state, "on");
-    assert_eq!(new.attributes.get(), r#"{"brightness":255,"nested":{"a":[1,2,3]}}"#);
+    assert_eq!(
+        new.attributes.get(),
+        r#"{"brightness":255,"nested":{"a":[1,2,3]}}"#
+    );
     assert!(event.old_state.is_none());
 }

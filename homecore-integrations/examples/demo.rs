@@ -12,10 +12,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let home = Home::new();
     let registry = PluginRegistry::new(home.clone());
     let config = serde_json::json!({"rooms": ["hall"], "quiet_seconds": 1.5});
-    registry.load(homecore_integrations::motion_lights::spec()?.with_config(config)).await?;
+    registry
+        .load(homecore_integrations::motion_lights::spec()?.with_config(config))
+        .await?;
     println!("loaded plugins:");
     for plugin in registry.list() {
-        println!("  {} {} ({:?}, {:?})", plugin.domain, plugin.manifest.version, plugin.runtime, plugin.lifecycle);
+        println!(
+            "  {} {} ({:?}, {:?})",
+            plugin.domain, plugin.manifest.version, plugin.runtime, plugin.lifecycle
+        );
     }
 
     let mut changes = home.bus.subscribe([EventFilter::AllStateChanges], 256)?;
@@ -23,22 +28,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(Event::StateChanged(change)) = changes.recv().await {
             let new = change.new_state.as_ref().map_or("<removed>", |s| s.state());
             let by = change.context.origin.as_deref().unwrap_or("outside");
-            println!("  {:<38} -> {:<4} (by {by})", change.entity_id.as_str(), new);
+            println!(
+                "  {:<38} -> {:<4} (by {by})",
+                change.entity_id.as_str(),
+                new
+            );
         }
     });
 
     let motion = "binary_sensor.hall_motion".parse()?;
     println!("motion in the hall:");
-    home.states.set(&motion, "on", Attributes::new(), &Context::new())?;
+    home.states
+        .set(&motion, "on", Attributes::new(), &Context::new())?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!("hall is quiet again (the light turns off after 1.5 s):");
-    home.states.set(&motion, "off", Attributes::new(), &Context::new())?;
+    home.states
+        .set(&motion, "off", Attributes::new(), &Context::new())?;
     tokio::time::sleep(Duration::from_millis(2000)).await;
     println!("motion again:");
-    home.states.set(&motion, "on", Attributes::new(), &Context::new())?;
+    home.states
+        .set(&motion, "on", Attributes::new(), &Context::new())?;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let info = registry.get("motion_lights").ok_or("motion_lights is loaded")?;
+    let info = registry
+        .get("motion_lights")
+        .ok_or("motion_lights is loaded")?;
     println!(
         "motion_lights: {:?}, {} events, {} errors, {} denied host calls",
         info.lifecycle, info.stats.events, info.stats.errors, info.stats.denied

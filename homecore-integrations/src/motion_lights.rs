@@ -19,7 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use homecore::{Attributes, EntityId, StateChanged};
 use homecore_plugins::{
-    HomeCorePlugin, LogLevel, ManifestError, PluginContext, PluginError, PluginSource, PluginSpec, PluginManifest,
+    HomeCorePlugin, LogLevel, ManifestError, PluginContext, PluginError, PluginManifest,
+    PluginSource, PluginSpec,
 };
 use serde_json::{Value, json};
 
@@ -62,7 +63,10 @@ impl MotionLightsConfig {
             Value::Null => &empty,
             _ => return Err(PluginError::config("", "configuration must be an object")),
         };
-        if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "rooms" | "quiet_seconds")) {
+        if let Some(key) = map
+            .keys()
+            .find(|k| !matches!(k.as_str(), "rooms" | "quiet_seconds"))
+        {
             return Err(PluginError::config(key.clone(), "unknown option"));
         }
         let rooms = match map.get("rooms") {
@@ -71,11 +75,17 @@ impl MotionLightsConfig {
                 let mut rooms = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let room = item.as_str().filter(|r| {
-                        EntityId::new(&format!("light.{r}")).is_ok() && EntityId::new(&format!("binary_sensor.{r}_motion")).is_ok()
+                        EntityId::new(&format!("light.{r}")).is_ok()
+                            && EntityId::new(&format!("binary_sensor.{r}_motion")).is_ok()
                     });
                     match room {
                         Some(room) => rooms.push(room.to_owned()),
-                        None => return Err(PluginError::config(format!("rooms[{i}]"), "must be a room name of a-z, 0-9 and '_'")),
+                        None => {
+                            return Err(PluginError::config(
+                                format!("rooms[{i}]"),
+                                "must be a room name of a-z, 0-9 and '_'",
+                            ));
+                        }
                     }
                 }
                 Some(rooms)
@@ -86,7 +96,12 @@ impl MotionLightsConfig {
             None => DEFAULT_QUIET_SECONDS,
             Some(v) => match v.as_f64() {
                 Some(s) if s > 0.0 && s.is_finite() && s <= 86_400.0 * 7.0 => s,
-                _ => return Err(PluginError::config("quiet_seconds", "must be a number of seconds above 0 and at most a week")),
+                _ => {
+                    return Err(PluginError::config(
+                        "quiet_seconds",
+                        "must be a number of seconds above 0 and at most a week",
+                    ));
+                }
             },
         };
         Ok(Self {
@@ -135,7 +150,10 @@ impl MotionLights {
 
     fn turn_light(ctx: &PluginContext, light: &EntityId, on_off: &str) -> Result<(), PluginError> {
         // Keep the light's attributes (brightness, colour) and change only its state.
-        let attributes = ctx.get_state(light)?.map(|s| s.attributes().clone()).unwrap_or_default();
+        let attributes = ctx
+            .get_state(light)?
+            .map(|s| s.attributes().clone())
+            .unwrap_or_default();
         ctx.set_state(light, on_off, attributes)?;
         Ok(())
     }
@@ -175,21 +193,36 @@ impl HomeCorePlugin for MotionLights {
         }
         ctx.log(
             LogLevel::Info,
-            &format!("following {} with a quiet time of {:?}", config.rooms.as_ref().map_or_else(|| "every room".to_owned(), |r| r.join(", ")), config.quiet),
+            &format!(
+                "following {} with a quiet time of {:?}",
+                config
+                    .rooms
+                    .as_ref()
+                    .map_or_else(|| "every room".to_owned(), |r| r.join(", ")),
+                config.quiet
+            ),
         );
         self.config = Some(config);
         Ok(())
     }
 
     async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
-        let Some(room) = usize::try_from(token).ok().and_then(|t| t.checked_sub(1)).and_then(|i| self.rooms.get(i)) else {
+        let Some(room) = usize::try_from(token)
+            .ok()
+            .and_then(|t| t.checked_sub(1))
+            .and_then(|i| self.rooms.get(i))
+        else {
             return Ok(());
         };
         let light = id(&format!("light.{room}"))?;
         Self::turn_light(ctx, &light, "off")
     }
 
-    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &StateChanged) -> Result<(), PluginError> {
+    async fn on_state_changed(
+        &mut self,
+        ctx: &PluginContext,
+        event: &StateChanged,
+    ) -> Result<(), PluginError> {
         let Some(room) = self.room_of(&event.entity_id) else {
             return Ok(());
         };
@@ -207,7 +240,10 @@ impl HomeCorePlugin for MotionLights {
                 }
             }
             Some("off") if was_on => {
-                let quiet = self.config.as_ref().map_or(Duration::from_secs_f64(DEFAULT_QUIET_SECONDS), |c| c.quiet);
+                let quiet = self
+                    .config
+                    .as_ref()
+                    .map_or(Duration::from_secs_f64(DEFAULT_QUIET_SECONDS), |c| c.quiet);
                 ctx.start_timer(token, quiet)?;
             }
             // Unavailable, unknown or removed sensors leave the light as it is.
@@ -232,7 +268,8 @@ mod tests {
         let c = MotionLightsConfig::parse(&Value::Null).expect("defaults");
         assert_eq!(c.quiet, Duration::from_secs(120));
         assert_eq!(c.rooms, None);
-        let c = MotionLightsConfig::parse(&json!({"rooms": ["hall"], "quiet_seconds": 0.5})).expect("valid");
+        let c = MotionLightsConfig::parse(&json!({"rooms": ["hall"], "quiet_seconds": 0.5}))
+            .expect("valid");
         assert_eq!(c.rooms, Some(vec!["hall".to_owned()]));
         assert_eq!(c.quiet, Duration::from_millis(500));
         for (bad, path) in [

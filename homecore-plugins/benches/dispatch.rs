@@ -16,7 +16,10 @@ use async_trait::async_trait;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use homecore::{Attributes, Context, EntityId, Home, StateChanged};
-use homecore_plugins::{HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginRegistry, PluginSource, PluginSpec};
+use homecore_plugins::{
+    HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginRegistry, PluginSource,
+    PluginSpec,
+};
 use serde_json::{Value, json};
 
 fn main() {
@@ -34,9 +37,17 @@ impl HomeCorePlugin for Counter {
         Ok(())
     }
 
-    async fn on_state_changed(&mut self, _ctx: &PluginContext, event: &StateChanged) -> Result<(), PluginError> {
+    async fn on_state_changed(
+        &mut self,
+        _ctx: &PluginContext,
+        event: &StateChanged,
+    ) -> Result<(), PluginError> {
         // Touch the event like a real plugin would: read the new state.
-        if event.new_state.as_ref().is_some_and(|s| !s.state().is_empty()) {
+        if event
+            .new_state
+            .as_ref()
+            .is_some_and(|s| !s.state().is_empty())
+        {
             self.handled.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -120,11 +131,16 @@ fn run_from(bencher: Bencher<'_, '_>, plugins: usize, changes: u64, writer: Writ
                 tokio::spawn(async move {
                     let id: EntityId = "sensor.bench".parse().expect("valid");
                     let ctx = Context::new();
-                    let attributes = Attributes::try_from(json!({"unit_of_measurement": "W", "friendly_name": "Bench"})).expect("object");
+                    let attributes = Attributes::try_from(
+                        json!({"unit_of_measurement": "W", "friendly_name": "Bench"}),
+                    )
+                    .expect("object");
                     let target = handled.load(Ordering::Relaxed) + changes * plugins as u64;
                     for i in start..start + changes {
                         let state = if i.is_multiple_of(2) { "on" } else { "off" };
-                        home.states.set(&id, state, attributes.clone(), &ctx).expect("valid write");
+                        home.states
+                            .set(&id, state, attributes.clone(), &ctx)
+                            .expect("valid write");
                         // A real writer is one task among many: let the plugins run now and
                         // then (mailboxes hold 65,536 events; nothing may be dropped here).
                         if i % 4096 == 4095 {
@@ -144,14 +160,19 @@ fn run_from(bencher: Bencher<'_, '_>, plugins: usize, changes: u64, writer: Writ
     }
     let id: EntityId = "sensor.bench".parse().expect("valid");
     let ctx = Context::new();
-    let attributes = Attributes::try_from(json!({"unit_of_measurement": "W", "friendly_name": "Bench"})).expect("object");
+    let attributes =
+        Attributes::try_from(json!({"unit_of_measurement": "W", "friendly_name": "Bench"}))
+            .expect("object");
     let mut n = 0u64;
     bencher.counter(ItemsCount::new(changes)).bench_local(|| {
         let target = s.handled.load(Ordering::Relaxed) + changes * plugins as u64;
         for _ in 0..changes {
             n += 1;
             let state = if n.is_multiple_of(2) { "on" } else { "off" };
-            s.home.states.set(&id, state, attributes.clone(), &ctx).expect("valid write");
+            s.home
+                .states
+                .set(&id, state, attributes.clone(), &ctx)
+                .expect("valid write");
         }
         while s.handled.load(Ordering::Relaxed) < target {
             std::hint::spin_loop();

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use homecore::{
-    Attributes, Context, EntityGlob, EntityGlobError, EntityId, EntityIdError, EventBusError, EventFilter,
-    EventType, EventTypeError, Home, ServiceError, ServiceName, ServiceResponse, SetOutcome, State, StateError,
-    SubscriberId,
+    Attributes, Context, EntityGlob, EntityGlobError, EntityId, EntityIdError, EventBusError,
+    EventFilter, EventType, EventTypeError, Home, ServiceError, ServiceName, ServiceResponse,
+    SetOutcome, State, StateError, SubscriberId,
 };
 use serde_json::Value;
 
@@ -202,7 +202,10 @@ impl Timers {
 }
 
 impl PluginHost {
-    #[expect(clippy::too_many_arguments, reason = "internal constructor called from one place")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal constructor called from one place"
+    )]
     pub(crate) fn new(
         domain: Arc<str>,
         home: Home,
@@ -232,7 +235,12 @@ impl PluginHost {
 
     /// Unregisters the services this plugin registered.
     pub(crate) fn unregister_services(&self) {
-        let names = std::mem::take(&mut *self.own_services.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let names = std::mem::take(
+            &mut *self
+                .own_services
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for name in names {
             self.home.services.unregister(&name);
         }
@@ -312,7 +320,10 @@ impl PluginContext {
     }
 
     fn count_call(&self) {
-        self.host.counters.host_calls.fetch_add(1, Ordering::Relaxed);
+        self.host
+            .counters
+            .host_calls
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The state of `entity_id`.
@@ -332,7 +343,12 @@ impl PluginContext {
     /// # Errors
     /// [`HostError::Denied`] unless the plugin may write the entity; [`HostError::State`] for
     /// an invalid state or a write refused by the loop guard.
-    pub fn set_state(&self, entity_id: &EntityId, state: &str, attributes: Attributes) -> Result<SetOutcome, HostError> {
+    pub fn set_state(
+        &self,
+        entity_id: &EntityId,
+        state: &str,
+        attributes: Attributes,
+    ) -> Result<SetOutcome, HostError> {
         self.count_call();
         if !self.host.grant.may_write(entity_id) {
             return Err(self.deny(HostAction::WriteState, entity_id.as_str()));
@@ -353,7 +369,11 @@ impl PluginContext {
         if !self.host.grant.may_write(entity_id) {
             return Err(self.deny(HostAction::WriteState, entity_id.as_str()));
         }
-        Ok(self.host.home.states.remove(entity_id, &self.write_context())?)
+        Ok(self
+            .host
+            .home
+            .states
+            .remove(entity_id, &self.write_context())?)
     }
 
     /// Subscribes the plugin to changes of entities matching `pattern` (an entity id or a glob);
@@ -398,7 +418,12 @@ impl PluginContext {
     /// # Errors
     /// [`HostError::Denied`], [`HostError::Reentrant`] for the plugin's own services, or the
     /// service's error.
-    pub async fn call_service(&self, domain: &str, service: &str, data: Value) -> Result<ServiceResponse, HostError> {
+    pub async fn call_service(
+        &self,
+        domain: &str,
+        service: &str,
+        data: Value,
+    ) -> Result<ServiceResponse, HostError> {
         self.count_call();
         if !self.host.grant.may_call(domain, service) {
             return Err(self.deny(HostAction::CallService, &format!("{domain}.{service}")));
@@ -427,7 +452,11 @@ impl PluginContext {
         if !self.host.grant.may_fire(event_type.as_str()) {
             return Err(self.deny(HostAction::FireEvent, event_type.as_str()));
         }
-        Ok(self.host.home.bus.fire(event_type, data, self.write_context())?)
+        Ok(self
+            .host
+            .home
+            .bus
+            .fire(event_type, data, self.write_context())?)
     }
 
     /// Registers `service` in the plugin's own domain; calls arrive at
@@ -438,7 +467,11 @@ impl PluginContext {
     pub fn register_service(&self, service: &str) -> Result<(), HostError> {
         self.count_call();
         let name = ServiceName::new(&self.host.domain, service)?;
-        let mut own = self.host.own_services.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut own = self
+            .host
+            .own_services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if own.contains(&name) {
             // Registering again (e.g. a WASM plugin's setup re-run after re-instantiation) is a no-op.
             return Ok(());
@@ -448,7 +481,10 @@ impl PluginContext {
             self.host.service_calls.clone(),
             self.host.call_timeout,
         );
-        self.host.home.services.register(name.clone(), Arc::new(handler))?;
+        self.host
+            .home
+            .services
+            .register(name.clone(), Arc::new(handler))?;
         own.push(name);
         Ok(())
     }
@@ -461,7 +497,11 @@ impl PluginContext {
     /// [`HostError::TooManyTimers`] past [`MAX_TIMERS`] pending timers.
     pub fn start_timer(&self, token: u64, delay: Duration) -> Result<(), HostError> {
         self.count_call();
-        let mut timers = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut timers = self
+            .host
+            .timers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !timers.pending.contains_key(&token) && timers.pending.len() >= MAX_TIMERS {
             return Err(HostError::TooManyTimers {
                 plugin: self.host.domain.to_string(),
@@ -492,7 +532,10 @@ impl PluginContext {
     pub fn log(&self, level: LogLevel, message: &str) {
         self.count_call();
         if !self.admit_log() {
-            self.host.counters.logs_dropped.fetch_add(1, Ordering::Relaxed);
+            self.host
+                .counters
+                .logs_dropped
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         let plugin = &*self.host.domain;

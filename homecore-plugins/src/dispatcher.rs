@@ -51,7 +51,12 @@ impl PluginTask {
         let mut batch = Vec::with_capacity(BATCH);
         let mut consecutive_failures = 0u32;
         loop {
-            let next_timer = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next_deadline();
+            let next_timer = self
+                .host
+                .timers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next_deadline();
             tokio::select! {
                 biased;
                 () = sleep_until_some(next_timer) => {
@@ -98,10 +103,19 @@ impl PluginTask {
                     }
                     for event in batch.drain(..) {
                         match self.deliver(&event).await {
-                            Ok(()) => consecutive_failures = 0,
+                            Ok(()) => {
+                                if consecutive_failures > 0 {
+                                    self.entry.clear_failures();
+                                }
+                                consecutive_failures = 0;
+                            }
                             Err(err) => {
                                 consecutive_failures += 1;
                                 self.entry.record_error(&err, consecutive_failures);
+                                if consecutive_failures >= self.quarantine_after {
+                                    // The rest of the batch is dropped with the drain.
+                                    break;
+                                }
                             }
                         }
                     }
@@ -116,7 +130,10 @@ impl PluginTask {
 
     async fn deliver(&mut self, event: &Event) -> Result<(), PluginError> {
         let ctx = self.ctx.caused_by(event.context());
-        self.entry.counters.events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.entry
+            .counters
+            .events
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match event {
             Event::StateChanged(change) => self.instance.on_state_changed(&ctx, change).await,
             Event::Custom(custom) => self.instance.on_event(&ctx, custom).await,
@@ -203,7 +220,11 @@ pub(crate) struct PluginServiceHandler {
 
 impl PluginServiceHandler {
     pub(crate) fn new(domain: Arc<str>, tx: ControlSender, timeout: Duration) -> Self {
-        Self { domain, tx, timeout }
+        Self {
+            domain,
+            tx,
+            timeout,
+        }
     }
 
     fn failed(&self, name: &ServiceName, err: impl Into<PluginError>) -> ServiceError {

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::runtime::panic_message;
 use crate::{
-    HomeCorePlugin, LoadError, PluginContext, PluginError, PluginInstance, PluginManifest, PluginRuntime,
-    PluginSource, RuntimeKind,
+    HomeCorePlugin, LoadError, PluginContext, PluginError, PluginInstance, PluginManifest,
+    PluginRuntime, PluginSource, RuntimeKind,
 };
 
 /// Runs native plugins in the host process. A panic inside a plugin is caught at every call
@@ -33,18 +33,23 @@ impl PluginRuntime for InProcessRuntime {
         RuntimeKind::Native
     }
 
-    async fn load(&self, _manifest: &PluginManifest, source: &PluginSource) -> Result<Box<dyn PluginInstance>, LoadError> {
+    async fn load(
+        &self,
+        _manifest: &PluginManifest,
+        source: &PluginSource,
+    ) -> Result<Box<dyn PluginInstance>, LoadError> {
         let PluginSource::Native(factory) = source else {
             return Err(LoadError::WrongRuntime {
                 runtime: RuntimeKind::Native,
                 source_kind: source.kind(),
             });
         };
-        let plugin = std::panic::catch_unwind(AssertUnwindSafe(|| factory())).map_err(|payload| {
-            LoadError::Panicked {
-                message: panic_message(&*payload),
-            }
-        })?;
+        let plugin =
+            std::panic::catch_unwind(AssertUnwindSafe(|| factory())).map_err(|payload| {
+                LoadError::Panicked {
+                    message: panic_message(&*payload),
+                }
+            })?;
         Ok(Box::new(NativeInstance { plugin }))
     }
 }
@@ -54,7 +59,9 @@ struct NativeInstance {
 }
 
 /// Awaits a plugin call, turning a panic into [`PluginError::Panicked`].
-async fn guarded<T>(call: impl std::future::Future<Output = Result<T, PluginError>>) -> Result<T, PluginError> {
+async fn guarded<T>(
+    call: impl std::future::Future<Output = Result<T, PluginError>>,
+) -> Result<T, PluginError> {
     match AssertUnwindSafe(call).catch_unwind().await {
         Ok(result) => result,
         Err(payload) => Err(PluginError::Panicked {
@@ -69,15 +76,27 @@ impl PluginInstance for NativeInstance {
         guarded(self.plugin.setup(ctx, config)).await
     }
 
-    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &Arc<StateChanged>) -> Result<(), PluginError> {
+    async fn on_state_changed(
+        &mut self,
+        ctx: &PluginContext,
+        event: &Arc<StateChanged>,
+    ) -> Result<(), PluginError> {
         guarded(self.plugin.on_state_changed(ctx, event)).await
     }
 
-    async fn on_event(&mut self, ctx: &PluginContext, event: &Arc<CustomEvent>) -> Result<(), PluginError> {
+    async fn on_event(
+        &mut self,
+        ctx: &PluginContext,
+        event: &Arc<CustomEvent>,
+    ) -> Result<(), PluginError> {
         guarded(self.plugin.on_event(ctx, event)).await
     }
 
-    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError> {
+    async fn call_service(
+        &mut self,
+        ctx: &PluginContext,
+        call: &ServiceCall,
+    ) -> Result<Option<Value>, PluginError> {
         guarded(self.plugin.call_service(ctx, call)).await
     }
 

@@ -84,7 +84,8 @@ mod storage;
 pub mod wasm;
 
 pub use crate::context::{
-    HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext,
+    HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS,
+    PluginContext,
 };
 pub use crate::in_process::*;
 pub use crate::limits::*;
@@ -92,8 +93,8 @@ pub use crate::manifest::*;
 pub use crate::permissions::*;
 pub use crate::plugin::*;
 pub use crate::registry::{
-    HostPolicy, Lifecycle, PluginHealth, PluginInfo, PluginRegistry, PluginSpec, PluginStats, RegistryBuilder,
-    RegistryError, StartReport,
+    HostPolicy, Lifecycle, PluginHealth, PluginInfo, PluginRegistry, PluginSpec, PluginStats,
+    RegistryBuilder, RegistryError, StartReport,
 };
 pub use crate::runtime::*;
 pub use crate::start_order::*;

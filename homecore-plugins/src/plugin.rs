@@ -92,13 +92,21 @@ pub trait HomeCorePlugin: Send + 'static {
     ///
     /// # Errors
     /// Counted and logged; repeated failures quarantine the plugin.
-    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &StateChanged) -> Result<(), PluginError>;
+    async fn on_state_changed(
+        &mut self,
+        ctx: &PluginContext,
+        event: &StateChanged,
+    ) -> Result<(), PluginError>;
 
     /// Reacts to a generic event the plugin subscribed to.
     ///
     /// # Errors
     /// As [`HomeCorePlugin::on_state_changed`].
-    async fn on_event(&mut self, ctx: &PluginContext, event: &CustomEvent) -> Result<(), PluginError> {
+    async fn on_event(
+        &mut self,
+        ctx: &PluginContext,
+        event: &CustomEvent,
+    ) -> Result<(), PluginError> {
         let _ = (ctx, event);
         Ok(())
     }
@@ -118,7 +126,11 @@ pub trait HomeCorePlugin: Send + 'static {
     ///
     /// # Errors
     /// [`PluginError::UnknownService`] by default.
-    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError> {
+    async fn call_service(
+        &mut self,
+        ctx: &PluginContext,
+        call: &ServiceCall,
+    ) -> Result<Option<Value>, PluginError> {
         let _ = ctx;
         Err(PluginError::UnknownService {
             service: call.name.to_string(),

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 use crate::context::{PluginCounters, PluginHost};
 use crate::dispatcher::{Control, ControlSender, PluginTask};
 use crate::{
-    DEFAULT_STORAGE_BYTES, Grant, HOST_API_VERSION, InProcessRuntime, LoadError, MemoryStorage, OrderError,
-    OrderItem, Permissions, PluginContext, PluginError, PluginInstance, PluginManifest, PluginRuntime, PluginSource,
-    PluginStorage, ResourceLimits, RuntimeKind, start_order,
+    DEFAULT_STORAGE_BYTES, Grant, HOST_API_VERSION, InProcessRuntime, LoadError, MemoryStorage,
+    OrderError, OrderItem, Permissions, PluginContext, PluginError, PluginInstance, PluginManifest,
+    PluginRuntime, PluginSource, PluginStorage, ResourceLimits, RuntimeKind, start_order,
 };
 
 /// A plugin's lifecycle state.
@@ -94,8 +94,12 @@ impl HostPolicy {
     /// The delay before setup retry number `retry` (1-based): capped exponential backoff.
     #[must_use]
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.backoff_initial.saturating_mul(factor).min(self.backoff_max)
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
     }
 }
 
@@ -338,6 +342,11 @@ impl PluginEntry {
         });
     }
 
+    /// Ends the failure streak shown in the plugin's health.
+    pub(crate) fn clear_failures(&self) {
+        self.status.send_modify(|s| s.consecutive_failures = 0);
+    }
+
     pub(crate) fn last_error(&self) -> Option<String> {
         self.status.borrow().last_error.clone()
     }
@@ -348,7 +357,8 @@ impl PluginEntry {
 
     fn set_mailbox(&self, stats: Option<SubscriptionStats>) {
         if let Some(old) = std::mem::replace(&mut *lock(&self.mailbox), stats) {
-            self.retired_drops.fetch_add(old.dropped(), Ordering::Relaxed);
+            self.retired_drops
+                .fetch_add(old.dropped(), Ordering::Relaxed);
         }
     }
 
@@ -356,7 +366,9 @@ impl PluginEntry {
         let status = self.status.borrow().clone();
         let c = &self.counters;
         let mailbox_dropped = self.retired_drops.load(Ordering::Relaxed)
-            + lock(&self.mailbox).as_ref().map_or(0, SubscriptionStats::dropped);
+            + lock(&self.mailbox)
+                .as_ref()
+                .map_or(0, SubscriptionStats::dropped);
         PluginInfo {
             domain: self.domain.to_string(),
             manifest: Arc::clone(&self.spec.manifest),
@@ -509,7 +521,12 @@ impl PluginRegistry {
     /// Snapshots of every plugin, sorted by domain.
     #[must_use]
     pub fn list(&self) -> Vec<PluginInfo> {
-        let entries: Vec<Arc<PluginEntry>> = self.inner.plugins.iter().map(|e| Arc::clone(e.value())).collect();
+        let entries: Vec<Arc<PluginEntry>> = self
+            .inner
+            .plugins
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
         let mut infos: Vec<PluginInfo> = entries.iter().map(|e| e.info()).collect();
         infos.sort_by(|a, b| a.domain.cmp(&b.domain));
         infos
@@ -530,20 +547,27 @@ impl PluginRegistry {
     /// Loads and starts plugins in dependency order and waits until each is running or has
     /// failed. Plugins already loaded satisfy dependencies.
     pub async fn load_all(&self, specs: Vec<PluginSpec>) -> StartReport {
-        let mut outcomes: Vec<(String, Option<Result<(), RegistryError>>)> = Vec::with_capacity(specs.len());
+        let mut outcomes: Vec<(String, Option<Result<(), RegistryError>>)> =
+            Vec::with_capacity(specs.len());
         let mut accepted: Vec<Arc<PluginEntry>> = Vec::new();
         let mut seen = BTreeSet::new();
         for spec in specs {
             let domain = spec.manifest.domain.clone();
             if !seen.insert(domain.clone()) || self.inner.plugins.contains_key(&domain) {
                 tracing::warn!(plugin = %domain, "refused: a plugin with this domain is already loaded");
-                outcomes.push((domain.clone(), Some(Err(RegistryError::DuplicateDomain { domain }))));
+                outcomes.push((
+                    domain.clone(),
+                    Some(Err(RegistryError::DuplicateDomain { domain })),
+                ));
                 continue;
             }
             let entry = Arc::new(PluginEntry::new(spec));
             match self.inner.plugins.entry(domain.clone()) {
                 Entry::Occupied(_) => {
-                    outcomes.push((domain.clone(), Some(Err(RegistryError::DuplicateDomain { domain }))));
+                    outcomes.push((
+                        domain.clone(),
+                        Some(Err(RegistryError::DuplicateDomain { domain })),
+                    ));
                     continue;
                 }
                 Entry::Vacant(slot) => {
@@ -586,7 +610,10 @@ impl PluginRegistry {
                 tracing::error!(plugin = %domain, error = %err, "plugin not started");
                 entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
             }
-            if let Some(slot) = outcomes.iter_mut().find(|(d, r)| *d == domain && r.is_none()) {
+            if let Some(slot) = outcomes
+                .iter_mut()
+                .find(|(d, r)| *d == domain && r.is_none())
+            {
                 slot.1 = Some(Err(err.into()));
             }
         }
@@ -603,7 +630,10 @@ impl PluginRegistry {
                     plugin: domain.clone(),
                 })
             });
-            if let Some(slot) = outcomes.iter_mut().find(|(d, r)| *d == domain && r.is_none()) {
+            if let Some(slot) = outcomes
+                .iter_mut()
+                .find(|(d, r)| *d == domain && r.is_none())
+            {
                 slot.1 = Some(result);
             }
         }
@@ -611,7 +641,8 @@ impl PluginRegistry {
             outcomes: outcomes
                 .into_iter()
                 .map(|(d, r)| {
-                    let r = r.unwrap_or_else(|| Err(RegistryError::Cancelled { plugin: d.clone() }));
+                    let r =
+                        r.unwrap_or_else(|| Err(RegistryError::Cancelled { plugin: d.clone() }));
                     (d, r)
                 })
                 .collect(),
@@ -633,16 +664,27 @@ impl PluginRegistry {
         let declared = manifest.runtime();
         let given = spec.source.kind();
         if declared != given {
-            return Err(RegistryError::RuntimeMismatch { plugin, declared, given });
+            return Err(RegistryError::RuntimeMismatch {
+                plugin,
+                declared,
+                given,
+            });
         }
         if self.runtime(given).is_none() {
-            return Err(RegistryError::NoRuntime { plugin, kind: given });
+            return Err(RegistryError::NoRuntime {
+                plugin,
+                kind: given,
+            });
         }
         Ok(())
     }
 
     fn runtime(&self, kind: RuntimeKind) -> Option<Arc<dyn PluginRuntime>> {
-        self.inner.runtimes.iter().find(|r| r.kind() == kind).cloned()
+        self.inner
+            .runtimes
+            .iter()
+            .find(|r| r.kind() == kind)
+            .cloned()
     }
 
     fn spawn_start(&self, entry: Arc<PluginEntry>) -> oneshot::Receiver<Result<(), RegistryError>> {
@@ -655,7 +697,11 @@ impl PluginRegistry {
     }
 
     /// Waits for dependencies, loads, runs setup with retries, then runs the plugin's task.
-    async fn start(self, entry: Arc<PluginEntry>, settled: oneshot::Sender<Result<(), RegistryError>>) {
+    async fn start(
+        self,
+        entry: Arc<PluginEntry>,
+        settled: oneshot::Sender<Result<(), RegistryError>>,
+    ) {
         let fail = |settled: oneshot::Sender<Result<(), RegistryError>>, err: RegistryError| {
             tracing::error!(plugin = %entry.domain, error = %err, "plugin not started");
             entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
@@ -667,10 +713,13 @@ impl PluginRegistry {
         }
         let manifest = &entry.spec.manifest;
         let Some(runtime) = self.runtime(manifest.runtime()) else {
-            fail(settled, RegistryError::NoRuntime {
-                plugin: entry.domain.to_string(),
-                kind: manifest.runtime(),
-            });
+            fail(
+                settled,
+                RegistryError::NoRuntime {
+                    plugin: entry.domain.to_string(),
+                    kind: manifest.runtime(),
+                },
+            );
             return;
         };
         let policy = &self.inner.policy;
@@ -681,10 +730,13 @@ impl PluginRegistry {
             let instance = match runtime.load(manifest, &entry.spec.source).await {
                 Ok(instance) => instance,
                 Err(source) => {
-                    fail(settled, RegistryError::Load {
-                        plugin: entry.domain.to_string(),
-                        source,
-                    });
+                    fail(
+                        settled,
+                        RegistryError::Load {
+                            plugin: entry.domain.to_string(),
+                            source,
+                        },
+                    );
                     return;
                 }
             };
@@ -708,11 +760,14 @@ impl PluginRegistry {
                 }
             }
         }
-        fail(settled, RegistryError::SetupFailed {
-            plugin: entry.domain.to_string(),
-            attempts,
-            last_error,
-        });
+        fail(
+            settled,
+            RegistryError::SetupFailed {
+                plugin: entry.domain.to_string(),
+                attempts,
+                last_error,
+            },
+        );
     }
 
     async fn wait_for_dependencies(&self, entry: &PluginEntry) -> Result<(), RegistryError> {
@@ -720,7 +775,12 @@ impl PluginRegistry {
         let hard = manifest.dependencies.iter().map(|d| (d, true));
         let soft = manifest.after_dependencies.iter().map(|d| (d, false));
         for (dependency, required) in hard.chain(soft) {
-            let Some(dep) = self.inner.plugins.get(dependency.as_str()).map(|e| Arc::clone(&e)) else {
+            let Some(dep) = self
+                .inner
+                .plugins
+                .get(dependency.as_str())
+                .map(|e| Arc::clone(&e))
+            else {
                 if required {
                     return Err(RegistryError::Order(OrderError::Missing {
                         plugin: entry.domain.to_string(),
@@ -746,12 +806,23 @@ impl PluginRegistry {
     }
 
     /// One setup attempt with a fresh mailbox, control queue and context.
-    async fn try_setup(&self, entry: &Arc<PluginEntry>, mut instance: Box<dyn PluginInstance>) -> Result<PluginTask, PluginError> {
+    async fn try_setup(
+        &self,
+        entry: &Arc<PluginEntry>,
+        mut instance: Box<dyn PluginInstance>,
+    ) -> Result<PluginTask, PluginError> {
         let policy = &self.inner.policy;
         let manifest = &entry.spec.manifest;
-        let asked = manifest.homecore.as_ref().map(|h| h.limits).unwrap_or_default();
+        let asked = manifest
+            .homecore
+            .as_ref()
+            .map(|h| h.limits)
+            .unwrap_or_default();
         let limits = asked.capped_by(&policy.limits);
-        let capacity = limits.mailbox_capacity.unwrap_or(policy.default_mailbox_capacity).max(1);
+        let capacity = limits
+            .mailbox_capacity
+            .unwrap_or(policy.default_mailbox_capacity)
+            .max(1);
         let mailbox = self
             .inner
             .home
@@ -759,7 +830,11 @@ impl PluginRegistry {
             .subscribe([], capacity as usize)
             .expect("capacity is at least 1");
         let (control_tx, control_rx) = mpsc::channel(64);
-        let declared = manifest.homecore.as_ref().map(|h| h.permissions.clone()).unwrap_or_default();
+        let declared = manifest
+            .homecore
+            .as_ref()
+            .map(|h| h.permissions.clone())
+            .unwrap_or_default();
         let host = Arc::new(PluginHost::new(
             Arc::clone(&entry.domain),
             self.inner.home.clone(),
@@ -772,7 +847,11 @@ impl PluginRegistry {
             policy.call_timeout,
         ));
         let ctx = PluginContext::new(Arc::clone(&host));
-        let setup = tokio::time::timeout(policy.setup_timeout, instance.setup(&ctx, &entry.spec.config)).await;
+        let setup = tokio::time::timeout(
+            policy.setup_timeout,
+            instance.setup(&ctx, &entry.spec.config),
+        )
+        .await;
         let result = match setup {
             Ok(result) => result,
             Err(_) => Err(PluginError::Timeout {
@@ -812,7 +891,9 @@ impl PluginRegistry {
     /// [`RegistryError::NotFound`] for an unknown domain.
     pub async fn unload(&self, domain: &str) -> Result<(), RegistryError> {
         let entry = self.stop(domain).await?;
-        self.inner.plugins.remove_if(domain, |_, e| Arc::ptr_eq(e, &entry));
+        self.inner
+            .plugins
+            .remove_if(domain, |_, e| Arc::ptr_eq(e, &entry));
         lock(&self.inner.started).retain(|d| d != domain);
         Ok(())
     }
@@ -845,7 +926,10 @@ impl PluginRegistry {
             let _ = task.await;
         }
         entry.set_mailbox(None);
-        if !matches!(entry.lifecycle(), Lifecycle::Failed | Lifecycle::Quarantined) {
+        if !matches!(
+            entry.lifecycle(),
+            Lifecycle::Failed | Lifecycle::Quarantined
+        ) {
             entry.set_lifecycle(Lifecycle::Stopped, None);
         }
         Ok(entry)

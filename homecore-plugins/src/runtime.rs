@@ -28,7 +28,9 @@ pub enum PluginSource {
 impl PluginSource {
     /// A native plugin made by `factory`.
     pub fn native<P: HomeCorePlugin>(factory: impl Fn() -> P + Send + Sync + 'static) -> Self {
-        Self::Native(Arc::new(move || Box::new(factory()) as Box<dyn HomeCorePlugin>))
+        Self::Native(Arc::new(move || {
+            Box::new(factory()) as Box<dyn HomeCorePlugin>
+        }))
     }
 
     /// The runtime kind this source needs.
@@ -139,7 +141,11 @@ pub trait PluginRuntime: Send + Sync + 'static {
     ///
     /// # Errors
     /// A [`LoadError`] naming what is wrong.
-    async fn load(&self, manifest: &PluginManifest, source: &PluginSource) -> Result<Box<dyn PluginInstance>, LoadError>;
+    async fn load(
+        &self,
+        manifest: &PluginManifest,
+        source: &PluginSource,
+    ) -> Result<Box<dyn PluginInstance>, LoadError>;
 }
 
 /// One loaded plugin, driven by its own task: one call at a time, in order.
@@ -155,19 +161,31 @@ pub trait PluginInstance: Send + 'static {
     ///
     /// # Errors
     /// As [`PluginInstance::setup`].
-    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &Arc<StateChanged>) -> Result<(), PluginError>;
+    async fn on_state_changed(
+        &mut self,
+        ctx: &PluginContext,
+        event: &Arc<StateChanged>,
+    ) -> Result<(), PluginError>;
 
     /// Delivers a generic event.
     ///
     /// # Errors
     /// As [`PluginInstance::setup`].
-    async fn on_event(&mut self, ctx: &PluginContext, event: &Arc<CustomEvent>) -> Result<(), PluginError>;
+    async fn on_event(
+        &mut self,
+        ctx: &PluginContext,
+        event: &Arc<CustomEvent>,
+    ) -> Result<(), PluginError>;
 
     /// Calls one of the plugin's services.
     ///
     /// # Errors
     /// As [`PluginInstance::setup`].
-    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError>;
+    async fn call_service(
+        &mut self,
+        ctx: &PluginContext,
+        call: &ServiceCall,
+    ) -> Result<Option<Value>, PluginError>;
 
     /// A timer the plugin started with [`PluginContext::start_timer`] fired.
     ///

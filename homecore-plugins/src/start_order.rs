@@ -94,7 +94,9 @@ pub fn start_order(items: &[OrderItem<'_>], available: &BTreeSet<String>) -> Sta
         for member in &cycle[..cycle.len() - 1] {
             refused
                 .entry(member.clone())
-                .or_insert_with(|| OrderError::Cycle { cycle: cycle.clone() });
+                .or_insert_with(|| OrderError::Cycle {
+                    cycle: cycle.clone(),
+                });
         }
     }
 
@@ -105,7 +107,11 @@ pub fn start_order(items: &[OrderItem<'_>], available: &BTreeSet<String>) -> Sta
         let ready: Vec<&str> = before
             .iter()
             .filter(|(d, firsts)| {
-                !done.contains(*d) && !refused.contains_key(**d) && firsts.iter().all(|f| done.contains(f) || refused.contains_key(*f))
+                !done.contains(*d)
+                    && !refused.contains_key(**d)
+                    && firsts
+                        .iter()
+                        .all(|f| done.contains(f) || refused.contains_key(*f))
             })
             .map(|(d, _)| *d)
             .collect();
@@ -115,7 +121,11 @@ pub fn start_order(items: &[OrderItem<'_>], available: &BTreeSet<String>) -> Sta
         for domain in ready {
             done.insert(domain);
             let item = by_domain[domain];
-            if let Some(bad) = item.dependencies.iter().find(|d| refused.contains_key(d.as_str())) {
+            if let Some(bad) = item
+                .dependencies
+                .iter()
+                .find(|d| refused.contains_key(d.as_str()))
+            {
                 refused.insert(
                     domain.to_owned(),
                     OrderError::DependencyUnavailable {
@@ -170,7 +180,8 @@ fn find_cycles(edges: &BTreeMap<&str, BTreeSet<&str>>) -> Vec<Vec<String>> {
                 Mark::Unseen => visit(next, edges, marks, stack, cycles),
                 Mark::OnStack => {
                     let start = stack.iter().position(|n| *n == next).expect("on the stack");
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| (*s).to_owned()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|s| (*s).to_owned()).collect();
                     cycle.push(next.to_owned());
                     cycles.push(cycle);
                 }
@@ -199,8 +210,10 @@ mod tests {
     }
 
     fn run(spec: &[(&str, &[&str], &[&str])], available: &[&str]) -> StartOrder {
-        let owned: Vec<(String, Vec<String>, Vec<String>)> =
-            spec.iter().map(|(d, h, s)| ((*d).to_owned(), v(h), v(s))).collect();
+        let owned: Vec<(String, Vec<String>, Vec<String>)> = spec
+            .iter()
+            .map(|(d, h, s)| ((*d).to_owned(), v(h), v(s)))
+            .collect();
         let items: Vec<OrderItem<'_>> = owned
             .iter()
             .map(|(d, h, s)| OrderItem {
@@ -214,7 +227,15 @@ mod tests {
 
     #[test]
     fn dependencies_start_first() {
-        let o = run(&[("c", &["b"], &[]), ("b", &["a"], &[]), ("a", &[], &[]), ("d", &[], &["c"])], &[]);
+        let o = run(
+            &[
+                ("c", &["b"], &[]),
+                ("b", &["a"], &[]),
+                ("a", &[], &[]),
+                ("d", &[], &["c"]),
+            ],
+            &[],
+        );
         assert_eq!(o.order, v(&["a", "b", "c", "d"]));
         assert!(o.refused.is_empty());
     }
@@ -233,7 +254,16 @@ mod tests {
 
     #[test]
     fn a_cycle_is_named_and_its_dependents_refused() {
-        let o = run(&[("a", &["b"], &[]), ("b", &["c"], &[]), ("c", &["a"], &[]), ("d", &["a"], &[]), ("e", &[], &[])], &[]);
+        let o = run(
+            &[
+                ("a", &["b"], &[]),
+                ("b", &["c"], &[]),
+                ("c", &["a"], &[]),
+                ("d", &["a"], &[]),
+                ("e", &[], &[]),
+            ],
+            &[],
+        );
         assert_eq!(o.order, v(&["e"]));
         assert_eq!(
             o.refused["a"],
@@ -249,12 +279,22 @@ mod tests {
                 dependency: "a".into()
             }
         );
-        assert_eq!(o.refused["a"].to_string(), "dependency cycle: a -> b -> c -> a");
+        assert_eq!(
+            o.refused["a"].to_string(),
+            "dependency cycle: a -> b -> c -> a"
+        );
     }
 
     #[test]
     fn missing_dependency_is_named_and_propagates() {
-        let o = run(&[("a", &["zigbee", "mqtt"], &[]), ("b", &["a"], &[]), ("c", &[], &[])], &[]);
+        let o = run(
+            &[
+                ("a", &["zigbee", "mqtt"], &[]),
+                ("b", &["a"], &[]),
+                ("c", &[], &[]),
+            ],
+            &[],
+        );
         assert_eq!(o.order, v(&["c"]));
         assert_eq!(
             o.refused["a"],
@@ -263,13 +303,23 @@ mod tests {
                 missing: v(&["zigbee", "mqtt"])
             }
         );
-        assert_eq!(o.refused["a"].to_string(), "plugin a depends on zigbee, mqtt which are not available");
-        assert!(matches!(&o.refused["b"], OrderError::DependencyUnavailable { dependency, .. } if dependency == "a"));
+        assert_eq!(
+            o.refused["a"].to_string(),
+            "plugin a depends on zigbee, mqtt which are not available"
+        );
+        assert!(
+            matches!(&o.refused["b"], OrderError::DependencyUnavailable { dependency, .. } if dependency == "a")
+        );
     }
 
     #[test]
     fn self_dependency_is_a_cycle() {
         let o = run(&[("a", &["a"], &[])], &[]);
-        assert_eq!(o.refused["a"], OrderError::Cycle { cycle: v(&["a", "a"]) });
+        assert_eq!(
+            o.refused["a"],
+            OrderError::Cycle {
+                cycle: v(&["a", "a"])
+            }
+        );
     }
 }

@@ -105,7 +105,10 @@ impl PluginStorage for MemoryStorage {
         check_key(key)?;
         let ns = self.namespace(plugin);
         let mut ns = lock(&ns);
-        let old = ns.entries.get(key).map_or(0, |v| (key.len() + v.len()) as u64);
+        let old = ns
+            .entries
+            .get(key)
+            .map_or(0, |v| (key.len() + v.len()) as u64);
         let new = (key.len() + value.len()) as u64;
         let would_use = ns.used - old + new;
         if would_use > quota {
@@ -152,13 +155,21 @@ mod tests {
         assert_eq!(s.used("a"), 5);
         assert!(matches!(
             s.set("a", "k2", b"123456789", 10),
-            Err(StorageError::QuotaExceeded { would_use: 16, quota: 10, .. })
+            Err(StorageError::QuotaExceeded {
+                would_use: 16,
+                quota: 10,
+                ..
+            })
         ));
-        s.set("a", "k", b"123456789", 10).expect("replacing counts the old value out");
+        s.set("a", "k", b"123456789", 10)
+            .expect("replacing counts the old value out");
         assert_eq!(s.used("a"), 10);
         assert!(s.delete("a", "k"));
         assert!(!s.delete("a", "k"));
         assert_eq!(s.used("a"), 0);
-        assert!(matches!(s.set("a", "", b"", 10), Err(StorageError::InvalidKey { len: 0, .. })));
+        assert!(matches!(
+            s.set("a", "", b"", 10),
+            Err(StorageError::InvalidKey { len: 0, .. })
+        ));
     }
 }

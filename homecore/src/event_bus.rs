@@ -483,7 +483,10 @@ impl EventBus {
 fn lock_index(inner: &BusInner) -> MutexGuard<'_, SubscriptionIndex> {
     // A panic while holding the lock cannot leave the index half-updated in a way that matters
     // (every mutation is a push or a remove), so poisoning is ignored.
-    inner.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    inner
+        .index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn remove_subscriber(inner: &BusInner, id: SubscriberId) {
@@ -783,12 +786,16 @@ mod tests {
         // observer (matched after the reactor) must still see "a" first, every time.
         let bus = EventBus::new();
         let mut reactor = bus.subscribe([glob("test.a")], 1024).expect("ok");
-        let mut observer = bus.subscribe([EventFilter::AllStateChanges], 1 << 16).expect("ok");
+        let mut observer = bus
+            .subscribe([EventFilter::AllStateChanges], 1 << 16)
+            .expect("ok");
         let rounds = 2000;
         std::thread::scope(|s| {
             let bus2 = bus.clone();
             s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     for _ in 0..rounds {
                         reactor.recv().await.expect("a arrives");

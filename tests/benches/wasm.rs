@@ -21,7 +21,8 @@ use divan::Bencher;
 use divan::counter::ItemsCount;
 use homecore::{Attributes, Context, EntityId, Home};
 use homecore_plugins::{
-    PluginManifest, PluginRegistry, PluginRuntime, PluginSource, PluginSpec, WasmtimeConfig, WasmtimeRuntime,
+    PluginManifest, PluginRegistry, PluginRuntime, PluginSource, PluginSpec, WasmtimeConfig,
+    WasmtimeRuntime,
 };
 use homecore_tests::guest::{example_manifest, example_wasm};
 use serde_json::json;
@@ -39,7 +40,10 @@ fn manifest() -> PluginManifest {
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn cache_dir() -> std::path::PathBuf {
@@ -63,7 +67,8 @@ mod load {
         bencher
             .with_inputs(|| WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine"))
             .bench_local_values(|runtime| {
-                rt.block_on(runtime.prepare(Arc::clone(&wasm))).expect("compiles");
+                rt.block_on(runtime.prepare(Arc::clone(&wasm)))
+                    .expect("compiles");
                 runtime
             });
     }
@@ -81,13 +86,16 @@ mod load {
         };
         // Warm the disk cache once.
         let warm = WasmtimeRuntime::new(config.clone()).expect("engine");
-        rt.block_on(warm.prepare(Arc::clone(&wasm))).expect("compiles");
+        rt.block_on(warm.prepare(Arc::clone(&wasm)))
+            .expect("compiles");
         // The cache writes asynchronously; give its worker a moment.
         std::thread::sleep(Duration::from_millis(500));
         bencher
             .with_inputs(|| WasmtimeRuntime::new(config.clone()).expect("engine"))
             .bench_local_values(|runtime| {
-                let instance = rt.block_on(runtime.load(&manifest, &source)).expect("loads");
+                let instance = rt
+                    .block_on(runtime.load(&manifest, &source))
+                    .expect("loads");
                 (runtime, instance)
             });
         let _ = std::fs::remove_dir_all(dir);
@@ -99,8 +107,12 @@ mod load {
         let manifest = manifest();
         let source = PluginSource::Wasm(bytes());
         let runtime = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
-        rt.block_on(runtime.load(&manifest, &source)).expect("loads");
-        bencher.bench_local(|| rt.block_on(runtime.load(&manifest, &source)).expect("loads"));
+        rt.block_on(runtime.load(&manifest, &source))
+            .expect("loads");
+        bencher.bench_local(|| {
+            rt.block_on(runtime.load(&manifest, &source))
+                .expect("loads")
+        });
     }
 }
 
@@ -115,9 +127,17 @@ mod event {
         let home = Home::new();
         let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
         let ctx = Context::new();
-        let mut sub = home.bus.subscribe([homecore::EventFilter::AllStateChanges], 4).expect("ok");
-        home.states.set(&id, "on", Attributes::new(), &ctx).expect("valid");
-        let attrs = Attributes::try_from(json!({"device_class": "motion", "friendly_name": "Hall motion", "n": i})).expect("object");
+        let mut sub = home
+            .bus
+            .subscribe([homecore::EventFilter::AllStateChanges], 4)
+            .expect("ok");
+        home.states
+            .set(&id, "on", Attributes::new(), &ctx)
+            .expect("valid");
+        let attrs = Attributes::try_from(
+            json!({"device_class": "motion", "friendly_name": "Hall motion", "n": i}),
+        )
+        .expect("object");
         home.states.set(&id, "on", attrs, &ctx).expect("valid");
         let _first = sub.try_recv();
         let event = sub.try_recv().expect("second change");
@@ -140,13 +160,21 @@ mod event {
             .expect("runtime");
         let home = Home::new();
         let wasm = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
-        let registry = PluginRegistry::builder(home.clone()).runtime(Arc::new(wasm)).build();
+        let registry = PluginRegistry::builder(home.clone())
+            .runtime(Arc::new(wasm))
+            .build();
         let spec = PluginSpec::new(manifest(), PluginSource::Wasm(bytes()))
             .with_config(json!({"rooms": ["hall"], "quiet_seconds": 120}));
         rt.block_on(registry.load(spec)).expect("loads");
         let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
-        home.states.set(&id, "on", Attributes::new(), &Context::new()).expect("valid");
-        let calls = || registry.get("motion_lights_wasm").map_or(0, |p| p.stats.events);
+        home.states
+            .set(&id, "on", Attributes::new(), &Context::new())
+            .expect("valid");
+        let calls = || {
+            registry
+                .get("motion_lights_wasm")
+                .map_or(0, |p| p.stats.events)
+        };
         // Let the first "on" (light on, counters) settle.
         std::thread::sleep(Duration::from_millis(100));
         let mut n = 0u64;
@@ -196,11 +224,19 @@ mod event {
             store.set_epoch_deadline(u64::MAX / 2);
         }
         let mut linker = wasmtime::Linker::new(&engine);
-        linker.define_unknown_imports_as_default_values(&mut store, &module).expect("stubs");
-        let instance = linker.instantiate(&mut store, &module).expect("instantiates");
+        linker
+            .define_unknown_imports_as_default_values(&mut store, &module)
+            .expect("stubs");
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .expect("instantiates");
         let memory = instance.get_memory(&mut store, "memory").expect("memory");
-        let alloc = instance.get_typed_func::<i32, i32>(&mut store, "hc_alloc").expect("alloc");
-        let setup = instance.get_typed_func::<(i32, i32), i32>(&mut store, "hc_setup").expect("setup");
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "hc_alloc")
+            .expect("alloc");
+        let setup = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "hc_setup")
+            .expect("setup");
         let on_state_changed = instance
             .get_typed_func::<(i32, i32), i32>(&mut store, "hc_on_state_changed")
             .expect("export");
@@ -213,7 +249,10 @@ mod event {
         };
         let config = br#"{"rooms":["hall"],"quiet_seconds":120}"#;
         let (ptr, len) = bare.copy_in(config);
-        assert_eq!(setup.call(&mut bare.store, (ptr, len)).expect("setup runs"), 0);
+        assert_eq!(
+            setup.call(&mut bare.store, (ptr, len)).expect("setup runs"),
+            0
+        );
         bare
     }
 
@@ -221,7 +260,9 @@ mod event {
         fn copy_in(&mut self, bytes: &[u8]) -> (i32, i32) {
             let len = i32::try_from(bytes.len()).expect("small");
             let ptr = self.alloc.call(&mut self.store, len).expect("alloc");
-            self.memory.write(&mut self.store, ptr as usize, bytes).expect("in bounds");
+            self.memory
+                .write(&mut self.store, ptr as usize, bytes)
+                .expect("in bounds");
             (ptr, len)
         }
 
@@ -231,7 +272,10 @@ mod event {
                 self.store.set_epoch_deadline(1000);
             }
             let args = self.copy_in(bytes);
-            let status = self.on_state_changed.call(&mut self.store, args).expect("runs");
+            let status = self
+                .on_state_changed
+                .call(&mut self.store, args)
+                .expect("runs");
             assert_eq!(status, 0);
         }
     }

@@ -76,11 +76,15 @@ impl WasmtimeConfig {
             table_elements: asked.table_elements.or(self.defaults.table_elements),
             fuel_per_call: asked.fuel_per_call.or(self.defaults.fuel_per_call),
             call_timeout_ms: asked.call_timeout_ms.or(self.defaults.call_timeout_ms),
-            host_calls_per_call: asked.host_calls_per_call.or(self.defaults.host_calls_per_call),
+            host_calls_per_call: asked
+                .host_calls_per_call
+                .or(self.defaults.host_calls_per_call),
             ..*asked
         };
         let l = filled.capped_by(&self.policy);
-        let as_usize = |v: Option<u64>, fallback: usize| v.map_or(fallback, |v| usize::try_from(v).unwrap_or(usize::MAX));
+        let as_usize = |v: Option<u64>, fallback: usize| {
+            v.map_or(fallback, |v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
         EffectiveLimits {
             memory_bytes: as_usize(l.memory_bytes, 32 << 20),
             table_elements: as_usize(l.table_elements, 10_000),
@@ -107,6 +111,10 @@ mod tests {
         let l = config.effective(&asked);
         assert_eq!(l.memory_bytes, 256 << 20, "capped by policy");
         assert_eq!(l.fuel_per_call, 1000, "the manifest may ask for less");
-        assert_eq!(l.call_timeout, Duration::from_millis(500), "default fills the gap");
+        assert_eq!(
+            l.call_timeout,
+            Duration::from_millis(500),
+            "default fills the gap"
+        );
     }
 }

@@ -78,7 +78,15 @@ mod tests {
     fn event() -> Arc<StateChanged> {
         let id: EntityId = "light.hall".parse().expect("valid");
         let now = chrono_now();
-        let state = State::restore(id.clone(), "on", Attributes::new(), now, now, Context::new()).expect("valid");
+        let state = State::restore(
+            id.clone(),
+            "on",
+            Attributes::new(),
+            now,
+            now,
+            Context::new(),
+        )
+        .expect("valid");
         Arc::new(StateChanged {
             entity_id: id,
             old_state: None,
@@ -99,7 +107,8 @@ mod tests {
         let a = cache.state_changed(&e);
         let b = cache.state_changed(&e);
         assert!(Arc::ptr_eq(&a, &b));
-        let parsed: homecore_abi::v1::wire::StateChangedEvent<'_> = serde_json::from_slice(&a).expect("wire shape");
+        let parsed: homecore_abi::v1::wire::StateChangedEvent<'_> =
+            serde_json::from_slice(&a).expect("wire shape");
         assert_eq!(parsed.entity_id, "light.hall");
         assert_eq!(parsed.new_state.expect("present").state, "on");
         assert!(parsed.old_state.is_none());
@@ -114,7 +123,8 @@ mod tests {
             time_fired: chrono_now(),
         };
         let bytes = custom_event_bytes(&event);
-        let parsed: homecore_abi::v1::wire::CustomEvent<'_> = serde_json::from_slice(&bytes).expect("wire shape");
+        let parsed: homecore_abi::v1::wire::CustomEvent<'_> =
+            serde_json::from_slice(&bytes).expect("wire shape");
         assert_eq!(parsed.event_type, "doorbell");
         assert_eq!(parsed.data.get(), r#"{"button":2}"#);
     }

@@ -20,18 +20,35 @@ fn range(ptr: i32, len: i32, max: usize) -> Result<(usize, usize), Status> {
 }
 
 /// The guest bytes at `(ptr, len)`, at most `max` long.
-pub(crate) fn bytes<'a>(memory: &Memory, store: &'a impl AsContext, ptr: i32, len: i32, max: usize) -> Result<&'a [u8], Status> {
+pub(crate) fn bytes<'a>(
+    memory: &Memory,
+    store: &'a impl AsContext,
+    ptr: i32,
+    len: i32,
+    max: usize,
+) -> Result<&'a [u8], Status> {
     let (start, end) = range(ptr, len, max)?;
     memory.data(store).get(start..end).ok_or(Status::BadPointer)
 }
 
 /// The guest text at `(ptr, len)`: in bounds, at most `max` bytes, UTF-8.
-pub(crate) fn text<'a>(memory: &Memory, store: &'a impl AsContext, ptr: i32, len: i32, max: usize) -> Result<&'a str, Status> {
+pub(crate) fn text<'a>(
+    memory: &Memory,
+    store: &'a impl AsContext,
+    ptr: i32,
+    len: i32,
+    max: usize,
+) -> Result<&'a str, Status> {
     std::str::from_utf8(bytes(memory, store, ptr, len, max)?).map_err(|_| Status::BadUtf8)
 }
 
 /// Checks that `(ptr, cap)` is a writable guest buffer.
-pub(crate) fn check_out(memory: &Memory, store: &impl AsContext, ptr: i32, cap: i32) -> Result<(), Status> {
+pub(crate) fn check_out(
+    memory: &Memory,
+    store: &impl AsContext,
+    ptr: i32,
+    cap: i32,
+) -> Result<(), Status> {
     let (start, end) = range(ptr, cap, usize::MAX)?;
     if start > end || end > memory.data_size(store) {
         return Err(Status::BadPointer);
@@ -41,7 +58,13 @@ pub(crate) fn check_out(memory: &Memory, store: &impl AsContext, ptr: i32, cap: 
 
 /// Writes `data` at `ptr` if it fits in `cap`; returns the length either way (the ABI's
 /// result convention), `Ok(None)` when it did not fit and nothing was written.
-pub(crate) fn write_result(memory: &Memory, mut store: impl AsContextMut, ptr: i32, cap: i32, data: &[u8]) -> Result<Option<i32>, Status> {
+pub(crate) fn write_result(
+    memory: &Memory,
+    mut store: impl AsContextMut,
+    ptr: i32,
+    cap: i32,
+    data: &[u8],
+) -> Result<Option<i32>, Status> {
     let len = i32::try_from(data.len()).map_err(|_| Status::TooLarge)?;
     check_out(memory, &store, ptr, cap)?;
     if len > cap {

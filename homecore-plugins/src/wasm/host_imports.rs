@@ -25,58 +25,100 @@ const MAX_NAME: usize = 255;
 /// Defines every ABI v1 import in `linker`.
 pub(crate) fn define(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     let m = IMPORT_MODULE;
-    linker.func_wrap(m, "log", |mut c: C<'_>, level: i32, ptr: i32, len: i32| run(&mut c, |c| log(c, level, ptr, len)))?;
-    linker.func_wrap(m, "error", |mut c: C<'_>, ptr: i32, len: i32| run(&mut c, |c| error(c, ptr, len)))?;
-    linker.func_wrap(m, "state_get", |mut c: C<'_>, p: i32, l: i32, op: i32, oc: i32| {
-        run(&mut c, |c| state_get(c, p, l, op, oc))
+    linker.func_wrap(m, "log", |mut c: C<'_>, level: i32, ptr: i32, len: i32| {
+        run(&mut c, |c| log(c, level, ptr, len))
+    })?;
+    linker.func_wrap(m, "error", |mut c: C<'_>, ptr: i32, len: i32| {
+        run(&mut c, |c| error(c, ptr, len))
     })?;
     linker.func_wrap(
         m,
-        "state_set",
-        |mut c: C<'_>, ip: i32, il: i32, sp: i32, sl: i32, ap: i32, al: i32| run(&mut c, |c| state_set(c, ip, il, sp, sl, ap, al)),
+        "state_get",
+        |mut c: C<'_>, p: i32, l: i32, op: i32, oc: i32| {
+            run(&mut c, |c| state_get(c, p, l, op, oc))
+        },
     )?;
-    linker.func_wrap(m, "state_remove", |mut c: C<'_>, p: i32, l: i32| run(&mut c, |c| state_remove(c, p, l)))?;
+    linker.func_wrap(
+        m,
+        "state_set",
+        |mut c: C<'_>, ip: i32, il: i32, sp: i32, sl: i32, ap: i32, al: i32| {
+            run(&mut c, |c| state_set(c, ip, il, sp, sl, ap, al))
+        },
+    )?;
+    linker.func_wrap(m, "state_remove", |mut c: C<'_>, p: i32, l: i32| {
+        run(&mut c, |c| state_remove(c, p, l))
+    })?;
     linker.func_wrap(m, "subscribe", |mut c: C<'_>, p: i32, l: i32| {
-        run(&mut c, |c| with_name(c, p, l, |ctx, pattern| ctx.subscribe(pattern).map(|()| 0)))
-    })?;
-    linker.func_wrap(m, "subscribe_event", |mut c: C<'_>, p: i32, l: i32| {
-        run(&mut c, |c| with_name(c, p, l, |ctx, t| ctx.subscribe_events(t).map(|()| 0)))
-    })?;
-    linker.func_wrap(m, "service_register", |mut c: C<'_>, p: i32, l: i32| {
-        run(&mut c, |c| with_name(c, p, l, |ctx, name| ctx.register_service(name).map(|()| 0)))
-    })?;
-    linker.func_wrap_async(m, "service_call", |mut c: C<'_>, (rp, rl, op, oc): (i32, i32, i32, i32)| {
-        Box::new(async move {
-            match service_call(&mut c, rp, rl, op, oc).await {
-                Ok(v) => v,
-                Err(s) => s.code(),
-            }
+        run(&mut c, |c| {
+            with_name(c, p, l, |ctx, pattern| ctx.subscribe(pattern).map(|()| 0))
         })
     })?;
-    linker.func_wrap(m, "event_fire", |mut c: C<'_>, tp: i32, tl: i32, dp: i32, dl: i32| {
-        run(&mut c, |c| event_fire(c, tp, tl, dp, dl))
+    linker.func_wrap(m, "subscribe_event", |mut c: C<'_>, p: i32, l: i32| {
+        run(&mut c, |c| {
+            with_name(c, p, l, |ctx, t| ctx.subscribe_events(t).map(|()| 0))
+        })
     })?;
-    linker.func_wrap(m, "kv_get", |mut c: C<'_>, kp: i32, kl: i32, op: i32, oc: i32| {
-        run(&mut c, |c| kv_get(c, kp, kl, op, oc))
+    linker.func_wrap(m, "service_register", |mut c: C<'_>, p: i32, l: i32| {
+        run(&mut c, |c| {
+            with_name(c, p, l, |ctx, name| ctx.register_service(name).map(|()| 0))
+        })
     })?;
-    linker.func_wrap(m, "kv_set", |mut c: C<'_>, kp: i32, kl: i32, vp: i32, vl: i32| {
-        run(&mut c, |c| kv_set(c, kp, kl, vp, vl))
-    })?;
+    linker.func_wrap_async(
+        m,
+        "service_call",
+        |mut c: C<'_>, (rp, rl, op, oc): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                match service_call(&mut c, rp, rl, op, oc).await {
+                    Ok(v) => v,
+                    Err(s) => s.code(),
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "event_fire",
+        |mut c: C<'_>, tp: i32, tl: i32, dp: i32, dl: i32| {
+            run(&mut c, |c| event_fire(c, tp, tl, dp, dl))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_get",
+        |mut c: C<'_>, kp: i32, kl: i32, op: i32, oc: i32| {
+            run(&mut c, |c| kv_get(c, kp, kl, op, oc))
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_set",
+        |mut c: C<'_>, kp: i32, kl: i32, vp: i32, vl: i32| {
+            run(&mut c, |c| kv_set(c, kp, kl, vp, vl))
+        },
+    )?;
     linker.func_wrap(m, "kv_delete", |mut c: C<'_>, p: i32, l: i32| {
-        run(&mut c, |c| with_name(c, p, l, |ctx, key| ctx.kv_delete(key).map(i32::from)))
+        run(&mut c, |c| {
+            with_name(c, p, l, |ctx, key| ctx.kv_delete(key).map(i32::from))
+        })
     })?;
-    linker.func_wrap(m, "take_result", |mut c: C<'_>, op: i32, oc: i32| run(&mut c, |c| take_result(c, op, oc)))?;
+    linker.func_wrap(m, "take_result", |mut c: C<'_>, op: i32, oc: i32| {
+        run(&mut c, |c| take_result(c, op, oc))
+    })?;
     linker.func_wrap(m, "time_monotonic_ns", |mut c: C<'_>| -> i64 {
         match c.data_mut().charge_call() {
             Ok(()) => monotonic_ns(),
             Err(s) => i64::from(s.code()),
         }
     })?;
-    linker.func_wrap(m, "timer_start", |mut c: C<'_>, token: i64, delay_ms: i64| {
-        run(&mut c, |c| timer_start(c, token, delay_ms))
-    })?;
+    linker.func_wrap(
+        m,
+        "timer_start",
+        |mut c: C<'_>, token: i64, delay_ms: i64| run(&mut c, |c| timer_start(c, token, delay_ms)),
+    )?;
     linker.func_wrap(m, "timer_cancel", |mut c: C<'_>, token: i64| {
-        run(&mut c, |c| Ok(i32::from(ctx(c)?.cancel_timer(token as u64))))
+        run(&mut c, |c| {
+            Ok(i32::from(ctx(c)?.cancel_timer(token as u64)))
+        })
     })?;
     Ok(())
 }
@@ -110,17 +152,25 @@ pub(crate) fn status_of(err: &HostError) -> Status {
         HostError::Service(ServiceError::UnknownService { .. }) => Status::UnknownService,
         HostError::Service(ServiceError::DataNotAnObject { .. }) => Status::NotAnObject,
         HostError::Service(ServiceError::LoopGuard(_)) => Status::LoopGuard,
-        HostError::Service(ServiceError::InvalidName { .. } | ServiceError::AlreadyRegistered { .. }) => Status::InvalidName,
+        HostError::Service(
+            ServiceError::InvalidName { .. } | ServiceError::AlreadyRegistered { .. },
+        ) => Status::InvalidName,
         HostError::Service(_) | HostError::Reentrant { .. } => Status::ServiceFailed,
         HostError::Bus(EventBusError::LoopGuard(_)) => Status::LoopGuard,
-        HostError::Storage(StorageError::QuotaExceeded { .. }) | HostError::TooManyTimers { .. } => Status::QuotaExceeded,
+        HostError::Storage(StorageError::QuotaExceeded { .. })
+        | HostError::TooManyTimers { .. } => Status::QuotaExceeded,
         HostError::Storage(StorageError::InvalidKey { .. }) => Status::InvalidName,
         _ => Status::Internal,
     }
 }
 
 /// Reads a name (≤ 255 bytes of UTF-8) and hands it to `f` with the plugin's context.
-fn with_name(c: &mut C<'_>, ptr: i32, len: i32, f: impl FnOnce(&PluginContext, &str) -> Result<i32, HostError>) -> Result<i32, Status> {
+fn with_name(
+    c: &mut C<'_>,
+    ptr: i32,
+    len: i32,
+    f: impl FnOnce(&PluginContext, &str) -> Result<i32, HostError>,
+) -> Result<i32, Status> {
     let mem = memory(c)?;
     let name = guest_memory::text(&mem, c, ptr, len, MAX_NAME)?;
     f(ctx(c)?, name).map_err(|e| status_of(&e))
@@ -166,9 +216,9 @@ fn log(c: &mut C<'_>, level: i32, ptr: i32, len: i32) -> Result<i32, Status> {
     let mem = memory(c)?;
     let bytes = guest_memory::bytes(&mem, c, ptr, len, MAX_PAYLOAD)?;
     let text = capped_text(bytes)?;
-    let charged = text.len();
-    ctx(c)?.log(level, text);
-    c.data_mut().charge_bytes(charged)?;
+    let text = text.to_owned();
+    c.data_mut().charge_bytes(text.len())?;
+    ctx(c)?.log(level, &text);
     Ok(0)
 }
 
@@ -197,21 +247,33 @@ fn error(c: &mut C<'_>, ptr: i32, len: i32) -> Result<i32, Status> {
 fn state_get(c: &mut C<'_>, ptr: i32, len: i32, out_ptr: i32, out_cap: i32) -> Result<i32, Status> {
     let mem = memory(c)?;
     let id = entity_id(c, &mem, ptr, len)?;
-    let state = ctx(c)?.get_state(&id).map_err(|e| status_of(&e))?.ok_or(Status::NotFound)?;
+    let state = ctx(c)?
+        .get_state(&id)
+        .map_err(|e| status_of(&e))?
+        .ok_or(Status::NotFound)?;
     let json = serde_json::to_vec(&*state).map_err(|_| Status::Internal)?;
     deliver(c, out_ptr, out_cap, json)
 }
 
-fn state_set(c: &mut C<'_>, ip: i32, il: i32, sp: i32, sl: i32, ap: i32, al: i32) -> Result<i32, Status> {
+fn state_set(
+    c: &mut C<'_>,
+    ip: i32,
+    il: i32,
+    sp: i32,
+    sl: i32,
+    ap: i32,
+    al: i32,
+) -> Result<i32, Status> {
     let mem = memory(c)?;
     let id = entity_id(c, &mem, ip, il)?;
     let state = guest_memory::text(&mem, c, sp, sl, MAX_PAYLOAD)?;
     let attributes = parse_object(guest_memory::bytes(&mem, c, ap, al, MAX_PAYLOAD)?)?;
     let written = state.len() + usize::try_from(al).unwrap_or(0);
-    let outcome = ctx(c)?
-        .set_state(&id, state, Attributes::from(attributes))
-        .map_err(|e| status_of(&e))?;
+    let state = state.to_owned();
     c.data_mut().charge_bytes(written)?;
+    let outcome = ctx(c)?
+        .set_state(&id, &state, Attributes::from(attributes))
+        .map_err(|e| status_of(&e))?;
     Ok(i32::from(outcome.changed))
 }
 
@@ -228,7 +290,8 @@ async fn service_call(c: &mut C<'_>, rp: i32, rl: i32, op: i32, oc: i32) -> Resu
     guest_memory::check_out(&mem, &*c, op, oc)?;
     // Copy the request: the guest's memory cannot stay borrowed across the await.
     let request = guest_memory::bytes(&mem, &*c, rp, rl, MAX_PAYLOAD)?.to_vec();
-    let request: wire::ServiceRequest<'_> = serde_json::from_slice(&request).map_err(|_| Status::BadJson)?;
+    let request: wire::ServiceRequest<'_> =
+        serde_json::from_slice(&request).map_err(|_| Status::BadJson)?;
     let data = parse_object(request.data.map_or(&b""[..], |raw| raw.get().as_bytes()))?;
     c.data_mut().charge_bytes(rl.max(0) as usize)?;
     let ctx = ctx(c)?.clone();
@@ -248,15 +311,22 @@ fn event_fire(c: &mut C<'_>, tp: i32, tl: i32, dp: i32, dl: i32) -> Result<i32, 
     let mem = memory(c)?;
     let event_type = guest_memory::text(&mem, c, tp, tl, MAX_NAME)?;
     let data = parse_object(guest_memory::bytes(&mem, c, dp, dl, MAX_PAYLOAD)?)?;
-    ctx(c)?.fire_event(event_type, Value::Object(data)).map_err(|e| status_of(&e))?;
-    c.data_mut().charge_bytes(usize::try_from(dl).unwrap_or(0))?;
+    let event_type = event_type.to_owned();
+    c.data_mut()
+        .charge_bytes(usize::try_from(dl).unwrap_or(0))?;
+    ctx(c)?
+        .fire_event(&event_type, Value::Object(data))
+        .map_err(|e| status_of(&e))?;
     Ok(0)
 }
 
 fn kv_get(c: &mut C<'_>, kp: i32, kl: i32, op: i32, oc: i32) -> Result<i32, Status> {
     let mem = memory(c)?;
     let key = guest_memory::text(&mem, c, kp, kl, MAX_NAME)?;
-    let value = ctx(c)?.kv_get(key).map_err(|e| status_of(&e))?.ok_or(Status::NotFound)?;
+    let value = ctx(c)?
+        .kv_get(key)
+        .map_err(|e| status_of(&e))?
+        .ok_or(Status::NotFound)?;
     deliver(c, op, oc, value)
 }
 
@@ -264,9 +334,9 @@ fn kv_set(c: &mut C<'_>, kp: i32, kl: i32, vp: i32, vl: i32) -> Result<i32, Stat
     let mem = memory(c)?;
     let key = guest_memory::text(&mem, c, kp, kl, MAX_NAME)?;
     let value = guest_memory::bytes(&mem, c, vp, vl, MAX_PAYLOAD)?;
-    let written = value.len();
-    ctx(c)?.kv_set(key, value).map_err(|e| status_of(&e))?;
-    c.data_mut().charge_bytes(written)?;
+    let (key, value) = (key.to_owned(), value.to_vec());
+    c.data_mut().charge_bytes(value.len())?;
+    ctx(c)?.kv_set(&key, &value).map_err(|e| status_of(&e))?;
     Ok(0)
 }
 

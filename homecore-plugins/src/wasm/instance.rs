@@ -64,13 +64,19 @@ pub(crate) struct WasmInstance {
 }
 
 fn runtime_error(reason: impl Into<String>) -> PluginError {
-    PluginError::Runtime { reason: reason.into() }
+    PluginError::Runtime {
+        reason: reason.into(),
+    }
 }
 
 impl WasmInstance {
     /// Instantiates now, so that instantiation errors (initial memory over the limit, a trap in
     /// a start function) are load errors.
-    pub(crate) async fn new(shared: Arc<Shared>, pre: InstancePre<StoreData>, limits: EffectiveLimits) -> Result<Self, LoadError> {
+    pub(crate) async fn new(
+        shared: Arc<Shared>,
+        pre: InstancePre<StoreData>,
+        limits: EffectiveLimits,
+    ) -> Result<Self, LoadError> {
         let mut instance = Self {
             shared,
             pre,
@@ -78,7 +84,10 @@ impl WasmInstance {
             live: None,
             config: None,
         };
-        instance.instantiate().await.map_err(|reason| LoadError::Instantiate { reason })?;
+        instance
+            .instantiate()
+            .await
+            .map_err(|reason| LoadError::Instantiate { reason })?;
         Ok(instance)
     }
 
@@ -98,11 +107,10 @@ impl WasmInstance {
             let data = ctx.data();
             Ok(if std::time::Instant::now() >= data.deadline {
                 UpdateDeadline::Interrupt
-            } else if data.in_sync_call {
-                UpdateDeadline::Continue(1)
             } else {
-                // Let other tasks run on this worker, then continue until the deadline.
-                UpdateDeadline::Yield(1)
+                // Let other tasks run on this worker, then continue until the deadline. Tokio's
+                // yield_now lets the scheduler poll its timer driver first.
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
         store
@@ -112,7 +120,9 @@ impl WasmInstance {
         let mut store = self.new_store();
         // A start function runs under the same limits as any call.
         store.data_mut().deadline = std::time::Instant::now() + self.limits.call_timeout;
-        store.set_fuel(self.limits.fuel_per_call).map_err(|e| format!("{e:#}"))?;
+        store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(|e| format!("{e:#}"))?;
         store.set_epoch_deadline(1);
         let instance = self
             .pre
@@ -155,36 +165,50 @@ impl WasmInstance {
         }
         self.instantiate().await.map_err(runtime_error)?;
         if let Some(config) = self.config.clone() {
-            tracing::info!(plugin = ctx.domain(), "re-instantiated after a failure; running setup again");
-            self.call_with_payload(ctx, &config, PayloadExport::Setup).await?;
+            tracing::info!(
+                plugin = ctx.domain(),
+                "re-instantiated after a failure; running setup again"
+            );
+            self.call_with_payload(ctx, &config, PayloadExport::Setup)
+                .await?;
         }
         Ok(())
     }
 
     fn begin(&mut self, ctx: &PluginContext) -> Result<&mut Live, PluginError> {
         let limits = self.limits;
-        let live = self.live.as_mut().ok_or_else(|| runtime_error("instance is not live"))?;
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| runtime_error("instance is not live"))?;
         live.store.data_mut().begin_call(ctx, &limits);
-        live.store.set_fuel(limits.fuel_per_call).map_err(|e| runtime_error(format!("{e:#}")))?;
+        live.store
+            .set_fuel(limits.fuel_per_call)
+            .map_err(|e| runtime_error(format!("{e:#}")))?;
         live.store.set_epoch_deadline(1);
         Ok(live)
     }
 
-    /// Copies `payload` into a guest buffer from `hc_alloc` (a short synchronous call).
-    fn copy_in(live: &mut Live, payload: &[u8]) -> Result<(i32, i32), PluginError> {
+    /// Copies `payload` into a guest buffer from `hc_alloc` (an async call, under the same deadline).
+    async fn copy_in(live: &mut Live, payload: &[u8]) -> Result<(i32, i32), PluginError> {
         let len = i32::try_from(payload.len()).map_err(|_| runtime_error("payload too large"))?;
-        live.store.data_mut().in_sync_call = true;
-        let ptr = live.exports.alloc.call(&mut live.store, len);
-        live.store.data_mut().in_sync_call = false;
+        let ptr = live.exports.alloc.call_async(&mut live.store, len).await;
         let ptr = ptr.map_err(|e| runtime_error(format!("hc_alloc failed: {e:#}")))?;
         if ptr == 0 && len > 0 {
-            return Err(runtime_error(format!("hc_alloc could not allocate {len} bytes")));
+            return Err(runtime_error(format!(
+                "hc_alloc could not allocate {len} bytes"
+            )));
         }
-        let start = usize::try_from(ptr).map_err(|_| runtime_error(format!("hc_alloc returned a negative pointer {ptr}")))?;
+        let start = usize::try_from(ptr)
+            .map_err(|_| runtime_error(format!("hc_alloc returned a negative pointer {ptr}")))?;
         live.exports
             .memory
             .write(&mut live.store, start, payload)
-            .map_err(|_| runtime_error(format!("hc_alloc returned {ptr}, which cannot hold {len} bytes")))?;
+            .map_err(|_| {
+                runtime_error(format!(
+                    "hc_alloc returned {ptr}, which cannot hold {len} bytes"
+                ))
+            })?;
         Ok((ptr, len))
     }
 
@@ -202,20 +226,27 @@ impl WasmInstance {
             live.store.data_mut().end_call();
             return Ok(());
         }
-        let outcome = match Self::copy_in(live, payload) {
+        let outcome = match Self::copy_in(live, payload).await {
             Ok(args) => {
                 let Live { store, exports } = live;
                 let func = exports.payload_export(which).expect("checked above");
                 tokio::time::timeout(backstop, func.call_async(store, args)).await
             }
-            Err(err) => Ok(Err(wasmtime::Error::msg(err.to_string()))),
+            Err(err) => Ok(Err(wasmtime::Error::msg(plain_reason(err)))),
         };
         self.finish(outcome, &limits)
     }
 
     /// Turns a call's outcome into the plugin's result, poisoning the instance on a trap.
-    fn finish(&mut self, outcome: Result<wasmtime::Result<i32>, tokio::time::error::Elapsed>, limits: &EffectiveLimits) -> Result<(), PluginError> {
-        let live = self.live.as_mut().ok_or_else(|| runtime_error("instance is not live"))?;
+    fn finish(
+        &mut self,
+        outcome: Result<wasmtime::Result<i32>, tokio::time::error::Elapsed>,
+        limits: &EffectiveLimits,
+    ) -> Result<(), PluginError> {
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| runtime_error("instance is not live"))?;
         let refusals = live.store.data().quota_refusals;
         let message = live.store.data_mut().error.take();
         live.store.data_mut().end_call();
@@ -226,7 +257,9 @@ impl WasmInstance {
                 self.live = None;
                 let mut reason = describe(&err, limits);
                 if refusals > 0 {
-                    reason.push_str(&format!(" ({refusals} host calls refused for the per-call quota)"));
+                    reason.push_str(&format!(
+                        " ({refusals} host calls refused for the per-call quota)"
+                    ));
                 }
                 Err(runtime_error(reason))
             }
@@ -246,8 +279,17 @@ fn backstop(limits: &EffectiveLimits, tick: Duration) -> Duration {
     limits.call_timeout + tick * 4 + Duration::from_millis(100)
 }
 
+/// A runtime error's reason without its "runtime failure:" prefix (it gets one when reported).
+fn plain_reason(err: PluginError) -> String {
+    match err {
+        PluginError::Runtime { reason } => reason,
+        other => other.to_string(),
+    }
+}
+
 fn guest_error(code: i32, message: Option<String>) -> PluginError {
-    let status = Status::from_code(code).map_or_else(|| format!("unknown status {code}"), |s| s.to_string());
+    let status =
+        Status::from_code(code).map_or_else(|| format!("unknown status {code}"), |s| s.to_string());
     let reason = match message {
         Some(message) => format!("guest returned {status}: {message}"),
         None => format!("guest returned {status}"),
@@ -258,16 +300,29 @@ fn guest_error(code: i32, message: Option<String>) -> PluginError {
 /// A trap or engine error, said plainly with the limit that was hit.
 pub(crate) fn describe(err: &wasmtime::Error, limits: &EffectiveLimits) -> String {
     match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => format!("fuel exhausted: more than {} instructions in one call", limits.fuel_per_call),
-        Some(Trap::Interrupt) => format!("deadline exceeded: call ran longer than {} ms", limits.call_timeout.as_millis()),
+        Some(Trap::OutOfFuel) => format!(
+            "fuel exhausted: more than {} instructions in one call",
+            limits.fuel_per_call
+        ),
+        Some(Trap::Interrupt) => format!(
+            "deadline exceeded: call ran longer than {} ms",
+            limits.call_timeout.as_millis()
+        ),
         Some(Trap::StackOverflow) => "stack overflow (recursion too deep)".to_owned(),
-        Some(trap) => format!("trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => {
             let text = format!("{err:#}");
-            if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+            if text.contains("forcing trap when growing memory")
+                || text.contains("memory minimum size")
+            {
                 format!("memory limit of {} bytes hit: {text}", limits.memory_bytes)
-            } else if text.contains("forcing trap when growing table") || text.contains("table minimum size") {
-                format!("table limit of {} elements hit: {text}", limits.table_elements)
+            } else if text.contains("forcing trap when growing table")
+                || text.contains("table minimum size")
+            {
+                format!(
+                    "table limit of {} elements hit: {text}",
+                    limits.table_elements
+                )
             } else {
                 text
             }
@@ -282,31 +337,48 @@ impl PluginInstance for WasmInstance {
             .map_err(|e| PluginError::config("", e.to_string()))?
             .into();
         if bytes.len() > MAX_EVENT {
-            return Err(PluginError::config("", format!("configuration is {} bytes, the ABI limit is {MAX_EVENT}", bytes.len())));
+            return Err(PluginError::config(
+                "",
+                format!(
+                    "configuration is {} bytes, the ABI limit is {MAX_EVENT}",
+                    bytes.len()
+                ),
+            ));
         }
         self.ensure_live(ctx).await?;
-        self.call_with_payload(ctx, &bytes, PayloadExport::Setup).await?;
+        self.call_with_payload(ctx, &bytes, PayloadExport::Setup)
+            .await?;
         self.config = Some(bytes);
         Ok(())
     }
 
-    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &Arc<StateChanged>) -> Result<(), PluginError> {
+    async fn on_state_changed(
+        &mut self,
+        ctx: &PluginContext,
+        event: &Arc<StateChanged>,
+    ) -> Result<(), PluginError> {
         let bytes = self.shared.events.state_changed(event);
         if bytes.len() > MAX_EVENT {
             tracing::warn!(plugin = ctx.domain(), entity_id = %event.entity_id, len = bytes.len(), "state change exceeds the ABI's event limit; not delivered");
             return Ok(());
         }
         self.ensure_live(ctx).await?;
-        self.call_with_payload(ctx, &bytes, PayloadExport::OnStateChanged).await
+        self.call_with_payload(ctx, &bytes, PayloadExport::OnStateChanged)
+            .await
     }
 
-    async fn on_event(&mut self, ctx: &PluginContext, event: &Arc<CustomEvent>) -> Result<(), PluginError> {
+    async fn on_event(
+        &mut self,
+        ctx: &PluginContext,
+        event: &Arc<CustomEvent>,
+    ) -> Result<(), PluginError> {
         let bytes = custom_event_bytes(event);
         if bytes.len() > MAX_EVENT {
             return Ok(());
         }
         self.ensure_live(ctx).await?;
-        self.call_with_payload(ctx, &bytes, PayloadExport::OnEvent).await
+        self.call_with_payload(ctx, &bytes, PayloadExport::OnEvent)
+            .await
     }
 
     async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
@@ -323,7 +395,11 @@ impl PluginInstance for WasmInstance {
         self.finish(outcome, &limits)
     }
 
-    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError> {
+    async fn call_service(
+        &mut self,
+        ctx: &PluginContext,
+        call: &ServiceCall,
+    ) -> Result<Option<Value>, PluginError> {
         let payload = serde_json::to_vec(&serde_json::json!({
             "domain": call.name.domain(),
             "service": call.name.service(),
@@ -335,20 +411,32 @@ impl PluginInstance for WasmInstance {
         let limits = self.limits;
         let backstop = backstop(&limits, self.shared.config.epoch_tick);
         let live = self.begin(ctx)?;
-        let outcome = match Self::copy_in(live, &payload) {
+        let outcome = match Self::copy_in(live, &payload).await {
             Ok(args) => {
                 let Live { store, exports } = &mut *live;
                 tokio::time::timeout(backstop, exports.call_service.call_async(store, args)).await
             }
-            Err(err) => Ok(Err(wasmtime::Error::msg(err.to_string()))),
+            Err(err) => Ok(Err(wasmtime::Error::msg(plain_reason(err)))),
         };
         // Read the response (if any) before `finish` clears the call state.
         let response = match &outcome {
-            Ok(Ok(packed)) if *packed > 0 => Some(read_response(live, *packed)),
+            Ok(Ok(packed)) if *packed > 0 => Some(read_response(live, *packed).await),
             _ => None,
         };
-        let status = outcome.map(|r| r.map(|packed| if packed >= 0 { 0 } else { packed as i32 }));
+        let status = outcome.map(|r| {
+            r.map(|packed| {
+                if packed >= 0 {
+                    0
+                } else {
+                    i32::try_from(packed).unwrap_or(i32::MIN)
+                }
+            })
+        });
         self.finish(status, &limits)?;
+        if matches!(response, Some(Err(_))) {
+            // A bad response or a trap in hc_free leaves the guest in an unknown state.
+            self.live = None;
+        }
         response.transpose()
     }
 
@@ -370,15 +458,19 @@ impl PluginInstance for WasmInstance {
 }
 
 /// Copies and frees `hc_call_service`'s response buffer; parses it as JSON.
-fn read_response(live: &mut Live, packed: i64) -> Result<Value, PluginError> {
+async fn read_response(live: &mut Live, packed: i64) -> Result<Value, PluginError> {
     let Ok(Some((ptr, len))) = v1::unpack_ptr_len(packed) else {
         return Err(runtime_error("hc_call_service returned a malformed result"));
     };
     let (start, size) = (ptr as usize, len as usize);
     if size > MAX_PAYLOAD {
-        return Err(runtime_error(format!("service response of {size} bytes exceeds the ABI limit of {MAX_PAYLOAD}")));
+        return Err(runtime_error(format!(
+            "service response of {size} bytes exceeds the ABI limit of {MAX_PAYLOAD}"
+        )));
     }
-    let end = start.checked_add(size).ok_or_else(|| runtime_error("service response pointer overflows"))?;
+    let end = start
+        .checked_add(size)
+        .ok_or_else(|| runtime_error("service response pointer overflows"))?;
     let bytes = live
         .exports
         .memory
@@ -386,9 +478,12 @@ fn read_response(live: &mut Live, packed: i64) -> Result<Value, PluginError> {
         .get(start..end)
         .ok_or_else(|| runtime_error("service response lies outside guest memory"))?
         .to_vec();
-    live.store.data_mut().in_sync_call = true;
-    let freed = live.exports.free.call(&mut live.store, (ptr as i32, len as i32));
-    live.store.data_mut().in_sync_call = false;
+    let freed = live
+        .exports
+        .free
+        .call_async(&mut live.store, (ptr as i32, len as i32))
+        .await;
     freed.map_err(|e| runtime_error(format!("hc_free failed: {e:#}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| runtime_error(format!("service response is not JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| runtime_error(format!("service response is not JSON: {e}")))
 }

@@ -1,7 +1,7 @@
 //! Load-time checks: the declared ABI version (before compiling), then imports and exports.
 
-use homecore_abi::v1::{self, ABI_SECTION, EXPORTS, FuncSig, IMPORT_MODULE, IMPORTS};
 use homecore_abi::SUPPORTED_VERSIONS;
+use homecore_abi::v1::{self, ABI_SECTION, EXPORTS, FuncSig, IMPORT_MODULE, IMPORTS};
 use wasmtime::{ExternType, FuncType, Module};
 
 use crate::LoadError;
@@ -22,18 +22,23 @@ pub(crate) fn abi_version(bytes: &[u8]) -> Result<u32, LoadError> {
             if section.name() != ABI_SECTION {
                 continue;
             }
-            let version = v1::declared_version(section.data()).map_err(|e| LoadError::InvalidModule {
-                reason: format!("custom section {ABI_SECTION}: {e}"),
-            })?;
+            let version =
+                v1::declared_version(section.data()).map_err(|e| LoadError::InvalidModule {
+                    reason: format!("custom section {ABI_SECTION}: {e}"),
+                })?;
             if declared.is_some_and(|d| d != version) {
                 return Err(LoadError::InvalidModule {
-                    reason: format!("custom section {ABI_SECTION} appears twice with different versions"),
+                    reason: format!(
+                        "custom section {ABI_SECTION} appears twice with different versions"
+                    ),
                 });
             }
             declared = Some(version);
         }
     }
-    let found = declared.ok_or(LoadError::MissingAbiVersion { section: ABI_SECTION })?;
+    let found = declared.ok_or(LoadError::MissingAbiVersion {
+        section: ABI_SECTION,
+    })?;
     if !SUPPORTED_VERSIONS.contains(&found) {
         return Err(LoadError::UnsupportedAbiVersion {
             found,
@@ -100,7 +105,10 @@ pub(crate) fn check_imports_and_exports(module: &Module) -> Result<(), LoadError
         if import.module() != IMPORT_MODULE {
             return Err(unknown());
         }
-        let sig = IMPORTS.iter().find(|f| f.name == import.name()).ok_or_else(unknown)?;
+        let sig = IMPORTS
+            .iter()
+            .find(|f| f.name == import.name())
+            .ok_or_else(unknown)?;
         match import.ty() {
             ExternType::Func(ty) => check_sig("import", sig, &ty)?,
             _ => return Err(unknown()),

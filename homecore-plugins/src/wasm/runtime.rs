@@ -11,10 +11,10 @@ use wasmtime::{Engine, InstancePre, Linker, Module};
 
 use crate::wasm::config::WasmtimeConfig;
 use crate::wasm::event_cache::EventCache;
+use crate::wasm::host_imports;
 use crate::wasm::instance::WasmInstance;
 use crate::wasm::module_check;
 use crate::wasm::store_data::{StoreData, lock_poisoned_ok};
-use crate::wasm::host_imports;
 use crate::{LoadError, PluginInstance, PluginManifest, PluginRuntime, PluginSource, RuntimeKind};
 
 /// Why the runtime could not be created.
@@ -99,7 +99,8 @@ impl WasmtimeRuntime {
             std::fs::create_dir_all(dir).map_err(|e| cache_error(e.to_string()))?;
             let mut cache_config = wasmtime::CacheConfig::new();
             cache_config.with_directory(dir.clone());
-            let cache = wasmtime::Cache::new(cache_config).map_err(|e| cache_error(format!("{e:#}")))?;
+            let cache =
+                wasmtime::Cache::new(cache_config).map_err(|e| cache_error(format!("{e:#}")))?;
             c.cache(Some(cache));
         }
         if let Some(slots) = config.pooling_slots {
@@ -113,9 +114,13 @@ impl WasmtimeRuntime {
             }
             c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
-        let engine = Engine::new(&c).map_err(|e| WasmtimeError::Engine { reason: format!("{e:#}") })?;
+        let engine = Engine::new(&c).map_err(|e| WasmtimeError::Engine {
+            reason: format!("{e:#}"),
+        })?;
         let mut linker = Linker::new(&engine);
-        host_imports::define(&mut linker).map_err(|e| WasmtimeError::Engine { reason: format!("{e:#}") })?;
+        host_imports::define(&mut linker).map_err(|e| WasmtimeError::Engine {
+            reason: format!("{e:#}"),
+        })?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&ticker_stop));
         Ok(Self {
@@ -166,13 +171,17 @@ impl WasmtimeRuntime {
             .map_err(|e| LoadError::InvalidModule {
                 reason: format!("compilation task failed: {e}"),
             })?
-            .map_err(|e| LoadError::InvalidModule { reason: format!("{e:#}") })?;
+            .map_err(|e| LoadError::InvalidModule {
+                reason: format!("{e:#}"),
+            })?;
         module_check::check_imports_and_exports(&module)?;
-        let pre = self
-            .shared
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| LoadError::InvalidModule { reason: format!("{e:#}") })?;
+        let pre =
+            self.shared
+                .linker
+                .instantiate_pre(&module)
+                .map_err(|e| LoadError::InvalidModule {
+                    reason: format!("{e:#}"),
+                })?;
         self.shared.compiled.fetch_add(1, Ordering::Relaxed);
         lock_poisoned_ok(&self.shared.modules).insert(hash, pre.clone());
         Ok(pre)
@@ -200,7 +209,11 @@ impl PluginRuntime for WasmtimeRuntime {
         RuntimeKind::Wasm
     }
 
-    async fn load(&self, manifest: &PluginManifest, source: &PluginSource) -> Result<Box<dyn PluginInstance>, LoadError> {
+    async fn load(
+        &self,
+        manifest: &PluginManifest,
+        source: &PluginSource,
+    ) -> Result<Box<dyn PluginInstance>, LoadError> {
         let PluginSource::Wasm(bytes) = source else {
             return Err(LoadError::WrongRuntime {
                 runtime: RuntimeKind::Wasm,
@@ -208,7 +221,11 @@ impl PluginRuntime for WasmtimeRuntime {
             });
         };
         let pre = self.instance_pre(Arc::clone(bytes)).await?;
-        let asked = manifest.homecore.as_ref().map(|h| h.limits).unwrap_or_default();
+        let asked = manifest
+            .homecore
+            .as_ref()
+            .map(|h| h.limits)
+            .unwrap_or_default();
         let limits = self.shared.config.effective(&asked);
         let instance = WasmInstance::new(Arc::clone(&self.shared), pre, limits).await?;
         Ok(Box::new(instance))

@@ -32,8 +32,6 @@ pub(crate) struct StoreData {
     pub(crate) error: Option<String>,
     /// When the call in progress must end.
     pub(crate) deadline: Instant,
-    /// Whether the call in progress is synchronous (it may not yield at an epoch tick).
-    pub(crate) in_sync_call: bool,
     /// Host calls refused for the quota in this call (to report why a call failed).
     pub(crate) quota_refusals: u64,
 }
@@ -49,7 +47,6 @@ impl StoreData {
             bytes_left: 0,
             error: None,
             deadline: Instant::now(),
-            in_sync_call: false,
             quota_refusals: 0,
         }
     }

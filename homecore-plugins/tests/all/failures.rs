@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use homecore::{Home, MAX_CONTEXT_DEPTH};
 use homecore_plugins::{
-    HostPolicy, Lifecycle, LoadError, PluginManifest, PluginRegistry, PluginSource, PluginSpec, RegistryError,
+    HostPolicy, Lifecycle, LoadError, PluginManifest, PluginRegistry, PluginSource, PluginSpec,
+    RegistryError,
 };
 use serde_json::json;
 
@@ -34,12 +35,24 @@ async fn a_panicking_plugin_fails_that_call_only() {
         set(&home, "sensor.t", s);
     }
     settle().await;
-    assert_eq!(good.entries(), ["setup", "sensor.t=1", "sensor.t=boom", "sensor.t=2"]);
-    assert_eq!(bad.entries(), ["setup", "sensor.t=1", "sensor.t=boom", "sensor.t=2"], "still running after the panic");
+    assert_eq!(
+        good.entries(),
+        ["setup", "sensor.t=1", "sensor.t=boom", "sensor.t=2"]
+    );
+    assert_eq!(
+        bad.entries(),
+        ["setup", "sensor.t=1", "sensor.t=boom", "sensor.t=2"],
+        "still running after the panic"
+    );
     let info = registry.get("bad").expect("listed");
     assert_eq!(info.lifecycle, Lifecycle::Running);
     assert_eq!(info.stats.errors, 1);
-    assert!(info.health.last_error.as_deref().is_some_and(|e| e.contains("plugin exploded on boom")));
+    assert!(
+        info.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("plugin exploded on boom"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -53,8 +66,13 @@ async fn a_panicking_constructor_is_a_load_error() {
         .load(script.spec(manifest("ctor", all_permissions(), &[])))
         .await
         .expect_err("constructor panics");
-    assert!(matches!(err, RegistryError::Load { source: LoadError::Panicked { ref message }, .. } if message.contains("constructor exploded")));
-    assert_eq!(registry.get("ctor").expect("listed").lifecycle, Lifecycle::Failed);
+    assert!(
+        matches!(err, RegistryError::Load { source: LoadError::Panicked { ref message }, .. } if message.contains("constructor exploded"))
+    );
+    assert_eq!(
+        registry.get("ctor").expect("listed").lifecycle,
+        Lifecycle::Failed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -91,11 +109,19 @@ async fn setup_that_never_works_is_marked_failed_with_the_reason() {
         .load(script.spec(manifest("never", all_permissions(), &[])))
         .await
         .expect_err("fails");
-    assert!(matches!(err, RegistryError::SetupFailed { attempts: 3, .. }), "{err:?}");
+    assert!(
+        matches!(err, RegistryError::SetupFailed { attempts: 3, .. }),
+        "{err:?}"
+    );
     let info = registry.get("never").expect("listed");
     assert_eq!(info.lifecycle, Lifecycle::Failed);
     assert!(!info.health.ready);
-    assert!(info.health.last_error.as_deref().is_some_and(|e| e.contains("not ready yet")));
+    assert!(
+        info.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not ready yet"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,14 +145,25 @@ async fn repeated_failures_quarantine_the_plugin() {
     settle().await;
     let info = registry.get("sick").expect("listed");
     assert_eq!(info.lifecycle, Lifecycle::Quarantined);
-    assert!(info.health.last_error.as_deref().is_some_and(|e| e.contains("quarantined after 5 consecutive failures")));
+    assert!(
+        info.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("quarantined after 5 consecutive failures"))
+    );
     assert_eq!(info.stats.errors, 6);
     set(&home, "sensor.after", "fine");
     settle().await;
-    assert!(!bad.entries().iter().any(|e| e.starts_with("sensor.after")), "no delivery after quarantine");
+    assert!(
+        !bad.entries().iter().any(|e| e.starts_with("sensor.after")),
+        "no delivery after quarantine"
+    );
     assert!(bad.entries().contains(&"teardown".to_owned()));
     // A reload gives it a fresh start.
-    assert_eq!(registry.reload("sick").await.expect("reloads").lifecycle, Lifecycle::Running);
+    assert_eq!(
+        registry.reload("sick").await.expect("reloads").lifecycle,
+        Lifecycle::Running
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -146,7 +183,10 @@ async fn mailbox_overflow_drops_newest_counts_and_spares_others() {
     slow_manifest["homecore"]["limits"] = json!({"mailbox_capacity": 4});
     let slow_manifest = PluginManifest::from_value(slow_manifest).expect("valid");
     registry
-        .load_all(vec![slow.spec(slow_manifest), fast.spec(manifest("fast", all_permissions(), &[]))])
+        .load_all(vec![
+            slow.spec(slow_manifest),
+            fast.spec(manifest("fast", all_permissions(), &[])),
+        ])
         .await;
     for i in 0..50 {
         set(&home, "sensor.burst", &i.to_string());
@@ -155,14 +195,28 @@ async fn mailbox_overflow_drops_newest_counts_and_spares_others() {
     assert_eq!(fast.entries().len(), 51, "the fast plugin got every event");
     let info = registry.get("slow").expect("listed");
     assert!(info.stats.mailbox_dropped > 0);
-    assert_eq!(registry.get("fast").expect("listed").stats.mailbox_dropped, 0);
+    assert_eq!(
+        registry.get("fast").expect("listed").stats.mailbox_dropped,
+        0
+    );
     tokio::time::sleep(Duration::from_secs(60)).await;
     let got: Vec<u32> = slow.entries()[1..]
         .iter()
-        .map(|e| e.trim_start_matches("sensor.burst=").parse().expect("a number"))
+        .map(|e| {
+            e.trim_start_matches("sensor.burst=")
+                .parse()
+                .expect("a number")
+        })
         .collect();
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "what arrives stays in order: {got:?}");
-    assert_eq!(got.len() as u64 + info.stats.mailbox_dropped, 50, "every event delivered or counted");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "what arrives stays in order: {got:?}"
+    );
+    assert_eq!(
+        got.len() as u64 + info.stats.mailbox_dropped,
+        50,
+        "every event delivered or counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -182,12 +236,20 @@ async fn a_plugin_reacting_to_its_own_writes_is_stopped_by_the_loop_guard() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     settle().await;
     // One external write, then one reaction per level until the guard refuses the next.
-    let final_value: u16 = state_of(&home, "counter.loop").expect("set").parse().expect("a number");
+    let final_value: u16 = state_of(&home, "counter.loop")
+        .expect("set")
+        .parse()
+        .expect("a number");
     assert_eq!(final_value, MAX_CONTEXT_DEPTH);
     assert_eq!(home.bus.loop_guard_refusals(), 1);
     let info = registry.get("looper").expect("listed");
     assert_eq!(info.stats.events, u64::from(MAX_CONTEXT_DEPTH) + 1);
-    assert!(info.health.last_error.as_deref().is_some_and(|e| e.contains("causal chain")));
+    assert!(
+        info.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("causal chain"))
+    );
     // The chain is bounded: nothing more happens.
     let events_before = home.bus.published();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -202,7 +264,10 @@ async fn runtime_and_api_mismatches_are_refused() {
     wasm["homecore"]["module"] = json!("wasmy.wasm");
     let wasm = PluginManifest::from_value(wasm).expect("valid");
     let err = registry
-        .load(PluginSpec::new(wasm.clone(), PluginSource::Wasm(Arc::from(&b"\0asm"[..]))))
+        .load(PluginSpec::new(
+            wasm.clone(),
+            PluginSource::Wasm(Arc::from(&b"\0asm"[..])),
+        ))
         .await
         .expect_err("no wasm runtime registered");
     assert!(matches!(err, RegistryError::NoRuntime { .. }), "{err:?}");
@@ -214,7 +279,10 @@ async fn runtime_and_api_mismatches_are_refused() {
         }))
         .await
         .expect_err("native code for a wasm manifest");
-    assert!(matches!(err, RegistryError::RuntimeMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, RegistryError::RuntimeMismatch { .. }),
+        "{err:?}"
+    );
     let mut future = to_value(&manifest("future", all_permissions(), &[]));
     future["homecore"]["api_version"] = json!("^2");
     let err = registry

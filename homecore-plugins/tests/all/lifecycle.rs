@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use homecore::{Context, Home};
-use homecore_plugins::{Lifecycle, PluginRegistry, RegistryError, OrderError, RuntimeKind};
+use homecore_plugins::{Lifecycle, OrderError, PluginRegistry, RegistryError, RuntimeKind};
 use serde_json::json;
 
 use crate::support::*;
@@ -59,7 +59,12 @@ async fn plugins_start_in_dependency_order() {
     // Each logs "setup"; dependency order shows in the registry's start record via list order
     // of running plugins and in that every dependent started after its dependency.
     assert_eq!(log.lock().expect("not poisoned").len(), 3);
-    assert!(registry.list().iter().all(|p| p.lifecycle == Lifecycle::Running));
+    assert!(
+        registry
+            .list()
+            .iter()
+            .all(|p| p.lifecycle == Lifecycle::Running)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -80,11 +85,19 @@ async fn dependency_cycle_is_named_and_others_still_start() {
         }
         other => panic!("expected a cycle, got {other:?}"),
     }
-    assert!(matches!(report.error("two"), Some(RegistryError::Order(OrderError::Cycle { .. }))));
+    assert!(matches!(
+        report.error("two"),
+        Some(RegistryError::Order(OrderError::Cycle { .. }))
+    ));
     assert_eq!(report.started(), ["three"]);
     let one = registry.get("one").expect("listed");
     assert_eq!(one.lifecycle, Lifecycle::Failed);
-    assert!(one.health.last_error.as_deref().is_some_and(|e| e.contains("one -> two -> one")));
+    assert!(
+        one.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("one -> two -> one"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,7 +142,10 @@ async fn duplicate_domain_is_refused_and_the_first_keeps_running() {
         ])
         .await;
     assert_eq!(report.started(), ["twin"]);
-    assert!(matches!(report.outcomes[1].1, Err(RegistryError::DuplicateDomain { .. })));
+    assert!(matches!(
+        report.outcomes[1].1,
+        Err(RegistryError::DuplicateDomain { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,11 +161,17 @@ async fn dependents_of_a_failed_plugin_do_not_start() {
             Script::default().spec(manifest("child", all_permissions(), &["base"])),
         ])
         .await;
-    assert!(matches!(report.error("base"), Some(RegistryError::SetupFailed { attempts: 4, .. })));
+    assert!(matches!(
+        report.error("base"),
+        Some(RegistryError::SetupFailed { attempts: 4, .. })
+    ));
     assert!(
         matches!(report.error("child"), Some(RegistryError::DependencyFailed { dependency, lifecycle: Lifecycle::Failed, .. }) if dependency == "base")
     );
-    assert_eq!(registry.get("child").expect("listed").lifecycle, Lifecycle::Failed);
+    assert_eq!(
+        registry.get("child").expect("listed").lifecycle,
+        Lifecycle::Failed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -166,22 +188,41 @@ async fn plugin_services_run_in_the_plugin_and_report_changed_states() {
         .expect("starts");
     let response = home
         .services
-        .call("flipper", "flip", json!({"entity_id": "light.porch"}), Context::new())
+        .call(
+            "flipper",
+            "flip",
+            json!({"entity_id": "light.porch"}),
+            Context::new(),
+        )
         .await
         .expect("handled");
     assert_eq!(response.response, Some(json!({"handled_by": "flipper"})));
     assert_eq!(response.changed_states.len(), 1);
-    assert_eq!(response.changed_states[0].entity_id().as_str(), "light.porch");
+    assert_eq!(
+        response.changed_states[0].entity_id().as_str(),
+        "light.porch"
+    );
     // A panic in a service call is that call's error.
     let err = home
         .services
-        .call("flipper", "flip", json!({"entity_id": "light.boom"}), Context::new())
+        .call(
+            "flipper",
+            "flip",
+            json!({"entity_id": "light.boom"}),
+            Context::new(),
+        )
         .await
         .expect_err("panicked");
     assert!(format!("{:?}", err).contains("Panicked"), "{err:?}");
-    assert_eq!(registry.get("flipper").expect("listed").lifecycle, Lifecycle::Running);
+    assert_eq!(
+        registry.get("flipper").expect("listed").lifecycle,
+        Lifecycle::Running
+    );
     registry.unload("flipper").await.expect("unloads");
-    assert!(!home.services.has("flipper", "flip"), "services go with the plugin");
+    assert!(
+        !home.services.has("flipper", "flip"),
+        "services go with the plugin"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -200,13 +241,22 @@ async fn reload_runs_teardown_then_a_fresh_setup() {
     assert_eq!(info.lifecycle, Lifecycle::Running);
     set(&home, "light.a", "on");
     settle().await;
-    assert_eq!(script.entries(), ["setup", "teardown", "setup", "light.a=on"]);
+    assert_eq!(
+        script.entries(),
+        ["setup", "teardown", "setup", "light.a=on"]
+    );
     assert_eq!(home.bus.subscriber_count(), 1, "the old mailbox is gone");
     registry.unload("re").await.expect("unloads");
     assert!(registry.get("re").is_none());
     assert_eq!(home.bus.subscriber_count(), 0);
-    assert!(matches!(registry.unload("re").await, Err(RegistryError::NotFound { .. })));
-    assert!(matches!(registry.reload("re").await, Err(RegistryError::NotFound { .. })));
+    assert!(matches!(
+        registry.unload("re").await,
+        Err(RegistryError::NotFound { .. })
+    ));
+    assert!(matches!(
+        registry.reload("re").await,
+        Err(RegistryError::NotFound { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]

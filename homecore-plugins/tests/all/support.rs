@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use homecore::{Attributes, Context, EntityId, Home, ServiceCall, StateChanged};
-use homecore_plugins::{HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginSource, PluginSpec};
+use homecore_plugins::{
+    HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginSource, PluginSpec,
+};
 use serde_json::{Value, json};
 
 pub(crate) fn id(s: &str) -> EntityId {
@@ -89,7 +91,9 @@ impl Script {
             manifest,
             PluginSource::native(move || {
                 assert!(!script.panic_in_new, "constructor exploded");
-                Scripted { script: script.clone() }
+                Scripted {
+                    script: script.clone(),
+                }
             }),
         )
     }
@@ -115,17 +119,33 @@ impl HomeCorePlugin for Scripted {
         if let Some(service) = self.script.service {
             ctx.register_service(service)?;
         }
-        self.script.log.lock().expect("not poisoned").push("setup".into());
+        self.script
+            .log
+            .lock()
+            .expect("not poisoned")
+            .push("setup".into());
         Ok(())
     }
 
     async fn teardown(&mut self, _ctx: &PluginContext) -> Result<(), PluginError> {
-        self.script.log.lock().expect("not poisoned").push("teardown".into());
+        self.script
+            .log
+            .lock()
+            .expect("not poisoned")
+            .push("teardown".into());
         Ok(())
     }
 
-    async fn on_state_changed(&mut self, ctx: &PluginContext, event: &StateChanged) -> Result<(), PluginError> {
-        let new = event.new_state.as_ref().map_or("<removed>", |s| s.state()).to_owned();
+    async fn on_state_changed(
+        &mut self,
+        ctx: &PluginContext,
+        event: &StateChanged,
+    ) -> Result<(), PluginError> {
+        let new = event
+            .new_state
+            .as_ref()
+            .map_or("<removed>", |s| s.state())
+            .to_owned();
         self.script
             .log
             .lock()
@@ -155,7 +175,11 @@ impl HomeCorePlugin for Scripted {
         Ok(())
     }
 
-    async fn call_service(&mut self, ctx: &PluginContext, call: &ServiceCall) -> Result<Option<Value>, PluginError> {
+    async fn call_service(
+        &mut self,
+        ctx: &PluginContext,
+        call: &ServiceCall,
+    ) -> Result<Option<Value>, PluginError> {
         let target = call
             .data
             .get("entity_id")

@@ -6,20 +6,24 @@ use std::time::Duration;
 use homecore::{Attributes, Context, Home};
 use homecore_integrations::motion_lights;
 use homecore_plugins::{
-    Lifecycle, PluginManifest, PluginRegistry, PluginSource, PluginSpec, WasmtimeConfig, WasmtimeRuntime,
+    Lifecycle, PluginManifest, PluginRegistry, PluginSource, PluginSpec, WasmtimeConfig,
+    WasmtimeRuntime,
 };
 use homecore_tests::guest::{example_manifest, example_wasm};
 use homecore_tests::{set, state_of};
 use serde_json::{Value, json};
 
 fn wasm_spec(config: Value) -> PluginSpec {
-    let manifest = PluginManifest::parse(&example_manifest()).expect("the example's manifest is valid");
+    let manifest =
+        PluginManifest::parse(&example_manifest()).expect("the example's manifest is valid");
     PluginSpec::new(manifest, PluginSource::Wasm(Arc::from(example_wasm()))).with_config(config)
 }
 
 fn registry(home: &Home) -> PluginRegistry {
     let wasm = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
-    PluginRegistry::builder(home.clone()).runtime(Arc::new(wasm)).build()
+    PluginRegistry::builder(home.clone())
+        .runtime(Arc::new(wasm))
+        .build()
 }
 
 /// Every state except the sensors written by the test itself, as comparable JSON (timestamps
@@ -49,14 +53,23 @@ async fn wait_until(home: &Home, entity: &str, state: &str) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("{entity} never became {state}: {:?}", state_of(home, entity));
+    panic!(
+        "{entity} never became {state}: {:?}",
+        state_of(home, entity)
+    );
 }
 
 /// Drives one home through a script of motion events, snapshotting after each step.
 async fn drive(home: &Home) -> Vec<Vec<(String, String, Value)>> {
-    let attrs = Attributes::try_from(json!({"brightness": 120, "color_mode": "brightness"})).expect("object");
+    let attrs = Attributes::try_from(json!({"brightness": 120, "color_mode": "brightness"}))
+        .expect("object");
     home.states
-        .set(&"light.kitchen".parse().expect("valid"), "off", attrs, &Context::new())
+        .set(
+            &"light.kitchen".parse().expect("valid"),
+            "off",
+            attrs,
+            &Context::new(),
+        )
         .expect("valid");
     let mut snaps = Vec::new();
     set(home, "binary_sensor.hall_motion", "on");
@@ -86,7 +99,11 @@ async fn wasm_and_native_motion_lights_produce_the_same_home() {
     let native_home = Home::new();
     let native = registry(&native_home);
     native
-        .load(motion_lights::spec().expect("valid").with_config(config.clone()))
+        .load(
+            motion_lights::spec()
+                .expect("valid")
+                .with_config(config.clone()),
+        )
         .await
         .expect("native starts");
     let native_snaps = drive(&native_home).await;
@@ -98,9 +115,19 @@ async fn wasm_and_native_motion_lights_produce_the_same_home() {
 
     assert_eq!(native_snaps, wasm_snaps, "same events, same home");
     let light = wasm_home.states.get_str("light.kitchen").expect("exists");
-    assert_eq!(light.attributes().get("brightness"), Some(&json!(120)), "attributes kept");
-    assert_eq!(light.context().origin.as_deref(), Some("motion_lights_wasm"));
-    assert!(light.context().parent_id.is_some(), "the reaction carries its cause");
+    assert_eq!(
+        light.attributes().get("brightness"),
+        Some(&json!(120)),
+        "attributes kept"
+    );
+    assert_eq!(
+        light.context().origin.as_deref(),
+        Some("motion_lights_wasm")
+    );
+    assert!(
+        light.context().parent_id.is_some(),
+        "the reaction carries its cause"
+    );
     let info = wasm.get("motion_lights_wasm").expect("listed");
     assert_eq!(info.lifecycle, Lifecycle::Running);
     assert_eq!(info.stats.errors, 0, "{info:?}");
@@ -130,15 +157,33 @@ async fn both_plugins_run_side_by_side_in_one_home() {
         wait_until(&home, "light.hall", "off").await;
         wait_until(&home, "light.kitchen", "off").await;
     }
-    assert_eq!(state_of(&home, "sensor.hall_motion_activations").as_deref(), Some("3"));
-    assert_eq!(state_of(&home, "sensor.kitchen_motion_activations").as_deref(), Some("3"));
-    assert_eq!(home.states.get_str("light.hall").and_then(|s| s.context().origin.clone()).as_deref(), Some("motion_lights"));
     assert_eq!(
-        home.states.get_str("light.kitchen").and_then(|s| s.context().origin.clone()).as_deref(),
+        state_of(&home, "sensor.hall_motion_activations").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        state_of(&home, "sensor.kitchen_motion_activations").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        home.states
+            .get_str("light.hall")
+            .and_then(|s| s.context().origin.clone())
+            .as_deref(),
+        Some("motion_lights")
+    );
+    assert_eq!(
+        home.states
+            .get_str("light.kitchen")
+            .and_then(|s| s.context().origin.clone())
+            .as_deref(),
         Some("motion_lights_wasm")
     );
     // Reload keeps the WASM plugin's storage: counts continue.
-    registry.reload("motion_lights_wasm").await.expect("reloads");
+    registry
+        .reload("motion_lights_wasm")
+        .await
+        .expect("reloads");
     set(&home, "binary_sensor.kitchen_motion", "on");
     wait_until(&home, "sensor.kitchen_motion_activations", "4").await;
     registry.shutdown().await;
@@ -157,7 +202,11 @@ async fn the_wasm_example_survives_a_million_events() {
     set(&home, "binary_sensor.hall_motion", "on");
     wait_until(&home, "light.hall", "on").await;
     let total: u64 = 1_000_000;
-    let delivered = |registry: &PluginRegistry| registry.get("motion_lights_wasm").map_or(0, |p| p.stats.events);
+    let delivered = |registry: &PluginRegistry| {
+        registry
+            .get("motion_lights_wasm")
+            .map_or(0, |p| p.stats.events)
+    };
     let id = "binary_sensor.hall_motion".parse().expect("valid");
     let ctx = Context::new();
     for i in 0..total {

@@ -282,9 +282,7 @@ const STRINGS: &[Span] = &[
     FLAG,
 ];
 
-/// The async import. A guest that imports it cannot currently be set up (see
-/// `hostile_imports::a_guest_importing_service_call_starts`), so [`all_imports`] leaves it out
-/// and the tests that need it add this.
+/// The async import; [`all_imports`] leaves it out and the tests that need it add this.
 pub(crate) const SERVICE_CALL_IMPORT: &str = r#"(import "homecore_v1" "service_call" (func $service_call (param i32 i32 i32 i32) (result i32)))"#;
 
 /// Every ABI v1 import but `service_call`, each named after itself (`$log`, `$state_set`, …).

@@ -297,13 +297,11 @@ async fn a_plugin_stuck_in_a_loop_never_delays_other_plugins_or_the_runtime() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the epoch callback yields with UpdateDeadline::Yield, which re-wakes the task at once, so on a current-thread runtime tokio's timer driver runs only every ~61 ticks (~300 ms) while a guest spins (instance.rs new_store)"]
 async fn a_plugin_stuck_in_a_loop_yields_even_on_a_single_thread_runtime() {
     spinning_delays_nobody(20, 1000).await;
 }
 
 #[tokio::test]
-#[ignore = "bug: hc_alloc (and hc_free) run as synchronous calls that never yield, so a guest looping in hc_alloc holds its tokio worker until the deadline"]
 async fn a_plugin_stuck_in_hc_alloc_never_delays_the_runtime() {
     let (home, registry) = hostile_registry();
     let mut neighbour = Neighbour::load(&registry).await;

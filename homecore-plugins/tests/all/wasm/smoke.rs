@@ -22,7 +22,9 @@ fn writer() -> Guest {
 async fn a_wat_guest_receives_events_and_writes_through_the_abi() {
     let (home, registry, wasm) = home_with_wasm();
     let mut guest = writer();
-    guest.imports.push_str(r#"(import "homecore_v1" "subscribe" (func $subscribe (param i32 i32) (result i32)))"#);
+    guest.imports.push_str(
+        r#"(import "homecore_v1" "subscribe" (func $subscribe (param i32 i32) (result i32)))"#,
+    );
     guest.data.push_str(r#"(data (i32.const 48) "light.*")"#);
     guest.setup = "(call $subscribe (i32.const 48) (i32.const 7))".into();
     let spec = wasm_spec(
@@ -96,11 +98,16 @@ async fn wrong_or_missing_abi_versions_and_bad_modules_are_refused_at_load() {
             .await
             .expect_err(domain);
         match &err {
-            RegistryError::Load { source, .. } => assert!(expected(source), "{domain}: unexpected {source:?}"),
+            RegistryError::Load { source, .. } => {
+                assert!(expected(source), "{domain}: unexpected {source:?}")
+            }
             other => panic!("{domain}: expected a load error, got {other:?}"),
         }
         assert!(!err.to_string().is_empty());
-        assert_eq!(registry.get(domain).expect("listed").lifecycle, Lifecycle::Failed);
+        assert_eq!(
+            registry.get(domain).expect("listed").lifecycle,
+            Lifecycle::Failed
+        );
     }
 }
 
@@ -108,12 +115,16 @@ async fn wrong_or_missing_abi_versions_and_bad_modules_are_refused_at_load() {
 async fn an_infinite_loop_is_stopped_by_fuel_or_deadline_and_the_plugin_recovers() {
     let (home, registry, _wasm) = home_with_wasm();
     let mut guest = writer();
-    guest.imports.push_str(r#"(import "homecore_v1" "subscribe" (func $subscribe (param i32 i32) (result i32)))"#);
+    guest.imports.push_str(
+        r#"(import "homecore_v1" "subscribe" (func $subscribe (param i32 i32) (result i32)))"#,
+    );
     guest.data.push_str(r#"(data (i32.const 48) "light.*")"#);
     guest.setup = "(call $subscribe (i32.const 48) (i32.const 7))".into();
     // Loops forever when the event's first byte is '{' and "loop" appears... simply: loop on
     // the first event only, using a global flag.
-    guest.data.push_str("(global $first (mut i32) (i32.const 1))");
+    guest
+        .data
+        .push_str("(global $first (mut i32) (i32.const 1))");
     guest.on_state_changed = "(if (global.get $first) (then (global.set $first (i32.const 0)) (loop $l (br $l)))) (drop (call $state_set (i32.const 16) (i32.const 11) (i32.const 32) (i32.const 1) (i32.const 0) (i32.const 0))) (i32.const 0)".into();
     let spec = wasm_spec(
         "looper",
@@ -135,7 +146,10 @@ async fn an_infinite_loop_is_stopped_by_fuel_or_deadline_and_the_plugin_recovers
     let info = registry.get("looper").expect("listed");
     assert!(info.stats.errors >= 1, "{info:?}");
     assert!(
-        info.health.last_error.as_deref().is_some_and(|e| e.contains("fuel exhausted") || e.contains("deadline")),
+        info.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("fuel exhausted") || e.contains("deadline")),
         "{info:?}"
     );
     assert_eq!(info.lifecycle, Lifecycle::Running);
