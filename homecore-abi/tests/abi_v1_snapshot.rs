@@ -7,14 +7,14 @@ use homecore_abi::v1;
 
 fn render() -> String {
     let mut out = String::new();
-    writeln!(out, "version {}", v1::ABI_VERSION).unwrap();
-    writeln!(out, "import module {}", v1::IMPORT_MODULE).unwrap();
-    writeln!(out, "section {}", v1::ABI_SECTION).unwrap();
-    writeln!(out, "memory {}", v1::EXPORT_MEMORY).unwrap();
-    writeln!(out, "max payload {}", v1::MAX_PAYLOAD).unwrap();
-    writeln!(out, "max event {}", v1::MAX_EVENT).unwrap();
-    writeln!(out, "max log line {}", v1::MAX_LOG_LINE).unwrap();
-    writeln!(out, "max timers {}", v1::MAX_TIMERS).unwrap();
+    writeln!(out, "version {}", v1::ABI_VERSION).expect("writing to a String cannot fail");
+    writeln!(out, "import module {}", v1::IMPORT_MODULE).expect("writing to a String cannot fail");
+    writeln!(out, "section {}", v1::ABI_SECTION).expect("writing to a String cannot fail");
+    writeln!(out, "memory {}", v1::EXPORT_MEMORY).expect("writing to a String cannot fail");
+    writeln!(out, "max payload {}", v1::MAX_PAYLOAD).expect("writing to a String cannot fail");
+    writeln!(out, "max event {}", v1::MAX_EVENT).expect("writing to a String cannot fail");
+    writeln!(out, "max log line {}", v1::MAX_LOG_LINE).expect("writing to a String cannot fail");
+    writeln!(out, "max timers {}", v1::MAX_TIMERS).expect("writing to a String cannot fail");
     for (kind, table) in [("import", v1::IMPORTS), ("export", v1::EXPORTS)] {
         for f in table {
             let params: Vec<String> = f.params.iter().map(ToString::to_string).collect();
@@ -27,11 +27,11 @@ fn render() -> String {
                 params.join(", "),
                 results.join(", ")
             )
-            .unwrap();
+            .expect("writing to a String cannot fail");
         }
     }
     for s in v1::Status::ALL {
-        writeln!(out, "status {:?} = {}", s, s.code()).unwrap();
+        writeln!(out, "status {:?} = {}", s, s.code()).expect("writing to a String cannot fail");
     }
     out
 }
