@@ -785,7 +785,7 @@ mod tests {
         // The reactor publishes "b" from another thread as soon as it receives "a"; the
         // observer (matched after the reactor) must still see "a" first, every time.
         let bus = EventBus::new();
-        let mut reactor = bus.subscribe([glob("test.a")], 1024).expect("ok");
+        let mut reactor = bus.subscribe([glob("test.a")], 1 << 16).expect("ok");
         let mut observer = bus
             .subscribe([EventFilter::AllStateChanges], 1 << 16)
             .expect("ok");

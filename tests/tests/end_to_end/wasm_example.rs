@@ -47,7 +47,8 @@ fn snapshot(home: &Home) -> Vec<(String, String, Value)> {
 }
 
 async fn wait_until(home: &Home, entity: &str, state: &str) {
-    for _ in 0..400 {
+    // Generous: CI machines are slow and busy; the loop ends as soon as the state is there.
+    for _ in 0..4000 {
         if state_of(home, entity).as_deref() == Some(state) {
             return;
         }
