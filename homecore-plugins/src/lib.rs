@@ -65,7 +65,7 @@
 //!
 //! # Cargo features
 //!
-//! - `wasmtime` (off by default): `WasmtimeRuntime` (module [`wasm`]) and its configuration. Without it
+//! - `wasmtime` (off by default): `WasmtimeRuntime` (module `wasm`) and its configuration. Without it
 //!   the crate builds and tests with no WASM engine.
 #![forbid(unsafe_code)]
 
