@@ -1,0 +1,2 @@
+//! homecore-package (under construction).
+#![forbid(unsafe_code)]

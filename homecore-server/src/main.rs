@@ -1,0 +1,3 @@
+//! The `homecore` binary.
+#![forbid(unsafe_code)]
+fn main() {}

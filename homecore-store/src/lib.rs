@@ -1,0 +1,2 @@
+//! homecore-store (under construction).
+#![forbid(unsafe_code)]
