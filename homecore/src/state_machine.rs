@@ -155,6 +155,23 @@ impl StateMachine {
         }
     }
 
+    /// Puts a state read back from storage into the machine as it was stored: its
+    /// `last_changed`, `last_updated` and context are kept (a [`StateMachine::set`] would stamp
+    /// the current time). An entity that already has a state keeps it (a write since start is
+    /// newer than anything stored) and `false` is returned. An inserted state is published
+    /// like a new entity's first state.
+    pub fn restore(&self, state: State) -> bool {
+        let entity_id = state.entity_id().clone();
+        let Entry::Vacant(slot) = self.inner.states.entry(entity_id.clone()) else {
+            return false;
+        };
+        let state = Arc::new(state);
+        slot.insert(Arc::clone(&state));
+        let context = state.context().clone();
+        self.publish(&entity_id, None, Some(state), &context, Utc::now());
+        true
+    }
+
     /// Removes an entity, publishing a change with no new state. Returns the removed state.
     ///
     /// # Errors
@@ -361,6 +378,34 @@ mod tests {
         assert!(e2.new_state.is_none());
         assert!(sm.get(&id("lock.front")).is_none());
         assert_eq!(sm.remove(&id("lock.front"), &ctx), Ok(None));
+    }
+
+    #[test]
+    fn restore_keeps_timestamps_and_never_overwrites() {
+        let sm = StateMachine::new(EventBus::new());
+        let mut sub = sm
+            .bus()
+            .subscribe([EventFilter::AllStateChanges], 8)
+            .expect("ok");
+        let at = chrono::DateTime::parse_from_rfc3339("2024-03-01T12:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let ctx = Context::for_user("alice");
+        let stored = State::restore(id("light.a"), "on", Attributes::new(), at, at, ctx.clone())
+            .expect("valid");
+        assert!(sm.restore(stored.clone()));
+        let got = sm.get(&id("light.a")).expect("restored");
+        assert_eq!(got.last_changed(), at);
+        assert_eq!(got.last_updated(), at);
+        assert_eq!(got.context(), &ctx);
+        assert!(sub.try_recv().is_some(), "a restore is published");
+        sm.set(&id("light.a"), "off", Attributes::new(), &Context::new())
+            .expect("ok");
+        assert!(!sm.restore(stored), "a live state is never replaced");
+        assert_eq!(
+            sm.get(&id("light.a")).map(|s| s.state().to_owned()),
+            Some("off".into())
+        );
     }
 
     #[test]
