@@ -202,7 +202,10 @@ impl FromStr for PublicKey {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let syntax = || KeyError::PublicKeySyntax { text: cap(text) };
-        let b64 = text.trim().strip_prefix(PUBLIC_KEY_PREFIX).ok_or_else(syntax)?;
+        let b64 = text
+            .trim()
+            .strip_prefix(PUBLIC_KEY_PREFIX)
+            .ok_or_else(syntax)?;
         let bytes: [u8; 32] = STANDARD
             .decode(b64)
             .map_err(|_| syntax())?
@@ -284,7 +287,10 @@ pub fn key_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// Generates a key pair and writes `<name>.key` (mode 0600) and `<name>.pub` in `dir`.
 /// Neither file may exist; the private key is created exclusively with its final mode, so
 /// it is never readable by others, even for an instant.
-pub(crate) fn generate_files(dir: &Path, name: &str) -> Result<(PublicKey, PathBuf, PathBuf), KeyError> {
+pub(crate) fn generate_files(
+    dir: &Path,
+    name: &str,
+) -> Result<(PublicKey, PathBuf, PathBuf), KeyError> {
     check_key_name(name)?;
     let (secret_path, public_path) = key_paths(dir, name);
     if public_path.exists() {
@@ -362,7 +368,11 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let syntax = || KeyError::SecretKeySyntax {
         path: path.to_owned(),
     };
-    let b64 = text.0.trim().strip_prefix(SECRET_KEY_PREFIX).ok_or_else(syntax)?;
+    let b64 = text
+        .0
+        .trim()
+        .strip_prefix(SECRET_KEY_PREFIX)
+        .ok_or_else(syntax)?;
     let mut bytes = STANDARD.decode(b64).map_err(|_| syntax())?;
     let seed: Result<[u8; 32], _> = bytes.as_slice().try_into();
     bytes.fill(0);
@@ -391,7 +401,8 @@ mod tests {
     #[test]
     fn keygen_writes_a_0600_private_key_and_a_loadable_public_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (public, secret_path, public_path) = generate_files(dir.path(), "alice").expect("keygen");
+        let (public, secret_path, public_path) =
+            generate_files(dir.path(), "alice").expect("keygen");
         let mode = std::fs::metadata(&secret_path).expect("exists").mode() & 0o777;
         assert_eq!(mode, 0o600);
         let signing = load_signing_key(&secret_path).expect("loads");
@@ -421,9 +432,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, secret_path, _) = generate_files(dir.path(), "k").expect("keygen");
-        std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
         let err = load_signing_key(&secret_path).expect_err("insecure");
-        assert!(matches!(err, KeyError::InsecurePermissions { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, KeyError::InsecurePermissions { mode: 0o644, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"));
     }
 
@@ -434,9 +449,15 @@ mod tests {
         let path = dir.path().join("bad.key");
         std::fs::write(&path, "ed25519-secret:not base64!").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert!(matches!(load_signing_key(&path), Err(KeyError::SecretKeySyntax { .. })));
+        assert!(matches!(
+            load_signing_key(&path),
+            Err(KeyError::SecretKeySyntax { .. })
+        ));
         std::fs::write(&path, vec![b'a'; 5000]).expect("write");
-        assert!(matches!(load_signing_key(&path), Err(KeyError::TooLarge { .. })));
+        assert!(matches!(
+            load_signing_key(&path),
+            Err(KeyError::TooLarge { .. })
+        ));
         assert!(matches!(
             load_signing_key(&dir.path().join("missing.key")),
             Err(KeyError::Io { action: "read", .. })
@@ -450,13 +471,22 @@ mod tests {
         assert!(text.starts_with("ed25519:"));
         assert_eq!(text.parse::<PublicKey>().expect("parses"), key);
         for bad in ["", "ed25519:", "rsa:AAAA", "ed25519:AAAA", "ed25519:!!!"] {
-            assert!(matches!(bad.parse::<PublicKey>(), Err(KeyError::PublicKeySyntax { .. })), "{bad}");
+            assert!(
+                matches!(
+                    bad.parse::<PublicKey>(),
+                    Err(KeyError::PublicKeySyntax { .. })
+                ),
+                "{bad}"
+            );
         }
         // The identity point is a weak key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let weak = format!("ed25519:{}", STANDARD.encode(identity));
-        assert!(matches!(weak.parse::<PublicKey>(), Err(KeyError::InvalidPublicKey { .. })));
+        assert!(matches!(
+            weak.parse::<PublicKey>(),
+            Err(KeyError::InvalidPublicKey { .. })
+        ));
     }
 
     #[test]
@@ -465,10 +495,22 @@ mod tests {
         let id = key.id();
         let text = id.to_string();
         assert_eq!(text.len(), 16);
-        assert_eq!(text, hex::encode(&Sha256::digest(key.verifying_key().as_bytes())[..8]));
+        assert_eq!(
+            text,
+            hex::encode(&Sha256::digest(key.verifying_key().as_bytes())[..8])
+        );
         assert_eq!(text.parse::<KeyId>().expect("parses"), id);
-        for bad in ["", "abc", "ABCDEF0123456789", "zzzzzzzzzzzzzzzz", "0123456789abcdef0"] {
-            assert!(matches!(bad.parse::<KeyId>(), Err(KeyError::KeyIdSyntax { .. })), "{bad}");
+        for bad in [
+            "",
+            "abc",
+            "ABCDEF0123456789",
+            "zzzzzzzzzzzzzzzz",
+            "0123456789abcdef0",
+        ] {
+            assert!(
+                matches!(bad.parse::<KeyId>(), Err(KeyError::KeyIdSyntax { .. })),
+                "{bad}"
+            );
         }
     }
 }

@@ -1,0 +1,459 @@
+//! Safe discovery of a plugins directory: every package read, verified and checked; bad ones
+//! reported and skipped, the rest accepted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use homecore_plugins::{Permissions, PluginManifest, PluginSource, PluginSpec};
+use semver::Version;
+use serde_json::Value;
+
+use crate::compat::{self, CompatError};
+use crate::versions::{self, RollbackError};
+use crate::{
+    AcceptedVersions, KeyId, PackageError, PackageFiles, PackageLimits, Sha256Hash, Signer,
+    TrustError, TrustPolicy,
+};
+
+/// Most entries considered in one plugins directory.
+pub const MAX_PLUGINS_DIR_ENTRIES: usize = 4096;
+
+/// Why discovery refused a package (or could not list the directory).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The plugins directory itself could not be listed (fatal for the whole run).
+    #[error("cannot list the plugins directory {path}")]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The plugins directory holds more than [`MAX_PLUGINS_DIR_ENTRIES`] entries (fatal).
+    #[error("the plugins directory {path} holds more than {MAX_PLUGINS_DIR_ENTRIES} entries")]
+    TooManyEntries {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A directory name that is not a valid plugin domain.
+    #[error(
+        "directory name {name:?} is not a valid plugin domain ([a-z0-9_], not starting or ending with '_', no '__')"
+    )]
+    BadDirName {
+        /// The name (lossy UTF-8, capped).
+        name: String,
+    },
+    /// The manifest's domain differs from the directory name.
+    #[error(
+        "package directory {dir} holds plugin {domain}; the directory must be named after the domain"
+    )]
+    DomainMismatch {
+        /// The directory name.
+        dir: String,
+        /// The manifest's domain.
+        domain: String,
+    },
+    /// A package for a domain that a native plugin already has.
+    #[error("plugin {domain} is a native plugin; a package may not shadow it")]
+    ShadowsNative {
+        /// The domain.
+        domain: String,
+    },
+    /// Two packages for the same domain.
+    #[error("plugin {domain} is already provided by {first}")]
+    Duplicate {
+        /// The domain.
+        domain: String,
+        /// The package accepted first.
+        first: PathBuf,
+    },
+    /// The package's files could not be read.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The trust policy refused it.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Rollback protection refused it.
+    #[error(transparent)]
+    Rollback(#[from] RollbackError),
+    /// It is incompatible with the host or with its dependencies.
+    #[error(transparent)]
+    Compat(#[from] CompatError),
+}
+
+/// A package that passed every check: its files, exactly as verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedPackage {
+    path: PathBuf,
+    manifest: Arc<PluginManifest>,
+    module: Arc<[u8]>,
+    module_sha256: Sha256Hash,
+    signer: Signer,
+    abi_version: u32,
+}
+
+impl VerifiedPackage {
+    /// The package directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The plugin's domain.
+    #[must_use]
+    pub fn domain(&self) -> &str {
+        &self.manifest.domain
+    }
+
+    /// The plugin's version.
+    #[must_use]
+    pub fn version(&self) -> &Version {
+        &self.manifest.version
+    }
+
+    /// Who signed it.
+    #[must_use]
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The signing key's id (`None`: unsigned, dev mode).
+    #[must_use]
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.signer.key_id()
+    }
+
+    /// The module's SHA-256.
+    #[must_use]
+    pub fn module_sha256(&self) -> &Sha256Hash {
+        &self.module_sha256
+    }
+
+    /// The manifest, as verified.
+    #[must_use]
+    pub fn manifest(&self) -> &Arc<PluginManifest> {
+        &self.manifest
+    }
+
+    /// The module's bytes, as verified (hand these, and nothing re-read from disk, to the
+    /// runtime).
+    #[must_use]
+    pub fn module(&self) -> &Arc<[u8]> {
+        &self.module
+    }
+
+    /// The module's declared ABI version.
+    #[must_use]
+    pub fn abi_version(&self) -> u32 {
+        self.abi_version
+    }
+
+    /// A registry spec for this plugin: the verified manifest and module, with the operator's
+    /// configuration and grant (`None`: everything the manifest declares).
+    #[must_use]
+    pub fn into_spec(self, config: Value, grant: Option<Permissions>) -> PluginSpec {
+        PluginSpec {
+            manifest: self.manifest,
+            source: PluginSource::Wasm(self.module),
+            config,
+            grant,
+        }
+    }
+}
+
+/// A package discovery refused.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The package's path.
+    pub path: PathBuf,
+    /// Why.
+    pub error: DiscoveryError,
+}
+
+/// What [`discover`] found.
+#[derive(Debug, Default)]
+pub struct DiscoveryReport {
+    /// Packages that may load, sorted by domain.
+    pub accepted: Vec<VerifiedPackage>,
+    /// Packages refused, sorted by path, each with its reason.
+    pub rejected: Vec<Rejected>,
+}
+
+impl DiscoveryReport {
+    /// The accepted package for `domain`.
+    #[must_use]
+    pub fn get(&self, domain: &str) -> Option<&VerifiedPackage> {
+        self.accepted.iter().find(|p| p.domain() == domain)
+    }
+
+    /// The rejection of the package at `plugins_dir/<name>`, if refused.
+    #[must_use]
+    pub fn rejection(&self, name: &str) -> Option<&DiscoveryError> {
+        self.rejected
+            .iter()
+            .find(|r| r.path.file_name().is_some_and(|n| n == name))
+            .map(|r| &r.error)
+    }
+}
+
+impl fmt::Display for DiscoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.accepted {
+            writeln!(
+                f,
+                "accepted {} {} ({}, module sha256 {})",
+                p.domain(),
+                p.version(),
+                p.signer,
+                p.module_sha256
+            )?;
+        }
+        for r in &self.rejected {
+            writeln!(
+                f,
+                "refused  {}: {}",
+                r.path.display(),
+                crate::cli::chain(&r.error)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads, verifies and checks one package directory against the policy and the host (no
+/// cross-package checks, no rollback record). Used by [`discover`] and by `verify`.
+pub(crate) fn verify_files(
+    dir: &Path,
+    policy: &TrustPolicy,
+    limits: &PackageLimits,
+) -> Result<(PackageFiles, Signer, u32), DiscoveryError> {
+    let files = PackageFiles::read(dir, limits)?;
+    let signer = policy.check(&files)?;
+    let abi = compat::check_host(&files.manifest, &files.module)?;
+    Ok((files, signer, abi))
+}
+
+/// Checks one entry of the plugins directory up to (not including) cross-package rules.
+fn check_entry(
+    path: &Path,
+    policy: &TrustPolicy,
+    accepted: &dyn AcceptedVersions,
+    native: &BTreeMap<&str, &Version>,
+    limits: &PackageLimits,
+) -> Result<VerifiedPackage, DiscoveryError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if homecore::validate_domain(&name).is_err() {
+        return Err(DiscoveryError::BadDirName {
+            name: crate::key::cap(&name),
+        });
+    }
+    let (files, signer, abi_version) = verify_files(path, policy, limits)?;
+    let domain = files.domain().to_owned();
+    if domain != name {
+        return Err(DiscoveryError::DomainMismatch { dir: name, domain });
+    }
+    if native.contains_key(domain.as_str()) {
+        return Err(DiscoveryError::ShadowsNative { domain });
+    }
+    compat::dependency_requirements(&files.manifest)?;
+    match signer {
+        // Dev-mode unsigned packages neither move nor meet the rollback floor: anyone who can
+        // write the directory could pick their version.
+        Signer::Unsigned => {}
+        Signer::Publisher { .. } => {
+            versions::check_and_record(&domain, files.version(), policy, accepted)?;
+        }
+    }
+    Ok(VerifiedPackage {
+        path: path.to_owned(),
+        manifest: files.manifest,
+        module: files.module,
+        module_sha256: files.module_sha256,
+        signer,
+        abi_version,
+    })
+}
+
+/// Discovers the packages in `plugins_dir` (one directory per plugin, named after its domain)
+/// with the default [`PackageLimits`]; see [`discover_with_limits`].
+///
+/// # Errors
+/// As [`discover_with_limits`].
+pub fn discover(
+    plugins_dir: &Path,
+    policy: &TrustPolicy,
+    accepted: &dyn AcceptedVersions,
+    native: &[(String, Version)],
+) -> Result<DiscoveryReport, DiscoveryError> {
+    discover_with_limits(
+        plugins_dir,
+        policy,
+        accepted,
+        native,
+        &PackageLimits::default(),
+    )
+}
+
+/// Discovers the packages in `plugins_dir`.
+///
+/// For each entry, in name order: the name must be a valid domain and the entry a real
+/// directory (no symlink); the whole package tree must be free of symlinks and special files;
+/// `manifest.json`, `signature.json` and the module are each read once within `limits`; the
+/// signature is verified under `policy` before anything else looks at the module; the host API
+/// and ABI versions must be compatible; the manifest's domain must be the directory name and
+/// not a `native` plugin's; a signed package's version must pass rollback protection (and is
+/// recorded in `accepted`). Then, across packages, every `dependencies` entry must be a native
+/// plugin or an accepted package at a version matching `homecore.dependency_versions`; a
+/// package whose dependency was refused is refused too. Entries whose name starts with `.` are
+/// skipped (staging directories, editor files).
+///
+/// Every refusal is logged at error level and returned in [`DiscoveryReport::rejected`]; one
+/// bad package never stops the others.
+///
+/// # Errors
+/// Only when the directory itself cannot be listed ([`DiscoveryError::ListDir`]) or is
+/// unreasonably large ([`DiscoveryError::TooManyEntries`]).
+pub fn discover_with_limits(
+    plugins_dir: &Path,
+    policy: &TrustPolicy,
+    accepted: &dyn AcceptedVersions,
+    native: &[(String, Version)],
+    limits: &PackageLimits,
+) -> Result<DiscoveryReport, DiscoveryError> {
+    let list_err = |source| DiscoveryError::ListDir {
+        path: plugins_dir.to_owned(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(plugins_dir).map_err(list_err)? {
+        let entry = entry.map_err(list_err)?;
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            tracing::debug!(path = %entry.path().display(), "skipping hidden entry in the plugins directory");
+            continue;
+        }
+        paths.push(entry.path());
+        if paths.len() > MAX_PLUGINS_DIR_ENTRIES {
+            return Err(DiscoveryError::TooManyEntries {
+                path: plugins_dir.to_owned(),
+            });
+        }
+    }
+    paths.sort();
+    let native: BTreeMap<&str, &Version> = native.iter().map(|(d, v)| (d.as_str(), v)).collect();
+
+    let mut report = DiscoveryReport::default();
+    let mut candidates: BTreeMap<String, VerifiedPackage> = BTreeMap::new();
+    for path in paths {
+        match check_entry(&path, policy, accepted, &native, limits) {
+            Ok(package) => {
+                if let Some(first) = candidates.get(package.domain()) {
+                    let error = DiscoveryError::Duplicate {
+                        domain: package.domain().to_owned(),
+                        first: first.path.clone(),
+                    };
+                    report.rejected.push(Rejected { path, error });
+                } else {
+                    candidates.insert(package.domain().to_owned(), package);
+                }
+            }
+            Err(error) => report.rejected.push(Rejected { path, error }),
+        }
+    }
+
+    // Dependencies, to a fixed point: refusing one package may refuse its dependents.
+    let mut refused_domains: BTreeSet<String> = report
+        .rejected
+        .iter()
+        .filter_map(|r| r.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    loop {
+        let mut newly_refused = Vec::new();
+        for (domain, package) in &candidates {
+            if let Err(err) = check_dependencies(package, &candidates, &native, &refused_domains) {
+                newly_refused.push((domain.clone(), err));
+            }
+        }
+        if newly_refused.is_empty() {
+            break;
+        }
+        for (domain, err) in newly_refused {
+            if let Some(package) = candidates.remove(&domain) {
+                refused_domains.insert(domain);
+                report.rejected.push(Rejected {
+                    path: package.path,
+                    error: err.into(),
+                });
+            }
+        }
+    }
+
+    for r in &report.rejected {
+        tracing::error!(path = %r.path.display(), error = %crate::cli::chain(&r.error), "plugin package refused");
+    }
+    for package in candidates.values() {
+        tracing::info!(
+            plugin = %package.domain(),
+            version = %package.version(),
+            signer = %package.signer,
+            module_sha256 = %package.module_sha256,
+            "plugin package accepted"
+        );
+    }
+    report.accepted = candidates.into_values().collect();
+    report.rejected.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+/// Checks one candidate's dependencies against the natives and the other candidates.
+fn check_dependencies(
+    package: &VerifiedPackage,
+    candidates: &BTreeMap<String, VerifiedPackage>,
+    native: &BTreeMap<&str, &Version>,
+    refused: &BTreeSet<String>,
+) -> Result<(), CompatError> {
+    let manifest = &package.manifest;
+    let requirements = compat::dependency_requirements(manifest)?;
+    let installed = |dep: &str| -> Option<&Version> {
+        native
+            .get(dep)
+            .copied()
+            .or_else(|| candidates.get(dep).map(VerifiedPackage::version))
+    };
+    let domain = manifest.domain.clone();
+    for dep in &manifest.dependencies {
+        if installed(dep).is_none() {
+            return Err(if refused.contains(dep) {
+                CompatError::DependencyRefused {
+                    domain,
+                    dependency: dep.clone(),
+                }
+            } else {
+                CompatError::MissingDependency {
+                    domain,
+                    dependency: dep.clone(),
+                }
+            });
+        }
+    }
+    for (dep, required) in requirements {
+        if let Some(found) = installed(&dep)
+            && !required.matches(found)
+        {
+            return Err(CompatError::DependencyVersion {
+                domain,
+                dependency: dep,
+                required,
+                found: found.clone(),
+            });
+        }
+    }
+    Ok(())
+}

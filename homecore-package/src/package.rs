@@ -1,0 +1,187 @@
+//! One package directory read from disk: every file read once, within its cap, before any
+//! trust decision; nothing compiled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use homecore_plugins::{MAX_MANIFEST_BYTES, ManifestError, PluginManifest, RuntimeKind};
+
+use crate::format::{DigestInput, MANIFEST_FILE, SIGNATURE_FILE, signed_message};
+use crate::read::{ReadError, check_tree, read_capped, read_required};
+use crate::{DetachedSignature, FormatError, Sha256Hash};
+
+/// Size caps applied while reading a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackageLimits {
+    /// Largest `manifest.json`, bytes (default: the manifest parser's own cap, 1 MiB).
+    pub manifest_bytes: u64,
+    /// Largest module, bytes (default 32 MiB).
+    pub module_bytes: u64,
+    /// Largest `signature.json`, bytes (default 4 KiB).
+    pub signature_bytes: u64,
+}
+
+impl Default for PackageLimits {
+    fn default() -> Self {
+        Self {
+            manifest_bytes: MAX_MANIFEST_BYTES as u64,
+            module_bytes: 32 << 20,
+            signature_bytes: 4096,
+        }
+    }
+}
+
+/// Why a package directory could not be read as a package.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackageError {
+    /// A file could not be read safely (symlink, special file, too large, bad name, I/O).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// `manifest.json` does not parse or validate.
+    #[error("{path} is not a valid HomeCore manifest")]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Every problem found.
+        #[source]
+        source: ManifestError,
+    },
+    /// A package holds a WASM plugin; native plugins are compiled in.
+    #[error("plugin {domain} declares runtime {runtime}; packages hold WASM plugins only")]
+    NotWasm {
+        /// The plugin.
+        domain: String,
+        /// Its declared runtime.
+        runtime: RuntimeKind,
+    },
+    /// The manifest names no module (`homecore.module`).
+    #[error("plugin {domain}'s manifest names no module (homecore.module)")]
+    NoModule {
+        /// The plugin.
+        domain: String,
+    },
+    /// `signature.json` is malformed.
+    #[error("{path} is not a valid signature file")]
+    Signature {
+        /// The signature file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: FormatError,
+    },
+}
+
+/// A package's files as read from disk, not yet trusted.
+#[derive(Debug, Clone)]
+pub struct PackageFiles {
+    /// The package directory.
+    pub dir: PathBuf,
+    /// `manifest.json` exactly as read.
+    pub manifest_bytes: Arc<[u8]>,
+    /// The parsed manifest.
+    pub manifest: Arc<PluginManifest>,
+    /// The module's file name (from `homecore.module`).
+    pub module_name: String,
+    /// The module's bytes.
+    pub module: Arc<[u8]>,
+    /// The module's SHA-256.
+    pub module_sha256: Sha256Hash,
+    /// The detached signature, if the package has one.
+    pub signature: Option<DetachedSignature>,
+}
+
+impl PackageFiles {
+    /// Reads a package directory: checks the whole tree for symlinks and special files, then
+    /// reads `manifest.json`, `signature.json` (optional) and the module the manifest names,
+    /// each once and within `limits`.
+    ///
+    /// # Errors
+    /// A [`PackageError`] naming the file and what is wrong.
+    pub fn read(dir: &Path, limits: &PackageLimits) -> Result<Self, PackageError> {
+        check_tree(dir)?;
+        let manifest_bytes = read_required(dir, MANIFEST_FILE, limits.manifest_bytes)?;
+        let manifest = PluginManifest::from_slice(&manifest_bytes).map_err(|source| {
+            PackageError::Manifest {
+                path: dir.join(MANIFEST_FILE),
+                source,
+            }
+        })?;
+        let runtime = manifest.runtime();
+        if runtime != RuntimeKind::Wasm {
+            return Err(PackageError::NotWasm {
+                domain: manifest.domain,
+                runtime,
+            });
+        }
+        let module_name = manifest
+            .homecore
+            .as_ref()
+            .and_then(|h| h.module.clone())
+            .ok_or_else(|| PackageError::NoModule {
+                domain: manifest.domain.clone(),
+            })?;
+        let signature = read_capped(dir, SIGNATURE_FILE, limits.signature_bytes)?
+            .map(|bytes| DetachedSignature::from_slice(&bytes))
+            .transpose()
+            .map_err(|source| PackageError::Signature {
+                path: dir.join(SIGNATURE_FILE),
+                source,
+            })?;
+        let module = read_required(dir, &module_name, limits.module_bytes)?;
+        let module_sha256 = Sha256Hash::of(&module);
+        Ok(Self {
+            dir: dir.to_owned(),
+            manifest_bytes: manifest_bytes.into(),
+            manifest: Arc::new(manifest),
+            module_name,
+            module: module.into(),
+            module_sha256,
+            signature,
+        })
+    }
+
+    /// The plugin's domain (from the manifest).
+    #[must_use]
+    pub fn domain(&self) -> &str {
+        &self.manifest.domain
+    }
+
+    /// The plugin's version (from the manifest).
+    #[must_use]
+    pub fn version(&self) -> &semver::Version {
+        &self.manifest.version
+    }
+
+    /// The package digest the signature must cover.
+    #[must_use]
+    pub fn digest(&self) -> Sha256Hash {
+        DigestInput {
+            manifest: &self.manifest_bytes,
+            module_sha256: &self.module_sha256,
+            module_size: self.module.len() as u64,
+            domain: &self.manifest.domain,
+            version: &self.manifest.version,
+            module_name: &self.module_name,
+        }
+        .digest()
+    }
+
+    /// The bytes Ed25519 signs for this package.
+    #[must_use]
+    pub fn message(&self) -> Vec<u8> {
+        signed_message(&self.digest()).to_vec()
+    }
+
+    /// Whether the signature verifies under the public key embedded in the signature file
+    /// (a consistency check for `inspect`, not a trust decision). `None` when unsigned.
+    #[must_use]
+    pub fn signature_matches_embedded_key(&self) -> Option<bool> {
+        self.signature.as_ref().map(|sig| {
+            sig.public_key
+                .verifying_key()
+                .verify_strict(&self.message(), &sig.signature)
+                .is_ok()
+        })
+    }
+}

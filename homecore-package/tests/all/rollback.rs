@@ -1,0 +1,112 @@
+//! Rollback protection through discovery, with the file store, across restarts.
+
+use homecore_package::{
+    AcceptedVersions, DiscoveryError, FileAcceptedVersions, RollbackError, TrustError, discover,
+};
+
+use crate::support::*;
+
+#[test]
+fn a_downgrade_is_refused_and_a_pinned_downgrade_is_accepted() {
+    let alice = Publisher::new("alice");
+    let data = tempfile::tempdir().expect("tempdir");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let mut policy = trusting(&[&alice]);
+
+    signed_package(plugins.path(), &alice, "hall", "2.0.0");
+    let store = FileAcceptedVersions::open(data.path()).expect("opens");
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    assert!(report.get("hall").is_some(), "{report}");
+
+    // The old, genuinely signed 1.5.0 is put back (a replay) and the host restarts.
+    std::fs::remove_dir_all(plugins.path().join("hall")).expect("rm");
+    signed_package(plugins.path(), &alice, "hall", "1.5.0");
+    let store = FileAcceptedVersions::open(data.path()).expect("reopens");
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    let err = report.rejection("hall").expect("refused");
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::Rollback(RollbackError::Downgrade { .. })
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("1.5.0") && text.contains("2.0.0"), "{text}");
+
+    // The operator pins 1.5.0 on purpose.
+    policy
+        .pins
+        .insert("hall".into(), "1.5.0".parse().expect("version"));
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    assert_eq!(
+        report
+            .get("hall")
+            .map(|p| p.version().to_string())
+            .as_deref(),
+        Some("1.5.0")
+    );
+    assert_eq!(
+        store
+            .highest("hall")
+            .expect("reads")
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some("2.0.0")
+    );
+
+    // The pin is lifted: protection is back at the next load.
+    policy.pins.clear();
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    assert!(report.rejection("hall").is_some(), "{report}");
+}
+
+#[test]
+fn a_pin_to_another_version_refuses_the_package() {
+    let alice = Publisher::new("alice");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    signed_package(plugins.path(), &alice, "hall", "2.0.0");
+    let mut policy = trusting(&[&alice]);
+    policy
+        .pins
+        .insert("hall".into(), "1.0.0".parse().expect("version"));
+    let store = homecore_package::MemoryAcceptedVersions::new();
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    let err = report.rejection("hall").expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "plugin hall is pinned to 1.0.0, but the package is 2.0.0"
+    );
+}
+
+#[test]
+fn a_revocation_is_honoured_at_the_next_load() {
+    let alice = Publisher::new("alice");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    signed_package(plugins.path(), &alice, "hall", "1.0.0");
+    let store = homecore_package::MemoryAcceptedVersions::new();
+    let mut policy = trusting(&[&alice]);
+    assert!(
+        discover(plugins.path(), &policy, &store, &[])
+            .expect("lists")
+            .get("hall")
+            .is_some()
+    );
+    policy.revoked.push(alice.key.key_id);
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    assert!(matches!(
+        report.rejection("hall"),
+        Some(DiscoveryError::Trust(TrustError::Revoked { .. }))
+    ));
+}
+
+#[test]
+fn a_corrupt_store_refuses_to_open_rather_than_forgetting() {
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        data.path().join(homecore_package::ACCEPTED_VERSIONS_FILE),
+        b"[1, 2]",
+    )
+    .expect("writes");
+    assert!(FileAcceptedVersions::open(data.path()).is_err());
+}
