@@ -33,6 +33,16 @@ pub enum StorageError {
         /// The quota.
         quota: u64,
     },
+    /// A persistent backend failed (a disk or database error); nothing was written.
+    #[error("storage of plugin {plugin} failed to {operation}: {reason}")]
+    Backend {
+        /// The plugin.
+        plugin: String,
+        /// What the backend was doing.
+        operation: &'static str,
+        /// The backend's report.
+        reason: String,
+    },
 }
 
 /// Where plugins' key-value data lives. The in-memory [`MemoryStorage`] is the default; a
