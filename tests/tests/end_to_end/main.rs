@@ -2,4 +2,5 @@
 
 mod guest_build;
 mod motion_lights;
+mod signed_packages;
 mod wasm_example;
