@@ -1,11 +1,11 @@
 //! Events serialized once and shared by every WASM plugin that receives them.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
 
-use homecore::{CustomEvent, StateChanged};
-use serde::Serialize;
-use serde::ser::SerializeStruct;
+use homecore::chrono::{DateTime, Datelike, Timelike, Utc};
+use homecore::{Context, CustomEvent, State, StateChanged};
 
 use crate::wasm::store_data::lock_poisoned_ok;
 
@@ -13,20 +13,9 @@ use crate::wasm::store_data::lock_poisoned_ok;
 /// short window, so a small ring suffices; a miss only costs one more serialization.
 const CAPACITY: usize = 64;
 
-/// The ABI v1 wire form (`wire::StateChangedEvent`) of a state change.
-struct WireStateChanged<'a>(&'a StateChanged);
-
-impl Serialize for WireStateChanged<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = self.0;
-        let mut s = serializer.serialize_struct("StateChangedEvent", 4)?;
-        s.serialize_field("entity_id", &e.entity_id)?;
-        s.serialize_field("old_state", &e.old_state)?;
-        s.serialize_field("new_state", &e.new_state)?;
-        s.serialize_field("context", &e.context)?;
-        s.end()
-    }
-}
+/// How many recent states keep their serialized form. A state is sent twice: as the
+/// `new_state` of its change and as the `old_state` of the next change of the same entity.
+const STATE_CAPACITY: usize = 64;
 
 /// The ABI v1 wire form (`wire::CustomEvent`) of a generic event.
 pub(crate) fn custom_event_bytes(event: &CustomEvent) -> Vec<u8> {
@@ -39,18 +28,24 @@ pub(crate) fn custom_event_bytes(event: &CustomEvent) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// A ring of recently serialized state changes, keyed by the event's allocation. Holding the
-/// `Arc` keeps the address from being reused while the entry lives.
+/// A ring of recently serialized state changes, keyed by the event's allocation, and one of
+/// recently serialized states, keyed by the state's allocation. Holding the `Arc`s keeps the
+/// addresses from being reused while the entries live.
 #[derive(Default)]
 pub(crate) struct EventCache {
     recent: Mutex<VecDeque<CachedEvent>>,
+    states: Mutex<VecDeque<CachedState>>,
 }
 
 /// An event and its wire bytes.
 type CachedEvent = (Arc<StateChanged>, Arc<[u8]>);
 
+/// A state and its wire bytes.
+type CachedState = (Arc<State>, Arc<[u8]>);
+
 impl EventCache {
-    /// The wire bytes of `event`, serialized at most once while it stays in the ring.
+    /// The wire bytes of `event` (`wire::StateChangedEvent`), serialized at most once while it
+    /// stays in the ring.
     pub(crate) fn state_changed(&self, event: &Arc<StateChanged>) -> Arc<[u8]> {
         {
             let recent = lock_poisoned_ok(&self.recent);
@@ -58,16 +53,134 @@ impl EventCache {
                 return Arc::clone(bytes);
             }
         }
-        let bytes: Arc<[u8]> = serde_json::to_vec(&WireStateChanged(event))
-            .map(Arc::from)
-            .unwrap_or_else(|_| Arc::from(&b"{}"[..]));
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = event.old_state.as_ref().map(|s| self.state(s));
+        let new = event.new_state.as_ref().map(|s| self.state(s));
+        let state_len = |s: &Option<Arc<[u8]>>| s.as_ref().map_or(4, |b| b.len());
+        let mut out = Vec::with_capacity(state_len(&old) + state_len(&new) + 192);
+        out.extend_from_slice(b"{\"entity_id\":");
+        write_str(&mut out, event.entity_id.as_str());
+        for (key, state) in [(&b",\"old_state\":"[..], &old), (b",\"new_state\":", &new)] {
+            out.extend_from_slice(key);
+            out.extend_from_slice(state.as_deref().unwrap_or(b"null"));
+        }
+        out.extend_from_slice(b",\"context\":");
+        write_context(&mut out, &event.context);
+        out.push(b'}');
+        let bytes: Arc<[u8]> = Arc::from(out);
+        let mut recent = lock_poisoned_ok(&self.recent);
         if recent.len() == CAPACITY {
             recent.pop_front();
         }
         recent.push_back((Arc::clone(event), Arc::clone(&bytes)));
         bytes
     }
+
+    /// The wire bytes of `state` (`wire::State`), serialized at most once while it stays in
+    /// the ring.
+    fn state(&self, state: &Arc<State>) -> Arc<[u8]> {
+        {
+            let states = lock_poisoned_ok(&self.states);
+            if let Some((_, bytes)) = states.iter().rev().find(|(s, _)| Arc::ptr_eq(s, state)) {
+                return Arc::clone(bytes);
+            }
+        }
+        let bytes: Arc<[u8]> = Arc::from(state_bytes(state));
+        let mut states = lock_poisoned_ok(&self.states);
+        if states.len() == STATE_CAPACITY {
+            states.pop_front();
+        }
+        states.push_back((Arc::clone(state), Arc::clone(&bytes)));
+        bytes
+    }
+}
+
+/// `state` in the wire shape: the same bytes as its `Serialize` implementation, written
+/// without going through a serializer for the fields that need no escaping.
+fn state_bytes(state: &State) -> Vec<u8> {
+    let mut out = Vec::with_capacity(320);
+    out.extend_from_slice(b"{\"entity_id\":");
+    write_str(&mut out, state.entity_id().as_str());
+    out.extend_from_slice(b",\"state\":");
+    write_str(&mut out, state.state());
+    out.extend_from_slice(b",\"attributes\":");
+    if serde_json::to_writer(&mut out, state.attributes()).is_err() {
+        // Attributes are a JSON object by construction; this cannot fail.
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b",\"last_changed\":");
+    write_timestamp(&mut out, state.last_changed());
+    out.extend_from_slice(b",\"last_updated\":");
+    write_timestamp(&mut out, state.last_updated());
+    out.extend_from_slice(b",\"context\":");
+    write_context(&mut out, state.context());
+    out.push(b'}');
+    out
+}
+
+/// A context as `{"id":..,"parent_id":..,"user_id":..}` plus `"origin"` when set.
+fn write_context(out: &mut Vec<u8>, context: &Context) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{{\"id\":\"{}\",\"parent_id\":", context.id);
+    match context.parent_id {
+        Some(parent) => {
+            let _ = write!(out, "\"{parent}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"user_id\":");
+    match &context.user_id {
+        Some(user) => write_str(out, user),
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(origin) = &context.origin {
+        out.extend_from_slice(b",\"origin\":");
+        write_str(out, origin);
+    }
+    out.push(b'}');
+}
+
+/// A JSON string. Text without quotes, backslashes or control characters (entity ids, states,
+/// timestamps, almost everything) is copied as is; anything else goes through serde_json.
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    let needs_escape = text.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if needs_escape {
+        if serde_json::to_writer(&mut *out, text).is_err() {
+            out.extend_from_slice(b"\"\"");
+        }
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// A timestamp as `homecore::format_timestamp` writes it (`2024-03-01T12:00:00.123456+00:00`),
+/// formatted by hand for four-digit years; others (and leap seconds) take chrono's path.
+fn write_timestamp(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    let (year, nanos) = (at.year(), at.nanosecond());
+    let Ok(year) = u32::try_from(year) else {
+        return write_str(out, &homecore::format_timestamp(at));
+    };
+    if year > 9999 || nanos >= 1_000_000_000 {
+        return write_str(out, &homecore::format_timestamp(at));
+    }
+    let mut text = *b"\"0000-00-00T00:00:00.000000+00:00\"";
+    let mut put = |at: usize, digits: usize, mut value: u32| {
+        for slot in text[at..at + digits].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(1, 4, year);
+    put(6, 2, at.month());
+    put(9, 2, at.day());
+    put(12, 2, at.hour());
+    put(15, 2, at.minute());
+    put(18, 2, at.second());
+    put(21, 6, nanos / 1000);
+    out.extend_from_slice(&text);
 }
 
 #[cfg(test)]
@@ -112,6 +225,116 @@ mod tests {
         assert_eq!(parsed.entity_id, "light.hall");
         assert_eq!(parsed.new_state.expect("present").state, "on");
         assert!(parsed.old_state.is_none());
+    }
+
+    fn at(rfc3339: &str) -> homecore::chrono::DateTime<homecore::chrono::Utc> {
+        homecore::chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .expect("valid")
+            .with_timezone(&homecore::chrono::Utc)
+    }
+
+    /// What the event's `Serialize`-based form was: the reference for the hand-written one.
+    fn via_serde(e: &StateChanged) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "entity_id": e.entity_id,
+            "old_state": e.old_state,
+            "new_state": e.new_state,
+            "context": e.context,
+        }))
+        .expect("serializes")
+    }
+
+    #[test]
+    fn hand_written_bytes_equal_the_serde_form() {
+        let user = Context::for_user("user \"one\"\n\u{e9}");
+        let child = user.child(Some(Arc::from("motion_lights")));
+        let attrs = Attributes::try_from(serde_json::json!({
+            "friendly_name": "Hall \"main\" light\t\u{1F4A1}",
+            "brightness": 77,
+            "rgb": [1, 2, 3],
+            "nested": {"a": null, "b": 1.5},
+        }))
+        .expect("object");
+        let id: EntityId = "light.hall".parse().expect("valid");
+        let times = [
+            at("2024-03-01T12:00:00.5Z"),
+            at("0001-01-01T00:00:00Z"),
+            at("9999-12-31T23:59:59.999999999Z"),
+            at("2024-02-29T01:02:03.000001+05:00"),
+        ];
+        let mut cases = Vec::new();
+        for (i, when) in times.into_iter().enumerate() {
+            for state_text in ["on", "quote \" and \\ back", "caf\u{e9}\u{1}"] {
+                let context = [Context::new(), user.clone(), child.clone()][i % 3].clone();
+                let state =
+                    State::restore(id.clone(), state_text, attrs.clone(), when, when, context)
+                        .expect("valid");
+                cases.push(Arc::new(state));
+            }
+        }
+        // Years chrono writes with a sign or five digits take its path.
+        for far in [
+            homecore::chrono::NaiveDate::from_ymd_opt(-5, 3, 1),
+            homecore::chrono::NaiveDate::from_ymd_opt(12_345, 3, 1),
+        ] {
+            let when = far
+                .and_then(|d| d.and_hms_micro_opt(1, 2, 3, 4))
+                .expect("valid")
+                .and_utc();
+            let state =
+                State::restore(id.clone(), "x", Attributes::new(), when, when, user.clone())
+                    .expect("valid");
+            cases.push(Arc::new(state));
+        }
+        let cache = EventCache::default();
+        for state in &cases {
+            assert_eq!(
+                String::from_utf8(state_bytes(state)).expect("utf-8"),
+                serde_json::to_string(&**state).expect("serializes")
+            );
+        }
+        for pair in cases.windows(2) {
+            for (old, new) in [
+                (Some(&pair[0]), Some(&pair[1])),
+                (None, Some(&pair[1])),
+                (Some(&pair[0]), None),
+            ] {
+                let e = Arc::new(StateChanged {
+                    entity_id: id.clone(),
+                    old_state: old.cloned(),
+                    new_state: new.cloned(),
+                    context: child.clone(),
+                    time_fired: chrono_now(),
+                });
+                assert_eq!(
+                    String::from_utf8(cache.state_changed(&e).to_vec()).expect("utf-8"),
+                    String::from_utf8(via_serde(&e)).expect("utf-8")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_state_is_serialized_once_for_both_changes_it_belongs_to() {
+        let cache = EventCache::default();
+        let first = event();
+        let second = Arc::new(StateChanged {
+            entity_id: first.entity_id.clone(),
+            old_state: first.new_state.clone(),
+            new_state: None,
+            context: Context::new(),
+            time_fired: chrono_now(),
+        });
+        cache.state_changed(&first);
+        cache.state_changed(&second);
+        let shared = first.new_state.as_ref().expect("present");
+        let states = lock_poisoned_ok(&cache.states);
+        assert_eq!(
+            states.len(),
+            1,
+            "serialized once, found again by its allocation"
+        );
+        assert!(Arc::ptr_eq(&states[0].0, shared));
     }
 
     #[test]
