@@ -37,6 +37,9 @@ pub enum WasmtimeError {
     },
 }
 
+/// A module source (by its allocation) and its linked module.
+type RecentSource = (Arc<[u8]>, InstancePre<StoreData>);
+
 /// State shared by the runtime and every instance it made.
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
@@ -44,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) events: EventCache,
     linker: Linker<StoreData>,
     modules: Mutex<HashMap<[u8; 32], InstancePre<StoreData>>>,
+    /// The last sources loaded, by allocation: loading the same `Arc` again skips the ABI scan
+    /// and the hash. Holding the `Arc` keeps its address from being reused.
+    recent_sources: Mutex<Vec<RecentSource>>,
     compiled: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -130,6 +136,7 @@ impl WasmtimeRuntime {
                 events: EventCache::default(),
                 linker,
                 modules: Mutex::new(HashMap::new()),
+                recent_sources: Mutex::new(Vec::new()),
                 compiled: AtomicU64::new(0),
                 ticker_stop,
             }),
@@ -159,14 +166,20 @@ impl WasmtimeRuntime {
     }
 
     async fn instance_pre(&self, bytes: Arc<[u8]>) -> Result<InstancePre<StoreData>, LoadError> {
+        if let Some(pre) = self.recent_source(&bytes) {
+            return Ok(pre);
+        }
         module_check::abi_version(&bytes)?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some(pre) = lock_poisoned_ok(&self.shared.modules).get(&hash) {
-            return Ok(pre.clone());
+        let known = lock_poisoned_ok(&self.shared.modules).get(&hash).cloned();
+        if let Some(pre) = known {
+            self.remember_source(bytes, &pre);
+            return Ok(pre);
         }
         let engine = self.shared.engine.clone();
+        let source = Arc::clone(&bytes);
         // Compilation is CPU-bound: keep it off the async workers.
-        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &bytes))
+        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &source))
             .await
             .map_err(|e| LoadError::InvalidModule {
                 reason: format!("compilation task failed: {e}"),
@@ -184,9 +197,30 @@ impl WasmtimeRuntime {
                 })?;
         self.shared.compiled.fetch_add(1, Ordering::Relaxed);
         lock_poisoned_ok(&self.shared.modules).insert(hash, pre.clone());
+        self.remember_source(bytes, &pre);
         Ok(pre)
     }
+
+    /// The linked module of a source loaded before from this very allocation.
+    fn recent_source(&self, bytes: &Arc<[u8]>) -> Option<InstancePre<StoreData>> {
+        lock_poisoned_ok(&self.shared.recent_sources)
+            .iter()
+            .find(|(source, _)| Arc::ptr_eq(source, bytes))
+            .map(|(_, pre)| pre.clone())
+    }
+
+    fn remember_source(&self, bytes: Arc<[u8]>, pre: &InstancePre<StoreData>) {
+        let mut recent = lock_poisoned_ok(&self.shared.recent_sources);
+        if recent.len() == RECENT_SOURCES {
+            recent.remove(0);
+        }
+        recent.push((bytes, pre.clone()));
+    }
 }
+
+/// How many source allocations the runtime remembers (a plugin set loaded together, or the
+/// same plugin reloaded, hits; a miss costs one hash of the module).
+const RECENT_SOURCES: usize = 16;
 
 fn spawn_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new()
