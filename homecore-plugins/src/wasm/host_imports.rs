@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use wasmtime::{Caller, Linker, Memory};
 
 use crate::wasm::guest_memory::{self, write_result};
+use crate::wasm::instance::ImportDeadline;
 use crate::wasm::store_data::StoreData;
 use crate::{HostError, LogLevel, PluginContext, StorageError};
 
@@ -69,8 +70,11 @@ pub(crate) fn define(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
         |mut c: C<'_>, (rp, rl, op, oc): (i32, i32, i32, i32)| {
             Box::new(async move {
                 match service_call(&mut c, rp, rl, op, oc).await {
-                    Ok(v) => v,
-                    Err(s) => s.code(),
+                    Ok(v) => Ok(v),
+                    Err(Waited::Status(s)) => Ok(s.code()),
+                    Err(Waited::PastDeadline) => Err(wasmtime::Error::new(ImportDeadline {
+                        import: "service_call",
+                    })),
                 }
             })
         },
@@ -284,7 +288,21 @@ fn state_remove(c: &mut C<'_>, ptr: i32, len: i32) -> Result<i32, Status> {
     Ok(i32::from(removed.is_some()))
 }
 
-async fn service_call(c: &mut C<'_>, rp: i32, rl: i32, op: i32, oc: i32) -> Result<i32, Status> {
+/// Why an async import did not answer.
+enum Waited {
+    /// A status for the guest.
+    Status(Status),
+    /// The call's deadline (plus slack) passed while waiting: the call fails as a timeout.
+    PastDeadline,
+}
+
+impl From<Status> for Waited {
+    fn from(status: Status) -> Self {
+        Self::Status(status)
+    }
+}
+
+async fn service_call(c: &mut C<'_>, rp: i32, rl: i32, op: i32, oc: i32) -> Result<i32, Waited> {
     c.data_mut().charge_call()?;
     let mem = memory(c)?;
     guest_memory::check_out(&mem, &*c, op, oc)?;
@@ -295,16 +313,19 @@ async fn service_call(c: &mut C<'_>, rp: i32, rl: i32, op: i32, oc: i32) -> Resu
     let data = parse_object(request.data.map_or(&b""[..], |raw| raw.get().as_bytes()))?;
     c.data_mut().charge_bytes(rl.max(0) as usize)?;
     let ctx = ctx(c)?.clone();
-    let response = ctx
-        .call_service(&request.domain, &request.service, Value::Object(data))
+    // Epochs cannot interrupt a guest waiting here, so this wait has its own deadline.
+    let until = c.data().deadline + c.data().import_slack;
+    let call = ctx.call_service(&request.domain, &request.service, Value::Object(data));
+    let response = tokio::time::timeout_at(tokio::time::Instant::from_std(until), call)
         .await
+        .map_err(|_| Waited::PastDeadline)?
         .map_err(|e| status_of(&e))?;
     let result = serde_json::json!({
         "changed_states": response.changed_states,
         "response": response.response,
     });
     let bytes = serde_json::to_vec(&result).map_err(|_| Status::Internal)?;
-    deliver(c, op, oc, bytes)
+    Ok(deliver(c, op, oc, bytes)?)
 }
 
 fn event_fire(c: &mut C<'_>, tp: i32, tl: i32, dp: i32, dl: i32) -> Result<i32, Status> {

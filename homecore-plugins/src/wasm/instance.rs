@@ -101,7 +101,8 @@ impl WasmInstance {
             .tables(8)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.shared.engine, StoreData::new(limits));
+        let data = StoreData::new(limits, import_slack(self.shared.config.epoch_tick));
+        let mut store = Store::new(&self.shared.engine, data);
         store.limiter(|data| &mut data.limits);
         store.epoch_deadline_callback(|ctx| {
             let data = ctx.data();
@@ -220,7 +221,6 @@ impl WasmInstance {
         which: PayloadExport,
     ) -> Result<(), PluginError> {
         let limits = self.limits;
-        let backstop = backstop(&limits, self.shared.config.epoch_tick);
         let live = self.begin(ctx)?;
         if live.exports.payload_export(which).is_none() {
             live.store.data_mut().end_call();
@@ -230,9 +230,9 @@ impl WasmInstance {
             Ok(args) => {
                 let Live { store, exports } = live;
                 let func = exports.payload_export(which).expect("checked above");
-                tokio::time::timeout(backstop, func.call_async(store, args)).await
+                func.call_async(store, args).await
             }
-            Err(err) => Ok(Err(wasmtime::Error::msg(plain_reason(err)))),
+            Err(err) => Err(wasmtime::Error::msg(plain_reason(err))),
         };
         self.finish(outcome, &limits)
     }
@@ -240,7 +240,7 @@ impl WasmInstance {
     /// Turns a call's outcome into the plugin's result, poisoning the instance on a trap.
     fn finish(
         &mut self,
-        outcome: Result<wasmtime::Result<i32>, tokio::time::error::Elapsed>,
+        outcome: wasmtime::Result<i32>,
         limits: &EffectiveLimits,
     ) -> Result<(), PluginError> {
         let live = self
@@ -251,9 +251,15 @@ impl WasmInstance {
         let message = live.store.data_mut().error.take();
         live.store.data_mut().end_call();
         match outcome {
-            Ok(Ok(0)) => Ok(()),
-            Ok(Ok(code)) => Err(guest_error(code, message)),
-            Ok(Err(err)) => {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(guest_error(code, message)),
+            Err(err) if err.downcast_ref::<ImportDeadline>().is_some() => {
+                self.live = None;
+                Err(PluginError::Timeout {
+                    limit_ms: limits.call_timeout.as_millis() as u64,
+                })
+            }
+            Err(err) => {
                 self.live = None;
                 let mut reason = describe(&err, limits);
                 if refusals > 0 {
@@ -263,20 +269,24 @@ impl WasmInstance {
                 }
                 Err(runtime_error(reason))
             }
-            Err(_) => {
-                self.live = None;
-                Err(PluginError::Timeout {
-                    limit_ms: limits.call_timeout.as_millis() as u64,
-                })
-            }
         }
     }
 }
 
-/// The host-side deadline for a call: the epoch deadline plus slack, for a guest stuck in an
-/// async host call where epochs cannot interrupt it.
-fn backstop(limits: &EffectiveLimits, tick: Duration) -> Duration {
-    limits.call_timeout + tick * 4 + Duration::from_millis(100)
+/// The trap an async import raises when the call's deadline (plus slack) passes while the
+/// guest waits in it, where epochs cannot interrupt it. The call fails as a timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded while waiting in the {import} import")]
+pub(crate) struct ImportDeadline {
+    /// The import the guest was waiting in.
+    pub(crate) import: &'static str,
+}
+
+/// How long past a call's deadline an async import may still wait: the epoch deadline
+/// interrupts running guest code within a tick, so this only matters for a guest blocked in
+/// an async import (a service call that never answers).
+pub(crate) fn import_slack(tick: Duration) -> Duration {
+    tick * 4 + Duration::from_millis(100)
 }
 
 /// A runtime error's reason without its "runtime failure:" prefix (it gets one when reported).
@@ -384,14 +394,13 @@ impl PluginInstance for WasmInstance {
     async fn on_timer(&mut self, ctx: &PluginContext, token: u64) -> Result<(), PluginError> {
         self.ensure_live(ctx).await?;
         let limits = self.limits;
-        let backstop = backstop(&limits, self.shared.config.epoch_tick);
         let live = self.begin(ctx)?;
         let Live { store, exports } = live;
         let Some(func) = &exports.on_timer else {
             store.data_mut().end_call();
             return Ok(());
         };
-        let outcome = tokio::time::timeout(backstop, func.call_async(store, token as i64)).await;
+        let outcome = func.call_async(store, token as i64).await;
         self.finish(outcome, &limits)
     }
 
@@ -409,28 +418,25 @@ impl PluginInstance for WasmInstance {
         .map_err(|e| runtime_error(e.to_string()))?;
         self.ensure_live(ctx).await?;
         let limits = self.limits;
-        let backstop = backstop(&limits, self.shared.config.epoch_tick);
         let live = self.begin(ctx)?;
         let outcome = match Self::copy_in(live, &payload).await {
             Ok(args) => {
                 let Live { store, exports } = &mut *live;
-                tokio::time::timeout(backstop, exports.call_service.call_async(store, args)).await
+                exports.call_service.call_async(store, args).await
             }
-            Err(err) => Ok(Err(wasmtime::Error::msg(plain_reason(err)))),
+            Err(err) => Err(wasmtime::Error::msg(plain_reason(err))),
         };
         // Read the response (if any) before `finish` clears the call state.
         let response = match &outcome {
-            Ok(Ok(packed)) if *packed > 0 => Some(read_response(live, *packed).await),
+            Ok(packed) if *packed > 0 => Some(read_response(live, *packed).await),
             _ => None,
         };
-        let status = outcome.map(|r| {
-            r.map(|packed| {
-                if packed >= 0 {
-                    0
-                } else {
-                    i32::try_from(packed).unwrap_or(i32::MIN)
-                }
-            })
+        let status = outcome.map(|packed| {
+            if packed >= 0 {
+                0
+            } else {
+                i32::try_from(packed).unwrap_or(i32::MIN)
+            }
         });
         self.finish(status, &limits)?;
         if matches!(response, Some(Err(_))) {
@@ -445,10 +451,9 @@ impl PluginInstance for WasmInstance {
             return Ok(());
         }
         let limits = self.limits;
-        let backstop = backstop(&limits, self.shared.config.epoch_tick);
         let live = self.begin(ctx)?;
         let Live { store, exports } = live;
-        let outcome = tokio::time::timeout(backstop, exports.teardown.call_async(store, ())).await;
+        let outcome = exports.teardown.call_async(store, ()).await;
         self.finish(outcome, &limits)
     }
 

@@ -1,7 +1,7 @@
 //! What each plugin's `Store` holds: the current call's context, limits and quotas.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use homecore_abi::v1::Status;
 use wasmtime::{Memory, StoreLimits};
@@ -34,10 +34,12 @@ pub(crate) struct StoreData {
     pub(crate) deadline: Instant,
     /// Host calls refused for the quota in this call (to report why a call failed).
     pub(crate) quota_refusals: u64,
+    /// How long past `deadline` an async import may still wait.
+    pub(crate) import_slack: Duration,
 }
 
 impl StoreData {
-    pub(crate) fn new(limits: StoreLimits) -> Self {
+    pub(crate) fn new(limits: StoreLimits, import_slack: Duration) -> Self {
         Self {
             ctx: None,
             limits,
@@ -48,6 +50,7 @@ impl StoreData {
             error: None,
             deadline: Instant::now(),
             quota_refusals: 0,
+            import_slack,
         }
     }
 

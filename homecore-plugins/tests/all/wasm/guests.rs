@@ -255,6 +255,8 @@ pub(crate) const SENSORS: Span = Span::at(624, b"sensor.*");
 pub(crate) const DOORBELL: Span = Span::at(656, b"doorbell");
 /// A second entity hostile guests may write, to signal the test.
 pub(crate) const FLAG: Span = Span::at(672, b"hostile.flag");
+/// A request of a service that never answers (`slow.hang`, registered by the test using it).
+pub(crate) const HANG: Span = Span::at(704, br#"{"domain":"slow","service":"hang"}"#);
 
 const STRINGS: &[Span] = &[
     TRIGGER,
@@ -280,6 +282,7 @@ const STRINGS: &[Span] = &[
     SENSORS,
     DOORBELL,
     FLAG,
+    HANG,
 ];
 
 /// The async import; [`all_imports`] leaves it out and the tests that need it add this.

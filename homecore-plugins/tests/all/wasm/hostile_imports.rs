@@ -951,3 +951,46 @@ async fn service_call_requests_and_outputs_are_checked() {
     );
     neighbour.assert_unharmed(&registry).await;
 }
+
+/// A service that never answers.
+struct Hang;
+
+#[async_trait::async_trait]
+impl homecore::ServiceHandler for Hang {
+    async fn call(
+        &self,
+        _call: homecore::ServiceCall,
+    ) -> Result<Option<serde_json::Value>, homecore::ServiceError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_service_call_that_never_answers_times_out_at_the_call_deadline() {
+    let (home, registry) = hostile_registry();
+    home.services
+        .register(
+            homecore::ServiceName::new("slow", "hang").expect("valid"),
+            Arc::new(Hang),
+        )
+        .expect("registered");
+    let mut neighbour = Neighbour::load(&registry).await;
+    let mut guest = Guest::hostile();
+    guest.imports.push_str(SERVICE_CALL_IMPORT);
+    guest.on_state_changed = format!("(drop (call $service_call {HANG} {OUT})) (i32.const 0)");
+    let permissions = json!({"states_read": ["sensor.trigger"], "services": ["slow.*"]});
+    registry
+        .load(wasm_spec(
+            "waiter",
+            permissions,
+            json!({"call_timeout_ms": 50}),
+            guest.bytes(),
+        ))
+        .await
+        .expect("loads");
+    neighbour.trigger(&home, 2);
+    let info = failed_calls(&registry, "waiter", 2).await;
+    assert_last_error(&info, "call exceeded its 50 ms deadline");
+    assert_eq!(info.stats.events, 2, "{info:?}");
+    neighbour.assert_unharmed(&registry).await;
+}
