@@ -5,6 +5,9 @@
 //!
 //! - [`motion_lights`]: turns `light.<room>` on when `binary_sensor.<room>_motion` turns on,
 //!   off after a quiet time, and counts activations in `sensor.<room>_motion_activations`.
+//! - [`input_boolean`]: Home Assistant's on/off helper (`turn_on`, `turn_off`, `toggle`).
+//! - [`input_number`]: Home Assistant's number helper (`set_value`, `increment`,
+//!   `decrement` within `min`/`max` by `step`).
 //!
 //! # Example
 //!
@@ -26,4 +29,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod helper;
+pub mod input_boolean;
+pub mod input_number;
 pub mod motion_lights;

@@ -478,6 +478,36 @@ impl EventBus {
     pub fn subscriber_count(&self) -> usize {
         self.lock().filters.len()
     }
+
+    /// How many subscriptions listen to each event type, sorted by type, as Home Assistant's
+    /// `GET /api/events` lists them: entity and state-change filters count for
+    /// `state_changed`, [`EventFilter::AllEvents`] for `*`; a subscription counts once per type.
+    #[must_use]
+    pub fn listener_counts(&self) -> Vec<(String, usize)> {
+        let index = self.lock();
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        let mut types: SmallVec<[&str; 4]> = SmallVec::new();
+        for (_, filters) in index.filters.values() {
+            types.clear();
+            for filter in filters {
+                let name = match filter {
+                    EventFilter::Entity(_) | EventFilter::AllStateChanges => crate::STATE_CHANGED,
+                    EventFilter::EventType(t) => t.as_str(),
+                    EventFilter::AllEvents => "*",
+                };
+                if !types.contains(&name) {
+                    types.push(name);
+                }
+            }
+            for name in &types {
+                *counts.entry(name).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(name, count)| (name.to_owned(), count))
+            .collect()
+    }
 }
 
 fn lock_index(inner: &BusInner) -> MutexGuard<'_, SubscriptionIndex> {
@@ -765,6 +795,34 @@ mod tests {
         assert_eq!(
             bus.subscribe([], 0).err(),
             Some(EventBusError::ZeroCapacity)
+        );
+    }
+
+    #[test]
+    fn listener_counts_group_subscriptions_by_event_type() {
+        let bus = EventBus::new();
+        let t = EventType::new("doorbell").expect("valid");
+        let _a = bus
+            .subscribe(
+                [
+                    glob("light.*"),
+                    glob("light.hall"),
+                    EventFilter::EventType(t.clone()),
+                ],
+                4,
+            )
+            .expect("ok");
+        let _b = bus
+            .subscribe([EventFilter::AllStateChanges], 4)
+            .expect("ok");
+        let _c = bus.subscribe([EventFilter::AllEvents], 4).expect("ok");
+        assert_eq!(
+            bus.listener_counts(),
+            [
+                ("*".to_owned(), 1),
+                ("doorbell".to_owned(), 1),
+                ("state_changed".to_owned(), 2)
+            ]
         );
     }
 
