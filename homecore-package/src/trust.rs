@@ -217,6 +217,19 @@ impl TrustPolicy {
         }
     }
 
+    /// A strict policy trusting one key for every domain (e.g. `verify --key alice.pub`).
+    #[must_use]
+    pub fn trusting(key: PublicKey) -> Self {
+        Self {
+            publishers: vec![TrustedPublisher {
+                name: None,
+                key,
+                domains: None,
+            }],
+            ..Self::default()
+        }
+    }
+
     /// The trusted publisher with this key id.
     #[must_use]
     pub fn publisher(&self, key_id: KeyId) -> Option<&TrustedPublisher> {

@@ -142,6 +142,10 @@ fn verify_explains_a_refusal() {
             alice.key.key_id
         )
     );
+    // An author checks against their own public key file, without a server config.
+    let public = homecore_package::load_public_key(&alice.key.public_key_path).expect("loads");
+    let report = verify(&package, &TrustPolicy::trusting(public)).expect("verifies");
+    assert_eq!(report.signer.key_id(), Some(alice.key.key_id));
 }
 
 #[test]
