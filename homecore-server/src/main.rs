@@ -1,3 +1,289 @@
-//! The `homecore` binary.
+//! The `homecore` binary: `homecore run`, `homecore manifest check`, `homecore package …`.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use homecore_server::{Config, ManifestRules, check_manifest_file};
+
+/// HomeCore: a home-automation core speaking Home Assistant's REST and WebSocket APIs.
+#[derive(Debug, Parser)]
+#[command(name = "homecore", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (works with no config file: 127.0.0.1:8123, example plugins loaded).
+    Run {
+        /// The config file (TOML). Without one, embedded defaults apply.
+        #[arg(long, env = "HOMECORE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data directory (overrides the config's `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The listen address (overrides the config's `listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Check integration manifests, as Home Assistant's hassfest does.
+    Manifest {
+        #[command(subcommand)]
+        command: ManifestCommand,
+    },
+    /// Publisher keys and signed plugin packages.
+    Package {
+        #[command(subcommand)]
+        command: PackageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ManifestCommand {
+    /// Check manifest files; every problem with its path; non-zero exit on any problem.
+    Check {
+        /// The manifest files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Plain Home Assistant manifests (no homecore section needed), with HA's own rules.
+        #[arg(long)]
+        ha: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PackageCommand {
+    /// Generate a publisher key pair: NAME.key (0600) and NAME.pub in DIR.
+    Keygen {
+        /// Where to write the key files.
+        #[arg(long)]
+        out: PathBuf,
+        /// The key's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Sign a package directory (writes signature.json).
+    Sign {
+        /// The package directory.
+        dir: PathBuf,
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a package under the trust policy of a config file.
+    Verify {
+        /// The package directory.
+        dir: PathBuf,
+        /// The config file whose `[trust]` table applies (plus the local example key).
+        #[arg(long, env = "HOMECORE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show what a package holds, without a trust decision.
+    Inspect {
+        /// The package directory.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            config,
+            data_dir,
+            listen,
+        } => {
+            init_tracing();
+            let mut config = load_config(config.as_deref())?;
+            if data_dir.is_some() {
+                config.data_dir = data_dir;
+            }
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manifest {
+            command: ManifestCommand::Check { files, ha },
+        } => {
+            let rules = if ha {
+                ManifestRules::HomeAssistant
+            } else {
+                ManifestRules::HomeCore
+            };
+            let mut failed = 0;
+            for file in &files {
+                let check = check_manifest_file(file, rules);
+                if !check.is_ok() {
+                    failed += 1;
+                }
+                println!("{check}");
+            }
+            if failed > 0 {
+                eprintln!("{failed} of {} manifests have problems", files.len());
+                Ok(ExitCode::FAILURE)
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Package { command } => {
+            init_tracing();
+            package(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn package(command: PackageCommand) -> anyhow::Result<()> {
+    match command {
+        PackageCommand::Keygen { out, name } => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let report = homecore_package::keygen(&out, &name).context("keygen failed")?;
+            println!("{report}");
+        }
+        PackageCommand::Sign { dir, key } => {
+            let report = homecore_package::sign(&dir, &key)
+                .with_context(|| format!("cannot sign {}", dir.display()))?;
+            println!("{report}");
+        }
+        PackageCommand::Verify { dir, config } => {
+            let config = load_config(config.as_deref())?;
+            let policy = homecore_server::trust_policy(&config)?;
+            let report = homecore_package::verify(&dir, &policy)
+                .with_context(|| format!("{} was refused", dir.display()))?;
+            println!("{report}");
+        }
+        PackageCommand::Inspect { dir } => {
+            let report = homecore_package::inspect(&dir)
+                .with_context(|| format!("cannot inspect {}", dir.display()))?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::default()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = homecore_server::start(config)
+        .await
+        .context("the server did not start")?;
+    print_banner(&server);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let report = server.shutdown().await;
+    if !report.plugins_stopped || !report.connections_drained {
+        anyhow::bail!("shutdown did not finish within the deadline: {report:?}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(server: &homecore_server::RunningServer) {
+    let startup = server.startup();
+    let url = format!("http://{}", startup.addr);
+    println!("HomeCore {} is running on {url}", homecore_server::VERSION);
+    println!("  data directory:    {}", startup.data_dir.display());
+    println!("  plugins directory: {}", startup.plugins_dir.display());
+    for (domain, outcome) in &startup.plugins.outcomes {
+        match outcome {
+            Ok(()) => println!("  plugin {domain}: running"),
+            Err(err) => println!("  plugin {domain}: FAILED ({err})"),
+        }
+    }
+    for rejected in &startup.rejected {
+        println!(
+            "  package {}: REFUSED ({})",
+            rejected.path.as_deref().unwrap_or("?"),
+            rejected.reason
+        );
+    }
+    match (&startup.new_token, &startup.token_file) {
+        (Some(token), _) => {
+            println!();
+            println!(
+                "A new access token was stored in {} (mode 0600).",
+                token.path.display()
+            );
+            println!("It is shown only this once:");
+            println!();
+            println!("    {}", token.token);
+            println!();
+            println!("Try it:");
+            println!(
+                "    curl -H \"Authorization: Bearer {}\" {url}/api/states",
+                token.token
+            );
+        }
+        (None, Some(file)) => {
+            println!();
+            println!("Access token: in {}. Try it:", file.display());
+            println!(
+                "    curl -H \"Authorization: Bearer $(cat {})\" {url}/api/states",
+                file.display()
+            );
+        }
+        (None, None) => println!("Access tokens: from the config file."),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,230 @@
+//! The HTTP API: Home Assistant's REST routes, HomeCore's plugin routes and the WebSocket
+//! endpoint, behind bearer-token auth (ADR 9).
+
+mod body;
+mod error;
+mod plugins;
+mod services;
+mod states;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use homecore::Home;
+use homecore_plugins::PluginRegistry;
+
+pub use self::error::ApiError;
+pub use self::plugins::{PluginSummary, RejectedPlugin};
+
+use crate::TokenStore;
+// WS-PENDING: use crate::websocket::{WebSocketApi, WebSocketSettings};
+/// Stand-in until the WebSocket module lands.
+#[derive(Debug, Clone, Default)]
+pub struct WebSocketSettings;
+
+/// The server version reported by `GET /api/config` and the WebSocket `auth_required`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything the HTTP handlers share. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use homecore::Home;
+/// use homecore_plugins::PluginRegistry;
+/// use homecore_server::{Api, TokenStore};
+///
+/// let home = Home::new();
+/// let registry = PluginRegistry::new(home.clone());
+/// let api = Api::new(home, registry, Arc::new(TokenStore::new(["a-long-enough-token"])));
+/// let router: axum::Router = api.router();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # drop((router, listener));
+/// // axum::serve(listener, router).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<ApiInner>,
+}
+
+struct ApiInner {
+    home: Home,
+    registry: PluginRegistry,
+    tokens: Arc<TokenStore>,
+    max_body_bytes: usize,
+    config_dir: PathBuf,
+    rejected: Mutex<Vec<RejectedPlugin>>,
+}
+
+impl Api {
+    /// An API over `home` and `registry`, accepting `tokens`, with default limits.
+    #[must_use]
+    pub fn new(home: Home, registry: PluginRegistry, tokens: Arc<TokenStore>) -> Self {
+        Self::with_settings(
+            home,
+            registry,
+            tokens,
+            crate::config::DEFAULT_MAX_BODY_BYTES,
+            WebSocketSettings::default(),
+            PathBuf::new(),
+        )
+    }
+
+    /// An API with these limits; `config_dir` is what `GET /api/config` reports.
+    #[must_use]
+    pub fn with_settings(
+        home: Home,
+        registry: PluginRegistry,
+        tokens: Arc<TokenStore>,
+        max_body_bytes: usize,
+        websocket: WebSocketSettings,
+        config_dir: PathBuf,
+    ) -> Self {
+        let _ = websocket;
+        Self {
+            inner: Arc::new(ApiInner {
+                home,
+                registry,
+                tokens,
+                max_body_bytes,
+                config_dir,
+                rejected: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The home served.
+    #[must_use]
+    pub fn home(&self) -> &Home {
+        &self.inner.home
+    }
+
+    /// The plugin registry served.
+    #[must_use]
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.inner.registry
+    }
+
+    /// Records plugins refused before they reached the registry (bad package, bad config),
+    /// listed by `GET /api/homecore/plugins`.
+    pub fn set_rejected(&self, rejected: Vec<RejectedPlugin>) {
+        *self
+            .inner
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = rejected;
+    }
+
+    fn rejected(&self) -> Vec<RejectedPlugin> {
+        self.inner
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The router: every `/api/*` route, auth on all but `/api/websocket` (which
+    /// authenticates in-band), JSON bodies for every error.
+    pub fn router(&self) -> Router {
+        let authed = Router::new()
+            .route("/api/", get(states::api_running))
+            .route("/api/config", get(states::config))
+            .route("/api/states", get(states::list))
+            .route(
+                "/api/states/{entity_id}",
+                get(states::get_one)
+                    .post(states::set)
+                    .delete(states::remove),
+            )
+            .route("/api/services", get(services::list))
+            .route("/api/services/{domain}/{service}", post(services::call))
+            .route("/api/events", get(services::event_listing))
+            .route("/api/events/{event_type}", post(services::fire))
+            .route("/api/homecore/plugins", get(plugins::list))
+            .route(
+                "/api/homecore/plugins/{domain}/reload",
+                post(plugins::reload),
+            )
+            .route_layer(middleware::from_fn_with_state(self.clone(), require_token));
+        Router::new()
+            .merge(authed)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
+            .with_state(self.clone())
+    }
+}
+
+/// Refuses requests without `Authorization: Bearer <token>` with 401.
+async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| api.inner.tokens.check_header(v));
+    if authorized {
+        next.run(request).await
+    } else {
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "401: Unauthorized").into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
+}
+
+/// A `200 OK` JSON response from bytes already serialized.
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Serializes `value` as a JSON response.
+fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => json_bytes(status, bytes),
+        Err(err) => {
+            ApiError::internal(format!("cannot serialize the response: {err}")).into_response()
+        }
+    }
+}
+
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}

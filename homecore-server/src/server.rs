@@ -1,0 +1,480 @@
+//! Startup, serving and shutdown: what `homecore run` does (ADR 9).
+//!
+//! [`start`] opens the data directory, settles the access tokens, installs the signed example
+//! package, discovers and verifies the packages in the plugins directory, checks every plugin
+//! config entry against its manifest (refusing to start with every problem listed), loads the
+//! compiled-in and verified plugins in dependency order, and serves the API. A plugin that
+//! fails is reported (log and `GET /api/homecore/plugins`) while the server keeps serving.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use homecore::Home;
+use homecore_package::{DiscoveryReport, FileAcceptedVersions, TrustPolicy};
+use homecore_plugins::{
+    ManifestError, PluginManifest, PluginRegistry, PluginSpec, RegistryBuilder, StartReport,
+};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::plugin_config::check_plugin_entries;
+use crate::rest::error_chain;
+use crate::{
+    Api, Config, ConfigError, ConfigProblem, ConfigProblemKind, DataDir, DataDirError,
+    PluginConfig, RejectedPlugin, TokenStore,
+};
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration was refused (every problem listed).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory or the access token could not be set up.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The accepted-versions record (rollback protection) could not be read; it is never
+    /// silently replaced.
+    #[error("cannot open the accepted-versions record")]
+    AcceptedVersions(#[source] homecore_package::VersionStoreError),
+    /// The plugins directory could not be listed.
+    #[error("cannot discover plugins")]
+    Discovery(#[source] homecore_package::DiscoveryError),
+    /// A compiled-in manifest is invalid (a build defect).
+    #[error("compiled-in manifest")]
+    NativeManifest(#[source] ManifestError),
+    /// The WASM runtime could not be created.
+    #[cfg(feature = "wasm")]
+    #[error("cannot start the wasm runtime")]
+    Runtime(#[source] homecore_plugins::WasmtimeError),
+    /// The example package could not be installed.
+    #[cfg(feature = "wasm")]
+    #[error("cannot install the example package")]
+    Example(#[source] crate::ExampleError),
+}
+
+/// What happened at startup, for the operator.
+#[derive(Debug)]
+pub struct Startup {
+    /// The address the server listens on.
+    pub addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The plugins directory.
+    pub plugins_dir: PathBuf,
+    /// The access token created by this start (print it once); `None` when it existed or
+    /// the config lists tokens.
+    pub new_token: Option<crate::StoredToken>,
+    /// Where the stored token lives, when the config lists none.
+    pub token_file: Option<PathBuf>,
+    /// Each plugin's outcome.
+    pub plugins: StartReport,
+    /// Plugins refused before loading (bad packages).
+    pub rejected: Vec<RejectedPlugin>,
+}
+
+/// A running server.
+pub struct RunningServer {
+    api: Api,
+    startup: Startup,
+    shutdown_timeout: Duration,
+    stop: watch::Sender<bool>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.startup.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether open connections finished within the deadline.
+    pub connections_drained: bool,
+    /// Whether every plugin's teardown finished within the deadline.
+    pub plugins_stopped: bool,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.startup.addr
+    }
+
+    /// What happened at startup.
+    #[must_use]
+    pub fn startup(&self) -> &Startup {
+        &self.startup
+    }
+
+    /// The API state (home, registry).
+    #[must_use]
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Stops accepting connections, lets open requests finish, then tears every plugin down
+    /// (dependents first), each step within the configured shutdown deadline.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let _ = self.stop.send(true);
+        let mut serving = self.serving;
+        let connections_drained = tokio::time::timeout_at(deadline, &mut serving)
+            .await
+            .is_ok();
+        if !connections_drained {
+            serving.abort();
+            tracing::warn!("connections still open at the shutdown deadline; closing them");
+        }
+        let plugins_stopped = tokio::time::timeout_at(deadline, self.api.registry().shutdown())
+            .await
+            .is_ok();
+        if !plugins_stopped {
+            tracing::warn!("plugin teardown did not finish within the shutdown deadline");
+        }
+        ShutdownReport {
+            connections_drained,
+            plugins_stopped,
+        }
+    }
+}
+
+/// A plugin the server knows before loading: compiled in, or a verified package.
+struct Candidate {
+    spec: PluginSpec,
+    default_config: Option<Value>,
+}
+
+/// The compiled-in plugins, with the config each gets when the operator gives none.
+///
+/// # Errors
+/// [`StartError::NativeManifest`] (a build defect).
+fn native_candidates() -> Result<Vec<Candidate>, StartError> {
+    use homecore_integrations::{input_boolean, input_number, motion_lights};
+    Ok(vec![
+        Candidate {
+            spec: motion_lights::spec().map_err(StartError::NativeManifest)?,
+            // The WASM example drives the hall; the native one the kitchen, so both run side
+            // by side out of the box without counting the same room twice.
+            default_config: Some(serde_json::json!({"rooms": ["kitchen"]})),
+        },
+        Candidate {
+            spec: input_boolean::spec().map_err(StartError::NativeManifest)?,
+            default_config: Some(input_boolean::default_config()),
+        },
+        Candidate {
+            spec: input_number::spec().map_err(StartError::NativeManifest)?,
+            default_config: Some(input_number::default_config()),
+        },
+    ])
+}
+
+/// The config the WASM example gets when the operator gives none.
+fn example_default_config(domain: &str) -> Option<Value> {
+    (domain == "motion_lights_wasm").then(|| serde_json::json!({"rooms": ["hall"]}))
+}
+
+/// Starts the server: see the module docs.
+///
+/// # Errors
+/// [`StartError`]: a refused config (every problem listed), an unusable data directory, an
+/// address that cannot be bound, an unreadable accepted-versions record.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let data_dir = DataDir::open(config.data_dir())?;
+    let plugins_dir = config.plugins_dir();
+    crate::data_dir::create_private_dir(&plugins_dir)?;
+
+    let mut problems: Vec<ConfigProblem> = Vec::new();
+    #[cfg_attr(
+        not(feature = "wasm"),
+        expect(unused_mut, reason = "only the example changes it")
+    )]
+    let mut policy = parse_trust(&config, &mut problems);
+
+    let (tokens, new_token, token_file) = if config.api.tokens.is_empty() {
+        let stored = data_dir.access_token()?;
+        let file = stored.path.clone();
+        let store = TokenStore::new([stored.token.as_str()]);
+        (store, stored.created.then_some(stored), Some(file))
+    } else {
+        (TokenStore::new(&config.api.tokens), None, None)
+    };
+
+    #[cfg(feature = "wasm")]
+    if config.examples {
+        crate::examples::install_example(data_dir.path(), &plugins_dir)
+            .map_err(StartError::Example)?
+            .trust(&mut policy);
+    }
+
+    let natives = native_candidates()?;
+    let native_versions: Vec<(String, semver::Version)> = natives
+        .iter()
+        .map(|c| {
+            (
+                c.spec.manifest.domain.clone(),
+                c.spec.manifest.version.clone(),
+            )
+        })
+        .collect();
+    let accepted =
+        FileAcceptedVersions::open(data_dir.path()).map_err(StartError::AcceptedVersions)?;
+    let discovery = discover(&plugins_dir, &policy, &accepted, &native_versions)?;
+
+    let mut rejected: Vec<RejectedPlugin> = discovery
+        .rejected
+        .iter()
+        .map(|r| RejectedPlugin {
+            domain: r.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            path: Some(r.path.display().to_string()),
+            reason: error_chain(&r.error),
+        })
+        .collect();
+    let mut candidates = natives;
+    for package in discovery.accepted {
+        let default_config = example_default_config(package.domain());
+        candidates.push(Candidate {
+            spec: package.into_spec(Value::Object(serde_json::Map::new()), None),
+            default_config,
+        });
+    }
+
+    let known: BTreeMap<String, &PluginManifest> = candidates
+        .iter()
+        .map(|c| (c.spec.manifest.domain.clone(), &*c.spec.manifest))
+        .collect();
+    let refused: Vec<String> = rejected.iter().filter_map(|r| r.domain.clone()).collect();
+    problems.extend(check_plugin_entries(&config.plugins, &known, &refused));
+    for candidate in &candidates {
+        let domain = &candidate.spec.manifest.domain;
+        if !config.plugins.contains_key(domain)
+            && let Some(default) = &candidate.default_config
+        {
+            // A default that fails the schema is a defect, but never stops the server.
+            for problem in
+                crate::plugin_config::check_plugin_config(&candidate.spec.manifest, default)
+            {
+                tracing::error!(%problem, "built-in default config refused");
+            }
+        }
+    }
+    drop(known);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { problems }.into());
+    }
+
+    let mut specs = Vec::new();
+    for candidate in candidates {
+        let domain = candidate.spec.manifest.domain.clone();
+        let entry = config.plugins.get(&domain).cloned().unwrap_or_default();
+        let entry = PluginConfig {
+            enabled: config.plugins.get(&domain).is_none_or(|e| e.enabled),
+            ..entry
+        };
+        if !entry.enabled {
+            tracing::info!(plugin = %domain, "disabled in the config");
+            continue;
+        }
+        specs.push(configure(candidate, entry));
+    }
+
+    let home = Home::new();
+    let registry = build_registry(&config, &data_dir, home.clone())?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let report = registry.load_all(specs).await;
+    for (domain, outcome) in &report.outcomes {
+        match outcome {
+            Ok(()) => tracing::info!(plugin = %domain, "plugin running"),
+            Err(err) => {
+                tracing::error!(plugin = %domain, error = %error_chain(err), "plugin did not start")
+            }
+        }
+    }
+    for r in &rejected {
+        tracing::error!(package = r.path.as_deref().unwrap_or("-"), reason = %r.reason, "package refused");
+    }
+    rejected.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let api = Api::with_settings(
+        home,
+        registry,
+        Arc::new(tokens),
+        config.api.max_body_bytes,
+        websocket_settings(&config),
+        data_dir.path().to_owned(),
+    );
+    api.set_rejected(rejected.clone());
+
+    let (stop, mut stopped) = watch::channel(false);
+    let router = api.router();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "serving the HTTP and WebSocket APIs");
+
+    Ok(RunningServer {
+        api,
+        startup: Startup {
+            addr,
+            data_dir: data_dir.path().to_owned(),
+            plugins_dir,
+            new_token,
+            token_file,
+            plugins: report,
+            rejected,
+        },
+        shutdown_timeout: config.limits.shutdown_timeout(),
+        stop,
+        serving,
+    })
+}
+
+fn websocket_settings(config: &Config) -> crate::WebSocketSettings {
+    let _ = config;
+    crate::WebSocketSettings::default()
+}
+
+/// The trust policy `homecore run` applies with this config: the `[trust]` table, plus the
+/// local example publisher key for the example's domain when examples are on and the key
+/// exists.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] when the `[trust]` table is refused.
+pub fn trust_policy(config: &Config) -> Result<TrustPolicy, ConfigError> {
+    let mut problems = Vec::new();
+    #[cfg_attr(
+        not(feature = "wasm"),
+        expect(unused_mut, reason = "only the example changes it")
+    )]
+    let mut policy = parse_trust(config, &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { problems });
+    }
+    #[cfg(feature = "wasm")]
+    if config.examples {
+        let (_, public) = homecore_package::key_paths(
+            &config.data_dir().join("publisher"),
+            crate::examples::LOCAL_KEY_NAME,
+        );
+        if let Ok(key) = homecore_package::load_public_key(&public) {
+            crate::examples::trust_local_key(&key, &mut policy);
+        }
+    }
+    Ok(policy)
+}
+
+/// Parses the `[trust]` table, adding its problems to `problems`.
+fn parse_trust(config: &Config, problems: &mut Vec<ConfigProblem>) -> TrustPolicy {
+    let Some(table) = &config.trust else {
+        return TrustPolicy::default();
+    };
+    let policy: TrustPolicy = match toml::Value::Table(table.clone()).try_into() {
+        Ok(p) => p,
+        Err(err) => {
+            problems.push(ConfigProblem::new(
+                "trust",
+                ConfigProblemKind::Shape {
+                    message: err.message().trim().to_owned(),
+                },
+            ));
+            return TrustPolicy::default();
+        }
+    };
+    if let Err(errors) = policy.validate() {
+        problems.extend(errors.into_iter().map(|e| {
+            ConfigProblem::new(
+                "trust",
+                ConfigProblemKind::Trust {
+                    message: e.to_string(),
+                },
+            )
+        }));
+    }
+    policy
+}
+
+/// Discovers the signed packages in the plugins directory.
+fn discover(
+    plugins_dir: &std::path::Path,
+    policy: &TrustPolicy,
+    accepted: &FileAcceptedVersions,
+    natives: &[(String, semver::Version)],
+) -> Result<DiscoveryReport, StartError> {
+    homecore_package::discover(plugins_dir, policy, accepted, natives)
+        .map_err(StartError::Discovery)
+}
+
+/// Applies the operator's entry to a candidate: config (or the default), grant, limits.
+fn configure(candidate: Candidate, entry: PluginConfig) -> PluginSpec {
+    let mut spec = candidate.spec;
+    spec.config = entry
+        .config
+        .or(candidate.default_config)
+        .unwrap_or(Value::Object(serde_json::Map::new()));
+    spec.grant = entry.grant;
+    if let Some(limits) = entry.limits {
+        let manifest = Arc::make_mut(&mut spec.manifest);
+        if let Some(section) = manifest.homecore.as_mut() {
+            section.limits = section.limits.capped_by(&limits);
+        }
+    }
+    spec
+}
+
+fn build_registry(
+    config: &Config,
+    data_dir: &DataDir,
+    home: Home,
+) -> Result<PluginRegistry, StartError> {
+    let builder: RegistryBuilder =
+        PluginRegistry::builder(home).policy(config.limits.host_policy());
+    #[cfg(feature = "wasm")]
+    let builder = {
+        let defaults = homecore_plugins::WasmtimeConfig::default();
+        let runtime = homecore_plugins::WasmtimeRuntime::new(homecore_plugins::WasmtimeConfig {
+            cache_dir: Some(data_dir.join("wasm-cache")),
+            policy: defaults.policy.capped_by(&config.limits.plugins),
+            ..defaults
+        })
+        .map_err(StartError::Runtime)?;
+        builder.runtime(Arc::new(runtime))
+    };
+    #[cfg(not(feature = "wasm"))]
+    let _ = data_dir;
+    Ok(builder.build())
+}

@@ -1,0 +1,167 @@
+//! The `homecore` binary: `manifest check`, `package …`, and `run` as a real process.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_homecore");
+
+fn homecore(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn integrations_manifest(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../homecore-integrations/manifests")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn manifest_check_passes_good_manifests() {
+    let out = homecore(&[
+        "manifest",
+        "check",
+        &integrations_manifest("motion_lights.json"),
+        &integrations_manifest("input_boolean.json"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok (motion_lights)"), "{}", text(&out));
+}
+
+#[test]
+fn manifest_check_lists_every_problem_and_fails() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("manifest.json");
+    std::fs::write(
+        &bad,
+        r#"{"domain": "Bad", "name": "", "version": "one", "homecore": {"runtime": "lua"}}"#,
+    )
+    .expect("write");
+    let out = homecore(&["manifest", "check", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    for path in [
+        "domain:",
+        "name:",
+        "version:",
+        "homecore.runtime:",
+        "homecore.api_version:",
+    ] {
+        assert!(t.contains(path), "{path} missing:\n{t}");
+    }
+}
+
+#[test]
+fn manifest_check_ha_mode_accepts_plain_home_assistant_manifests() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let hue = tmp.path().join("manifest.json");
+    std::fs::write(
+        &hue,
+        r#"{
+  "domain": "hue",
+  "name": "Philips Hue",
+  "codeowners": ["@balloob"],
+  "config_flow": true,
+  "documentation": "https://www.home-assistant.io/integrations/hue",
+  "iot_class": "local_push",
+  "requirements": ["aiohue==4.7.1"]
+}"#,
+    )
+    .expect("write");
+    let path = hue.to_str().expect("utf-8");
+    let out = homecore(&["manifest", "check", "--ha", path]);
+    assert!(out.status.success(), "{}", text(&out));
+    let strict = homecore(&["manifest", "check", path]);
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    let missing = homecore(&["manifest", "check"]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn run_refuses_a_bad_config_listing_every_problem() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("homecore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"nowhere\"\ndata_dir = \"{}\"\n[api]\ntokens = [\"short\"]\n[plugins.motion_lights]\nconfig = {{ quiet_seconds = \"soon\" }}\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let out = homecore(&["run", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    for want in ["listen", "api.tokens[0]"] {
+        assert!(t.contains(want), "{want} missing:\n{t}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn run_serves_and_stops_gracefully_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path())
+        .env_remove("HOMECORE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawned");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    let mut token = None;
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        seen.push(line.clone());
+        if let Some(rest) = line.split("is running on ").nth(1) {
+            url = Some(rest.trim().to_owned());
+        }
+        if line.contains("curl -H") {
+            token = line
+                .split("Bearer ")
+                .nth(1)
+                .and_then(|t| t.split('"').next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    let (url, token) = match (url, token) {
+        (Some(u), Some(t)) => (u, t),
+        _ => {
+            let _ = child.kill();
+            panic!("no banner: {seen:#?}");
+        }
+    };
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET /api/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    assert!(answer.contains("API running."), "{answer}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = child.wait().expect("exits");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+    assert!(tmp.path().join("access_token").exists());
+}

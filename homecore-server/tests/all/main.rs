@@ -1,0 +1,11 @@
+//! Integration tests of the `homecore` server over real TCP: REST, WebSocket mount, startup,
+//! shutdown and the CLI.
+
+mod cli;
+mod events;
+mod http;
+mod plugins;
+mod services;
+mod startup;
+mod states;
+mod support;
