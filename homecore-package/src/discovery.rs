@@ -377,7 +377,14 @@ pub fn discover_with_limits(
     loop {
         let mut newly_refused = Vec::new();
         for (domain, package) in &candidates {
-            if let Err(err) = check_dependencies(package, &candidates, &native, &refused_domains) {
+            let installed = |dep: &str| {
+                native
+                    .get(dep)
+                    .copied()
+                    .or_else(|| candidates.get(dep).map(VerifiedPackage::version))
+            };
+            let refused = |dep: &str| refused_domains.contains(dep);
+            if let Err(err) = check_dependencies(&package.manifest, installed, refused) {
                 newly_refused.push((domain.clone(), err));
             }
         }
@@ -412,25 +419,19 @@ pub fn discover_with_limits(
     Ok(report)
 }
 
-/// Checks one candidate's dependencies against the natives and the other candidates.
-fn check_dependencies(
-    package: &VerifiedPackage,
-    candidates: &BTreeMap<String, VerifiedPackage>,
-    native: &BTreeMap<&str, &Version>,
-    refused: &BTreeSet<String>,
+/// Checks a plugin's dependencies: each hard dependency installed (`installed` gives its
+/// version), each `dependency_versions` requirement met; `refused` tells a refused dependency
+/// from one never installed.
+fn check_dependencies<'v>(
+    manifest: &PluginManifest,
+    installed: impl Fn(&str) -> Option<&'v Version>,
+    refused: impl Fn(&str) -> bool,
 ) -> Result<(), CompatError> {
-    let manifest = &package.manifest;
     let requirements = compat::dependency_requirements(manifest)?;
-    let installed = |dep: &str| -> Option<&Version> {
-        native
-            .get(dep)
-            .copied()
-            .or_else(|| candidates.get(dep).map(VerifiedPackage::version))
-    };
     let domain = manifest.domain.clone();
     for dep in &manifest.dependencies {
         if installed(dep).is_none() {
-            return Err(if refused.contains(dep) {
+            return Err(if refused(dep) {
                 CompatError::DependencyRefused {
                     domain,
                     dependency: dep.clone(),
@@ -456,4 +457,44 @@ fn check_dependencies(
         }
     }
     Ok(())
+}
+
+/// Verifies one package again, e.g. before a hot reload of `domain`: the same per-package
+/// checks as [`discover`] (read, signature under the current `policy`, compatibility, name,
+/// rollback — recording an accepted version), then its dependencies against `installed`: the
+/// native plugins and the packages currently loaded, as `(domain, version)`.
+///
+/// # Errors
+/// The [`DiscoveryError`] that refuses the package.
+pub fn discover_one(
+    plugins_dir: &Path,
+    domain: &str,
+    policy: &TrustPolicy,
+    accepted: &dyn AcceptedVersions,
+    native: &[(String, Version)],
+    installed: &[(String, Version)],
+) -> Result<VerifiedPackage, DiscoveryError> {
+    let native_map: BTreeMap<&str, &Version> =
+        native.iter().map(|(d, v)| (d.as_str(), v)).collect();
+    let result = check_entry(
+        &plugins_dir.join(domain),
+        policy,
+        accepted,
+        &native_map,
+        &PackageLimits::default(),
+    )
+    .and_then(|package| {
+        let lookup = |dep: &str| {
+            native_map
+                .get(dep)
+                .copied()
+                .or_else(|| installed.iter().find(|(d, _)| d == dep).map(|(_, v)| v))
+        };
+        check_dependencies(&package.manifest, lookup, |_| false)?;
+        Ok(package)
+    });
+    if let Err(err) = &result {
+        tracing::error!(plugin = %crate::key::cap(domain), error = %crate::cli::chain(err), "plugin package refused");
+    }
+    result
 }

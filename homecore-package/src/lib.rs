@@ -74,8 +74,9 @@
 //!
 //! Each [`VerifiedPackage`] becomes a registry spec with
 //! [`into_spec(config, grant)`](VerifiedPackage::into_spec), carrying the verified module bytes
-//! (never re-read from disk); hand the specs to `PluginRegistry::load_all`. Run [`discover`]
-//! again at hot reload: the policy is read fresh each time, so revocations and pins apply.
+//! (never re-read from disk); hand the specs to `PluginRegistry::load_all`. Before a hot reload
+//! of one plugin, run [`discover_one`] (or [`discover`] again) with the current policy, and load
+//! the spec it returns instead of reloading the old bytes: revocations and pins apply at once.
 #![forbid(unsafe_code)]
 
 mod atomic_write;
@@ -99,7 +100,7 @@ pub use crate::compat::{
 };
 pub use crate::discovery::{
     DiscoveryError, DiscoveryReport, MAX_PLUGINS_DIR_ENTRIES, Rejected, VerifiedPackage, discover,
-    discover_with_limits,
+    discover_one, discover_with_limits,
 };
 pub use crate::format::{
     DIGEST_CONTEXT, DetachedSignature, DigestInput, FormatError, MANIFEST_FILE,

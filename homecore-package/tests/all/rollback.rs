@@ -110,3 +110,66 @@ fn a_corrupt_store_refuses_to_open_rather_than_forgetting() {
     .expect("writes");
     assert!(FileAcceptedVersions::open(data.path()).is_err());
 }
+
+#[test]
+fn hot_reload_re_verifies_one_package_under_the_current_policy() {
+    use homecore_package::{CompatError, MemoryAcceptedVersions, discover_one};
+    let alice = Publisher::new("alice");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    signed_package(plugins.path(), &alice, "hall", "1.0.0");
+    let m = manifest(
+        "scenes",
+        "1.0.0",
+        r#", "dependencies": ["hall"]"#,
+        r#", "dependency_versions": {"hall": "^1"}"#,
+    );
+    let scenes = write_package(plugins.path(), "scenes", &m, &module(1, 0));
+    alice.sign(&scenes);
+    let store = MemoryAcceptedVersions::new();
+    let mut policy = trusting(&[&alice]);
+
+    let hall = discover_one(plugins.path(), "hall", &policy, &store, &[], &[]).expect("verifies");
+    let loaded = [("hall".to_owned(), hall.version().clone())];
+    discover_one(plugins.path(), "scenes", &policy, &store, &[], &loaded)
+        .expect("dependency loaded");
+    let err = discover_one(plugins.path(), "scenes", &policy, &store, &[], &[])
+        .expect_err("hall not loaded");
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::Compat(CompatError::MissingDependency { .. })
+        ),
+        "{err}"
+    );
+    let old_hall = [("hall".to_owned(), "0.9.0".parse().expect("version"))];
+    let err = discover_one(plugins.path(), "scenes", &policy, &store, &[], &old_hall)
+        .expect_err("old hall");
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::Compat(CompatError::DependencyVersion { .. })
+        ),
+        "{err}"
+    );
+
+    // The operator revokes the key, then reloads: refused.
+    policy.revoked.push(alice.key.key_id);
+    let err = discover_one(plugins.path(), "hall", &policy, &store, &[], &[]).expect_err("revoked");
+    assert!(
+        matches!(err, DiscoveryError::Trust(TrustError::Revoked { .. })),
+        "{err}"
+    );
+    // A pin to another version is honoured at reload too.
+    policy.revoked.clear();
+    policy
+        .pins
+        .insert("hall".into(), "0.5.0".parse().expect("version"));
+    let err = discover_one(plugins.path(), "hall", &policy, &store, &[], &[]).expect_err("pinned");
+    assert!(
+        matches!(
+            err,
+            DiscoveryError::Rollback(RollbackError::PinMismatch { .. })
+        ),
+        "{err}"
+    );
+}
