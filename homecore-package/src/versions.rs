@@ -335,6 +335,33 @@ mod tests {
         assert_eq!(store.highest("a").expect("reads"), Some(v("2.1.0")));
     }
 
+    /// A backend that always fails, as a broken database would.
+    struct Broken;
+
+    impl AcceptedVersions for Broken {
+        fn highest(&self, _: &str) -> Result<Option<Version>, VersionStoreError> {
+            Err(VersionStoreError::Backend {
+                backend: "broken",
+                source: "disk on fire".into(),
+            })
+        }
+
+        fn record(&self, _: &str, _: &Version) -> Result<(), VersionStoreError> {
+            Err(VersionStoreError::Backend {
+                backend: "broken",
+                source: "disk on fire".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_failing_store_refuses_the_package() {
+        let err = check_and_record("a", &v("1.0.0"), &TrustPolicy::default(), &Broken)
+            .expect_err("fail closed");
+        assert!(matches!(err, RollbackError::Store { .. }), "{err}");
+        assert_eq!(err.to_string(), "plugin a: rollback protection unavailable");
+    }
+
     #[test]
     fn the_trait_is_object_safe() {
         let store: Box<dyn AcceptedVersions> = Box::new(MemoryAcceptedVersions::new());

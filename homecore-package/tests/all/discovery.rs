@@ -329,3 +329,49 @@ fn an_unlistable_plugins_directory_is_an_error() {
     .expect_err("no directory");
     assert!(matches!(err, DiscoveryError::ListDir { .. }), "{err}");
 }
+
+#[test]
+fn an_unreasonably_large_plugins_directory_is_an_error() {
+    let plugins = tempfile::tempdir().expect("tempdir");
+    for i in 0..=homecore_package::MAX_PLUGINS_DIR_ENTRIES {
+        std::fs::write(plugins.path().join(format!("p{i}")), b"").expect("writes");
+    }
+    let err = discover(
+        plugins.path(),
+        &homecore_package::TrustPolicy::default(),
+        &MemoryAcceptedVersions::new(),
+        &[],
+    )
+    .expect_err("too many");
+    assert!(
+        matches!(err, DiscoveryError::TooManyEntries { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_malformed_signature_file_is_refused_with_its_path() {
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let path = write_package(
+        plugins.path(),
+        "hall",
+        &manifest("hall", "1.0.0", "", ""),
+        &module(1, 0),
+    );
+    std::fs::write(path.join("signature.json"), b"{\"format\": 1}").expect("writes");
+    let report = discover(
+        plugins.path(),
+        &homecore_package::TrustPolicy::default(),
+        &MemoryAcceptedVersions::new(),
+        &[],
+    )
+    .expect("lists");
+    assert!(
+        matches!(
+            report.rejection("hall"),
+            Some(DiscoveryError::Package(PackageError::Signature { .. }))
+        ),
+        "{report}"
+    );
+    assert!(read_error(&report, "hall").ends_with("signature.json is not a valid signature file"));
+}
