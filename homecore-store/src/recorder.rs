@@ -2,29 +2,29 @@
 //!
 //! # How changes are observed without loss
 //!
-//! The recorder subscribes to every state change with a large queue. The bus never blocks a
-//! publisher, so a full queue drops changes; the recorder therefore treats an event only as
-//! "this entity is dirty" and, when it commits, writes each dirty entity's *current* state
-//! read from the state machine (or deletes its row if the entity is gone). A dropped event is
-//! noticed through the subscription's drop counter and answered with a resync: every entity
-//! in the state machine or on disk is marked dirty. Reading the current state also means a
-//! row never goes back in time, whatever the order events are processed in.
+//! The recorder is a [`StateObserver`] of the state machine: every change appends the entity's
+//! id to an in-memory change log under a mutex (a few tens of nanoseconds on the set path,
+//! never a wait on disk) and counts it. A bus subscription would not do: its bounded queue
+//! drops when full. The writer thread takes the whole log at once, and for each entity in it
+//! writes the entity's *current* state read from the state machine (or deletes its row if the
+//! entity is gone), all in one transaction. Reading the current state coalesces repeated
+//! changes of one entity and means a row never goes back in time.
 //!
 //! # Sequence numbers
 //!
-//! The n-th state change published after the recorder started has sequence number n (counted
-//! by the subscription: changes queued plus changes dropped). [`StateRecorder::seq`] is the
-//! number of the latest change; [`StateRecorder::durable_seq`] is the highest n such that every
-//! change up to n is committed. See docs/adr/0010-persistence.md.
+//! The n-th state change made after the recorder started has sequence number n (the log's
+//! count). [`StateRecorder::seq`] is the number of the latest change; the writer takes the
+//! log and its count together, so after a commit every change up to that count is on disk:
+//! that is [`StateRecorder::durable_seq`]. See docs/adr/0010-persistence.md.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use homecore::{Event, EventBus, EventFilter, StateMachine, Subscription, SubscriptionStats};
+use homecore::{EntityId, StateMachine, StateObserver};
 use rusqlite::Connection;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -36,20 +36,16 @@ use crate::{Store, StoreError};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RecorderConfig {
-    /// A change is committed at most this long after it was made (unless the disk is slower).
+    /// A change is committed at most this long after it was made (plus the commit's own
+    /// time); while changes are pending the writer sleeps this long, then commits them all in
+    /// one transaction.
     pub commit_interval: Duration,
-    /// A batch is committed as soon as this many entities are dirty.
-    pub max_batch: usize,
-    /// The recorder's event queue; an overflow costs a resync, never a lost change.
-    pub queue_capacity: usize,
 }
 
 impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             commit_interval: Duration::from_millis(20),
-            max_batch: 1024,
-            queue_capacity: 1 << 16,
         }
     }
 }
@@ -59,13 +55,6 @@ impl RecorderConfig {
     #[must_use]
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
-        self
-    }
-
-    /// The defaults with another queue capacity (at least 1).
-    #[must_use]
-    pub fn with_queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = capacity.max(1);
         self
     }
 }
@@ -80,8 +69,6 @@ pub struct RecorderStats {
     pub commits: u64,
     /// Rows written or deleted.
     pub rows_written: u64,
-    /// Full resyncs after dropped events.
-    pub resyncs: u64,
     /// Commits that failed (and were retried).
     pub failures: u64,
 }
@@ -94,7 +81,51 @@ struct Progress {
     stopped: bool,
 }
 
+/// The change log the state machine appends to (see the module docs).
+struct ChangeLog {
+    pending: Mutex<Pending>,
+    /// Told when the log goes from empty to not empty, so an idle writer wakes once per burst.
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Changes logged since the recorder started.
+    seq: u64,
+    /// Entities changed since the writer last took the log.
+    ids: Vec<EntityId>,
+}
+
+impl ChangeLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A push cannot panic half-way; the data is consistent after a poison.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The sequence number of the latest change and the entities changed since the last take.
+    fn take(&self) -> (u64, Vec<EntityId>) {
+        let mut pending = self.lock();
+        (pending.seq, std::mem::take(&mut pending.ids))
+    }
+}
+
+impl StateObserver for ChangeLog {
+    fn state_changed(&self, entity_id: &EntityId) {
+        let first = {
+            let mut pending = self.lock();
+            pending.seq += 1;
+            pending.ids.push(entity_id.clone());
+            pending.ids.len() == 1
+        };
+        if first {
+            self.arrived.notify_one();
+        }
+    }
+}
+
 struct Shared {
+    log: Arc<ChangeLog>,
+    /// Flush and stop requests.
     wake: Notify,
     /// The highest sequence number someone waits for.
     requested: AtomicU64,
@@ -114,8 +145,6 @@ struct Shared {
 /// does the same and waits for that commit.
 pub struct StateRecorder {
     shared: Arc<Shared>,
-    stats: SubscriptionStats,
-    bus: EventBus,
     progress: watch::Receiver<Progress>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -151,11 +180,6 @@ impl StateRecorder {
             .map_err(|e| store.error("reading stored entity ids", e))?
             .into_iter()
             .collect::<HashSet<_>>();
-        let bus = states.bus().clone();
-        let sub = bus
-            .subscribe([EventFilter::AllStateChanges], config.queue_capacity.max(1))
-            .expect("capacity is at least 1");
-        let stats = sub.stats();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -163,7 +187,12 @@ impl StateRecorder {
                 path: path.clone(),
                 source,
             })?;
+        let log = Arc::new(ChangeLog {
+            pending: Mutex::new(Pending::default()),
+            arrived: Notify::new(),
+        });
         let shared = Arc::new(Shared {
+            log: Arc::clone(&log),
             wake: Notify::new(),
             requested: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -171,43 +200,43 @@ impl StateRecorder {
         let (progress_tx, progress) = watch::channel(Progress::default());
         let mut writer = Writer {
             conn,
-            sub,
-            stats: stats.clone(),
             states: states.clone(),
             shared: Arc::clone(&shared),
             progress: progress_tx,
             config,
             path: path.clone(),
-            received: 0,
-            synced_drops: 0,
-            need_resync: false,
             dirty: HashSet::new(),
             dirty_since: None,
             in_db,
             retry_at: None,
             failures_in_a_row: 0,
         };
-        // Everything already in the machine is committed before `start` returns (the
-        // subscription is already in place, so nothing made meanwhile is missed). Rows of
-        // entities not in the machine are kept.
-        writer.dirty.extend(
-            states
-                .all()
-                .iter()
-                .map(|s| s.entity_id().as_str().to_owned()),
-        );
-        writer.write_dirty()?;
-        let thread = std::thread::Builder::new()
-            .name("homecore-store-recorder".into())
-            .spawn(move || runtime.block_on(writer.run()))
-            .map_err(|source| StoreError::Thread {
-                path: path.clone(),
-                source,
-            })?;
+        // Everything already in the machine is committed before `start` returns (the observer
+        // is in place first, so nothing made meanwhile is missed). Rows of entities not in the
+        // machine are kept.
+        let observer = Arc::clone(&log) as Arc<dyn StateObserver>;
+        states.add_observer(Arc::clone(&observer));
+        writer
+            .dirty
+            .extend(states.all().iter().map(|s| s.entity_id().clone()));
+        let started = writer.write_dirty().and_then(|_| {
+            std::thread::Builder::new()
+                .name("homecore-store-recorder".into())
+                .spawn(move || runtime.block_on(writer.run()))
+                .map_err(|source| StoreError::Thread {
+                    path: path.clone(),
+                    source,
+                })
+        });
+        let thread = match started {
+            Ok(thread) => thread,
+            Err(err) => {
+                states.remove_observer(&observer);
+                return Err(err);
+            }
+        };
         Ok(Self {
             shared,
-            stats,
-            bus,
             progress,
             thread: Some(thread),
             path,
@@ -219,10 +248,7 @@ impl StateRecorder {
     /// committed.
     #[must_use]
     pub fn seq(&self) -> u64 {
-        // Taking the bus lock orders this read after every publish that has completed
-        // (publishes count deliveries and drops under that lock).
-        let _ = self.bus.subscriber_count();
-        self.stats.delivered() + self.stats.dropped()
+        self.shared.log.lock().seq
     }
 
     /// Every change up to this sequence number is committed.
@@ -326,21 +352,13 @@ impl Drop for StateRecorder {
 /// The writer thread's state.
 struct Writer {
     conn: Connection,
-    sub: Subscription,
-    stats: SubscriptionStats,
     states: StateMachine,
     shared: Arc<Shared>,
     progress: watch::Sender<Progress>,
     config: RecorderConfig,
     path: PathBuf,
-    /// Events taken from the queue so far.
-    received: u64,
-    /// The drop count the last successful commit accounted for.
-    synced_drops: u64,
-    /// A resync is owed (drops, or events that could not be received).
-    need_resync: bool,
     /// Entities whose current state is to be written.
-    dirty: HashSet<String>,
+    dirty: HashSet<EntityId>,
     /// When the oldest uncommitted change was seen.
     dirty_since: Option<Instant>,
     /// Entities that have a row.
@@ -362,36 +380,38 @@ impl Drop for StoppedOnExit {
 impl Writer {
     async fn run(mut self) {
         let _stopped = StoppedOnExit(self.progress.clone());
-        let mut buffer = Vec::with_capacity(self.config.max_batch);
         loop {
-            let deadline = self.deadline();
-            let mut bus_gone = false;
-            tokio::select! {
-                biased;
-                () = self.shared.wake.notified() => {}
-                n = self.sub.recv_many(&mut buffer, self.config.max_batch) => {
-                    bus_gone = n == 0;
-                    self.received += n as u64;
-                    for event in buffer.drain(..) {
-                        self.mark(&event);
-                    }
-                }
-                () = sleep_until(deadline) => {}
+            if self.dirty_since.is_none() && !self.shared.log.lock().ids.is_empty() {
+                self.dirty_since = Some(Instant::now());
             }
-            let stopping = self.shared.stop.load(Ordering::Acquire) || bus_gone;
+            match self.deadline() {
+                // Nothing uncommitted: wait for the first change (one wake-up per burst) or a
+                // flush.
+                None => tokio::select! {
+                    biased;
+                    () = self.shared.wake.notified() => {}
+                    () = self.shared.log.arrived.notified() => {}
+                },
+                // Changes are pending: sleep until they are due without listening for more,
+                // so a change never has to wake this thread.
+                Some(at) => tokio::select! {
+                    biased;
+                    () = self.shared.wake.notified() => {}
+                    () = tokio::time::sleep_until(at) => {}
+                },
+            }
+            let stopping = self.shared.stop.load(Ordering::Acquire);
+            if stopping {
+                // Changes after this are not recorded; everything before is in the log.
+                let log = Arc::clone(&self.shared.log) as Arc<dyn StateObserver>;
+                self.states.remove_observer(&log);
+            }
             if stopping || self.commit_due() {
                 self.commit();
             }
             if stopping {
                 break;
             }
-        }
-    }
-
-    fn mark(&mut self, event: &Event) {
-        if let Some(change) = event.as_state_changed() {
-            self.dirty.insert(change.entity_id.as_str().to_owned());
-            self.dirty_since.get_or_insert_with(Instant::now);
         }
     }
 
@@ -409,8 +429,6 @@ impl Writer {
             return false;
         }
         self.shared.requested.load(Ordering::Acquire) > self.durable()
-            || self.dirty.len() >= self.config.max_batch
-            || self.stats.dropped() > self.synced_drops
             || self
                 .dirty_since
                 .is_some_and(|t| now >= t + self.config.commit_interval)
@@ -420,43 +438,16 @@ impl Writer {
         self.progress.borrow().stats.durable_seq
     }
 
-    /// Takes in everything published so far and commits it: see the module docs.
+    /// Takes the change log and commits it: see the module docs.
     fn commit(&mut self) {
-        // Order the counter reads after every completed publish (see `StateRecorder::seq`).
-        let _ = self.states.bus().subscriber_count();
-        let delivered = self.stats.delivered();
-        let dropped = self.stats.dropped();
-        while self.received < delivered {
-            let Some(event) = self.sub.try_recv() else {
-                // Counted but not visible yet: a resync covers it.
-                self.need_resync = true;
-                break;
-            };
-            self.received += 1;
-            self.mark(&event);
-        }
-        let resync = self.need_resync || dropped > self.synced_drops;
-        if resync {
-            tracing::warn!(
-                path = %self.path.display(),
-                dropped = dropped - self.synced_drops,
-                "state recorder missed events; writing every entity's current state"
-            );
-            self.dirty.extend(
-                self.states
-                    .all()
-                    .iter()
-                    .map(|s| s.entity_id().as_str().to_owned()),
-            );
-            self.dirty.extend(self.in_db.iter().cloned());
-        }
-        let target = delivered + dropped;
+        let (target, ids) = self.shared.log.take();
+        self.dirty.extend(ids);
         if self.dirty.is_empty() {
-            self.succeeded(target, dropped, resync, 0);
+            self.succeeded(target, 0);
             return;
         }
         match self.write_dirty() {
-            Ok(rows) => self.succeeded(target, dropped, resync, rows),
+            Ok(rows) => self.succeeded(target, rows),
             Err(source) => self.failed(source),
         }
     }
@@ -473,15 +464,17 @@ impl Writer {
         let mut present = Vec::new();
         let mut gone = Vec::new();
         for id in &self.dirty {
-            match self.states.get_str(id) {
+            match self.states.get(id) {
                 Some(state) => {
                     upsert(&tx, &state).map_err(|e| err("writing a state", e))?;
-                    present.push(id.clone());
+                    if !self.in_db.contains(id.as_str()) {
+                        present.push(id.as_str().to_owned());
+                    }
                     rows += 1;
                 }
-                None if self.in_db.contains(id) => {
-                    delete(&tx, id).map_err(|e| err("deleting a state", e))?;
-                    gone.push(id.clone());
+                None if self.in_db.contains(id.as_str()) => {
+                    delete(&tx, id.as_str()).map_err(|e| err("deleting a state", e))?;
+                    gone.push(id.as_str().to_owned());
                     rows += 1;
                 }
                 None => {}
@@ -497,11 +490,9 @@ impl Writer {
         Ok(rows)
     }
 
-    fn succeeded(&mut self, target: u64, dropped: u64, resync: bool, rows: u64) {
+    fn succeeded(&mut self, target: u64, rows: u64) {
         self.dirty.clear();
         self.dirty_since = None;
-        self.synced_drops = dropped;
-        self.need_resync = false;
         self.retry_at = None;
         self.failures_in_a_row = 0;
         self.progress.send_modify(|p| {
@@ -509,9 +500,6 @@ impl Writer {
             if rows > 0 {
                 p.stats.commits += 1;
                 p.stats.rows_written += rows;
-            }
-            if resync {
-                p.stats.resyncs += 1;
             }
         });
         // A waiter whose sequence number was not visible yet asks again on the next round.
@@ -539,12 +527,5 @@ impl Writer {
             p.stats.failures += 1;
             p.last_error = Some(error);
         });
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

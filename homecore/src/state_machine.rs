@@ -1,7 +1,7 @@
 //! The state machine: every entity's current state, with Home Assistant's write semantics.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::Utc;
 use dashmap::DashMap;
@@ -18,6 +18,18 @@ pub struct SetOutcome {
     pub state: Arc<State>,
     /// Whether the write changed anything (and so published a `state_changed` event).
     pub changed: bool,
+}
+
+/// Told synchronously about every change of a [`StateMachine`], unlike a bus subscriber
+/// (whose bounded queue may drop): for a consumer that must not miss a change, such as the
+/// durable store's recorder (docs/adr/0010-persistence.md).
+///
+/// Called on the writer's thread while the entity's shard is held, so one entity's changes
+/// arrive in write order. It must be cheap, must never block for long, and must not call back
+/// into the state machine.
+pub trait StateObserver: Send + Sync + 'static {
+    /// `entity_id` was created, changed, removed or restored.
+    fn state_changed(&self, entity_id: &EntityId);
 }
 
 /// Every entity's current state. Cheap to clone; clones share states.
@@ -50,6 +62,9 @@ struct Inner {
     bus: EventBus,
     trackers: DashMap<ContextId, Vec<Arc<State>>, RandomState>,
     active_trackers: AtomicUsize,
+    observers: RwLock<Vec<Arc<dyn StateObserver>>>,
+    /// `observers.len()`, read without the lock on every change.
+    observer_count: AtomicUsize,
 }
 
 impl StateMachine {
@@ -62,6 +77,8 @@ impl StateMachine {
                 bus,
                 trackers: DashMap::with_hasher(RandomState::default()),
                 active_trackers: AtomicUsize::new(0),
+                observers: RwLock::new(Vec::new()),
+                observer_count: AtomicUsize::new(0),
             }),
         }
     }
@@ -198,6 +215,16 @@ impl StateMachine {
         context: &Context,
         now: chrono::DateTime<Utc>,
     ) {
+        if self.inner.observer_count.load(Ordering::Acquire) != 0 {
+            let observers = self
+                .inner
+                .observers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for observer in observers.iter() {
+                observer.state_changed(entity_id);
+            }
+        }
         self.inner.bus.publish_state_changed(StateChanged {
             entity_id: entity_id.clone(),
             old_state,
@@ -205,6 +232,35 @@ impl StateMachine {
             context: context.clone(),
             time_fired: now,
         });
+    }
+
+    /// Adds an observer of every change from now on (see [`StateObserver`]).
+    pub fn add_observer(&self, observer: Arc<dyn StateObserver>) {
+        let mut observers = self
+            .inner
+            .observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        observers.push(observer);
+        self.inner
+            .observer_count
+            .store(observers.len(), Ordering::Release);
+    }
+
+    /// Removes an observer added with [`StateMachine::add_observer`] (compared by pointer);
+    /// returns whether it was there.
+    pub fn remove_observer(&self, observer: &Arc<dyn StateObserver>) -> bool {
+        let mut observers = self
+            .inner
+            .observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = observers.len();
+        observers.retain(|o| !Arc::ptr_eq(o, observer));
+        self.inner
+            .observer_count
+            .store(observers.len(), Ordering::Release);
+        observers.len() != before
     }
 
     /// Every state.
@@ -406,6 +462,52 @@ mod tests {
             sm.get(&id("light.a")).map(|s| s.state().to_owned()),
             Some("off".into())
         );
+    }
+
+    #[test]
+    fn observers_see_every_change_in_order_until_removed() {
+        struct Log(std::sync::Mutex<Vec<String>>);
+        impl StateObserver for Log {
+            fn state_changed(&self, entity_id: &EntityId) {
+                self.0
+                    .lock()
+                    .expect("not poisoned")
+                    .push(entity_id.to_string());
+            }
+        }
+        let sm = StateMachine::new(EventBus::new());
+        let log = Arc::new(Log(std::sync::Mutex::new(Vec::new())));
+        let observer: Arc<dyn StateObserver> = log.clone();
+        sm.add_observer(Arc::clone(&observer));
+        let ctx = Context::new();
+        sm.set(&id("light.a"), "on", Attributes::new(), &ctx)
+            .expect("ok");
+        sm.set(&id("light.a"), "on", Attributes::new(), &ctx)
+            .expect("ok");
+        sm.set(&id("light.b"), "on", Attributes::new(), &ctx)
+            .expect("ok");
+        sm.remove(&id("light.a"), &ctx).expect("ok");
+        let now = Utc::now();
+        let stored = State::restore(
+            id("light.c"),
+            "on",
+            Attributes::new(),
+            now,
+            now,
+            ctx.clone(),
+        )
+        .expect("valid");
+        assert!(sm.restore(stored));
+        assert_eq!(
+            *log.0.lock().expect("not poisoned"),
+            ["light.a", "light.b", "light.a", "light.c"],
+            "no-op writes are not changes"
+        );
+        assert!(sm.remove_observer(&observer));
+        assert!(!sm.remove_observer(&observer));
+        sm.set(&id("light.d"), "on", Attributes::new(), &ctx)
+            .expect("ok");
+        assert_eq!(log.0.lock().expect("not poisoned").len(), 4);
     }
 
     #[test]
