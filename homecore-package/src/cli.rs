@@ -31,7 +31,7 @@ pub enum CommandError {
     /// The package was refused (trust, compatibility).
     #[error(transparent)]
     Refused(#[from] DiscoveryError),
-    /// The signature file could not be written.
+    /// The signature file (or bundle) could not be written.
     #[error("cannot write {path}")]
     WriteSignature {
         /// The file.
@@ -306,7 +306,7 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verifies a package directory under a trust policy, as discovery would: safe reading,
+/// Verifies a package (directory or `.hcpkg` bundle) under a trust policy, as discovery would: safe reading,
 /// signature by a trusted, unrevoked key allowed for the domain (or dev mode), host API and
 /// ABI compatibility. Rollback protection and dependencies need the host's state and are
 /// checked at discovery only.
@@ -358,18 +358,72 @@ impl fmt::Display for InspectReport {
     }
 }
 
-/// Shows what a package holds, without a trust policy: manifest summary, module size and hash,
+/// Shows what a package (directory or `.hcpkg` bundle) holds, without a trust policy: manifest summary, module size and hash,
 /// the signature's key id and whether the signature matches the files.
 ///
 /// # Errors
 /// [`CommandError::Package`] when the package cannot be read safely.
 pub fn inspect(package_dir: &Path) -> Result<InspectReport, CommandError> {
-    let files = PackageFiles::read(package_dir, &PackageLimits::default())?;
+    let files = PackageFiles::open(package_dir, &PackageLimits::default())?;
     Ok(InspectReport {
         package: PackageSummary::of(&files),
         key_id: files.signature.as_ref().map(|s| s.key_id),
         signature_matches: files.signature_matches_embedded_key(),
         abi: compat::abi_version(files.domain(), &files.module),
         digest: files.digest(),
+    })
+}
+
+/// What [`pack`] wrote.
+#[derive(Debug, Clone)]
+pub struct PackReport {
+    /// The package packed.
+    pub package: PackageSummary,
+    /// The bundle written.
+    pub bundle_path: PathBuf,
+    /// Its size, bytes.
+    pub bundle_size: u64,
+    /// The signing key's id (`None`: the package is unsigned).
+    pub key_id: Option<KeyId>,
+}
+
+impl fmt::Display for PackReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "packed {} {} into {} ({} bytes)",
+            self.package.domain,
+            self.package.version,
+            self.bundle_path.display(),
+            self.bundle_size
+        )?;
+        match self.key_id {
+            Some(id) => write!(f, "signature:     by key {id} (carried unchanged)"),
+            None => write!(
+                f,
+                "signature:     none (unsigned; sign the directory first)"
+            ),
+        }
+    }
+}
+
+/// Packs a (signed) package directory into one `<domain>.hcpkg` bundle in `out_dir`, written
+/// atomically. The signature is carried unchanged: it covers the same digest.
+///
+/// # Errors
+/// [`CommandError::Package`] when the directory cannot be read safely,
+/// [`CommandError::WriteSignature`] when the bundle cannot be written.
+pub fn pack(package_dir: &Path, out_dir: &Path) -> Result<PackReport, CommandError> {
+    let (files, bytes) = crate::bundle::pack(package_dir, &PackageLimits::default())?;
+    let bundle_path = out_dir.join(format!("{}.{}", files.domain(), crate::BUNDLE_EXTENSION));
+    write_atomic(&bundle_path, &bytes).map_err(|source| CommandError::WriteSignature {
+        path: bundle_path.clone(),
+        source,
+    })?;
+    Ok(PackReport {
+        package: PackageSummary::of(&files),
+        bundle_path,
+        bundle_size: bytes.len() as u64,
+        key_id: files.signature.as_ref().map(|s| s.key_id),
     })
 }

@@ -11,6 +11,7 @@ use homecore_plugins::{Permissions, PluginManifest, PluginSource, PluginSpec};
 use semver::Version;
 use serde_json::Value;
 
+use crate::bundle::BUNDLE_EXTENSION;
 use crate::compat::{self, CompatError};
 use crate::versions::{self, RollbackError};
 use crate::{
@@ -40,20 +41,20 @@ pub enum DiscoveryError {
         /// The directory.
         path: PathBuf,
     },
-    /// A directory name that is not a valid plugin domain.
+    /// A package name (directory, or bundle without `.hcpkg`) that is not a valid domain.
     #[error(
-        "directory name {name:?} is not a valid plugin domain ([a-z0-9_], not starting or ending with '_', no '__')"
+        "package name {name:?} is not a valid plugin domain ([a-z0-9_], not starting or ending with '_', no '__')"
     )]
     BadDirName {
         /// The name (lossy UTF-8, capped).
         name: String,
     },
-    /// The manifest's domain differs from the directory name.
+    /// The manifest's domain differs from the package's name.
     #[error(
-        "package directory {dir} holds plugin {domain}; the directory must be named after the domain"
+        "package {dir} holds plugin {domain}; a package must be named after its domain ({domain}/ or {domain}.hcpkg)"
     )]
     DomainMismatch {
-        /// The directory name.
+        /// The package's name (directory, or bundle without `.hcpkg`).
         dir: String,
         /// The manifest's domain.
         domain: String,
@@ -232,10 +233,23 @@ pub(crate) fn verify_files(
     policy: &TrustPolicy,
     limits: &PackageLimits,
 ) -> Result<(PackageFiles, Signer, u32), DiscoveryError> {
-    let files = PackageFiles::read(dir, limits)?;
+    let files = PackageFiles::open(dir, limits)?;
     let signer = policy.check(&files)?;
     let abi = compat::check_host(&files.manifest, &files.module)?;
     Ok((files, signer, abi))
+}
+
+/// The domain an entry of the plugins directory stands for: a directory's name, or a
+/// bundle's name without `.hcpkg`.
+fn entry_domain(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.strip_suffix(&format!(".{BUNDLE_EXTENSION}")) {
+        Some(stem) => stem.to_owned(),
+        None => name,
+    }
 }
 
 /// Checks one entry of the plugins directory up to (not including) cross-package rules.
@@ -246,10 +260,7 @@ fn check_entry(
     native: &BTreeMap<&str, &Version>,
     limits: &PackageLimits,
 ) -> Result<VerifiedPackage, DiscoveryError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = entry_domain(path);
     if homecore::validate_domain(&name).is_err() {
         return Err(DiscoveryError::BadDirName {
             name: crate::key::cap(&name),
@@ -282,7 +293,8 @@ fn check_entry(
     })
 }
 
-/// Discovers the packages in `plugins_dir` (one directory per plugin, named after its domain)
+/// Discovers the packages in `plugins_dir` (one directory or bundle per plugin, named after its
+/// domain)
 /// with the default [`PackageLimits`]; see [`discover_with_limits`].
 ///
 /// # Errors
@@ -304,12 +316,13 @@ pub fn discover(
 
 /// Discovers the packages in `plugins_dir`.
 ///
-/// For each entry, in name order: the name must be a valid domain and the entry a real
-/// directory (no symlink); the whole package tree must be free of symlinks and special files;
+/// Each entry is a package directory `<domain>/` or a bundle `<domain>.hcpkg`. For each, in
+/// name order: the name must be a valid domain and the entry a real directory or file (no
+/// symlink); a directory's whole tree must be free of symlinks and special files;
 /// `manifest.json`, `signature.json` and the module are each read once within `limits`; the
 /// signature is verified under `policy` before anything else looks at the module; the host API
-/// and ABI versions must be compatible; the manifest's domain must be the directory name and
-/// not a `native` plugin's; a signed package's version must pass rollback protection (and is
+/// and ABI versions must be compatible; the manifest's domain must be the package's name and
+/// not a `native` plugin's, nor another package's (`x/` before `x.hcpkg`); a signed package's version must pass rollback protection (and is
 /// recorded in `accepted`). Then, across packages, every `dependencies` entry must be a native
 /// plugin or an accepted package at a version matching `homecore.dependency_versions`; a
 /// package whose dependency was refused is refused too. Entries whose name starts with `.` are
@@ -372,7 +385,7 @@ pub fn discover_with_limits(
     let mut refused_domains: BTreeSet<String> = report
         .rejected
         .iter()
-        .filter_map(|r| r.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|r| entry_domain(&r.path))
         .collect();
     loop {
         let mut newly_refused = Vec::new();

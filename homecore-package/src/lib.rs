@@ -5,8 +5,8 @@
 //! # Concepts
 //!
 //! - **Package**: a directory `<domain>/` holding `manifest.json`, the module it names in
-//!   `homecore.module` (e.g. `plugin.wasm`), and `signature.json`. The signature is Ed25519
-//!   (`verify_strict`) over a domain-separated digest of the exact manifest bytes, the module's
+//!   `homecore.module` (e.g. `plugin.wasm`), and `signature.json` — or the same three in one
+//!   `<domain>.hcpkg` bundle ([`pack`]). The signature is Ed25519 (`verify_strict`) over a domain-separated digest of the exact manifest bytes, the module's
 //!   SHA-256 and size, the domain, the version and the module's file name
 //!   ([`DigestInput`]): no file can be edited, swapped or paired with another package's.
 //! - **Keys**: [`keygen`] writes `<name>.key` (0600) and `<name>.pub` (`ed25519:<base64>`);
@@ -23,7 +23,7 @@
 //!   each file read once), verifies every package before anything is compiled, reports each
 //!   refusal and accepts the rest as [`VerifiedPackage`]s, which become registry specs with
 //!   [`VerifiedPackage::into_spec`].
-//! - **Commands**: [`keygen`], [`sign`], [`verify`], [`inspect`] return reports that print
+//! - **Commands**: [`keygen`], [`sign`], [`verify`], [`inspect`], [`pack`] return reports that print
 //!   themselves; the `homecore package …` subcommands call them.
 //!
 //! # Example
@@ -80,6 +80,7 @@
 #![forbid(unsafe_code)]
 
 mod atomic_write;
+mod bundle;
 mod cli;
 mod compat;
 mod discovery;
@@ -90,9 +91,10 @@ mod read;
 mod trust;
 mod versions;
 
+pub use crate::bundle::{BUNDLE_EXTENSION, BundleError};
 pub use crate::cli::{
-    CommandError, InspectReport, KeygenReport, PackageSummary, SignReport, VerifyReport, inspect,
-    keygen, sign, verify,
+    CommandError, InspectReport, KeygenReport, PackReport, PackageSummary, SignReport,
+    VerifyReport, inspect, keygen, pack, sign, verify,
 };
 pub use crate::compat::{
     CompatError, DEPENDENCY_VERSIONS_KEY, abi_version, check_api, check_host,

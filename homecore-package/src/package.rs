@@ -61,6 +61,25 @@ pub enum PackageError {
         /// The plugin.
         domain: String,
     },
+    /// A bundle's layout is malformed.
+    #[error("{path} is not a valid package bundle")]
+    Bundle {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::BundleError,
+    },
+    /// A bundle records a module file name other than the manifest's.
+    #[error("{path} records module {recorded:?}, but its manifest names {manifest:?}")]
+    ModuleNameMismatch {
+        /// The bundle.
+        path: PathBuf,
+        /// The name the bundle records (capped).
+        recorded: String,
+        /// The manifest's `homecore.module`.
+        manifest: String,
+    },
     /// `signature.json` is malformed.
     #[error("{path} is not a valid signature file")]
     Signature {
@@ -72,10 +91,64 @@ pub enum PackageError {
     },
 }
 
+/// Parses and checks the manifest of the package at `path`; returns it with its module name.
+fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<(PluginManifest, String), PackageError> {
+    let manifest = PluginManifest::from_slice(bytes).map_err(|source| PackageError::Manifest {
+        path: manifest_path(path),
+        source,
+    })?;
+    let runtime = manifest.runtime();
+    if runtime != RuntimeKind::Wasm {
+        return Err(PackageError::NotWasm {
+            domain: manifest.domain,
+            runtime,
+        });
+    }
+    let module_name = manifest
+        .homecore
+        .as_ref()
+        .and_then(|h| h.module.clone())
+        .ok_or_else(|| PackageError::NoModule {
+            domain: manifest.domain.clone(),
+        })?;
+    Ok((manifest, module_name))
+}
+
+/// Parses the signature file of the package at `path`, if it has one.
+fn parse_signature(
+    path: &Path,
+    bytes: Option<&[u8]>,
+) -> Result<Option<DetachedSignature>, PackageError> {
+    bytes
+        .map(DetachedSignature::from_slice)
+        .transpose()
+        .map_err(|source| PackageError::Signature {
+            path: if is_bundle(path) {
+                path.to_owned()
+            } else {
+                path.join(SIGNATURE_FILE)
+            },
+            source,
+        })
+}
+
+fn is_bundle(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == crate::bundle::BUNDLE_EXTENSION)
+}
+
+fn manifest_path(path: &Path) -> PathBuf {
+    if is_bundle(path) {
+        path.to_owned()
+    } else {
+        path.join(MANIFEST_FILE)
+    }
+}
+
 /// A package's files as read from disk, not yet trusted.
 #[derive(Debug, Clone)]
 pub struct PackageFiles {
-    /// The package directory.
+    /// The package directory (or bundle file).
     pub dir: PathBuf,
     /// `manifest.json` exactly as read.
     pub manifest_bytes: Arc<[u8]>,
@@ -92,6 +165,19 @@ pub struct PackageFiles {
 }
 
 impl PackageFiles {
+    /// Reads a package: a directory ([`PackageFiles::read`]) or a `<domain>.hcpkg` bundle
+    /// (read once, within `limits`, without following a symlink).
+    ///
+    /// # Errors
+    /// A [`PackageError`] naming the file and what is wrong.
+    pub fn open(path: &Path, limits: &PackageLimits) -> Result<Self, PackageError> {
+        if is_bundle(path) {
+            crate::bundle::read(path, limits)
+        } else {
+            Self::read(path, limits)
+        }
+    }
+
     /// Reads a package directory: checks the whole tree for symlinks and special files, then
     /// reads `manifest.json`, `signature.json` (optional) and the module the manifest names,
     /// each once and within `limits`.
@@ -101,44 +187,68 @@ impl PackageFiles {
     pub fn read(dir: &Path, limits: &PackageLimits) -> Result<Self, PackageError> {
         check_tree(dir)?;
         let manifest_bytes = read_required(dir, MANIFEST_FILE, limits.manifest_bytes)?;
-        let manifest = PluginManifest::from_slice(&manifest_bytes).map_err(|source| {
-            PackageError::Manifest {
-                path: dir.join(MANIFEST_FILE),
-                source,
-            }
-        })?;
-        let runtime = manifest.runtime();
-        if runtime != RuntimeKind::Wasm {
-            return Err(PackageError::NotWasm {
-                domain: manifest.domain,
-                runtime,
+        let (manifest, module_name) = parse_manifest(dir, &manifest_bytes)?;
+        let signature = read_capped(dir, SIGNATURE_FILE, limits.signature_bytes)?;
+        let signature = parse_signature(dir, signature.as_deref())?;
+        let module = read_required(dir, &module_name, limits.module_bytes)?;
+        Ok(Self::build(
+            dir,
+            manifest_bytes,
+            manifest,
+            module_name,
+            module,
+            signature,
+        ))
+    }
+
+    /// Package files from a bundle's parts (`module_name`: the bundle's record of it, which
+    /// must be the manifest's).
+    pub(crate) fn assemble(
+        path: &Path,
+        manifest_bytes: &[u8],
+        module_name: Option<&str>,
+        signature: Option<&[u8]>,
+        module: &[u8],
+    ) -> Result<Self, PackageError> {
+        let (manifest, named) = parse_manifest(path, manifest_bytes)?;
+        if let Some(recorded) = module_name
+            && recorded != named
+        {
+            return Err(PackageError::ModuleNameMismatch {
+                path: path.to_owned(),
+                recorded: crate::key::cap(recorded),
+                manifest: named,
             });
         }
-        let module_name = manifest
-            .homecore
-            .as_ref()
-            .and_then(|h| h.module.clone())
-            .ok_or_else(|| PackageError::NoModule {
-                domain: manifest.domain.clone(),
-            })?;
-        let signature = read_capped(dir, SIGNATURE_FILE, limits.signature_bytes)?
-            .map(|bytes| DetachedSignature::from_slice(&bytes))
-            .transpose()
-            .map_err(|source| PackageError::Signature {
-                path: dir.join(SIGNATURE_FILE),
-                source,
-            })?;
-        let module = read_required(dir, &module_name, limits.module_bytes)?;
+        let signature = parse_signature(path, signature)?;
+        Ok(Self::build(
+            path,
+            manifest_bytes.to_vec(),
+            manifest,
+            named,
+            module.to_vec(),
+            signature,
+        ))
+    }
+
+    fn build(
+        path: &Path,
+        manifest_bytes: Vec<u8>,
+        manifest: PluginManifest,
+        module_name: String,
+        module: Vec<u8>,
+        signature: Option<DetachedSignature>,
+    ) -> Self {
         let module_sha256 = Sha256Hash::of(&module);
-        Ok(Self {
-            dir: dir.to_owned(),
+        Self {
+            dir: path.to_owned(),
             manifest_bytes: manifest_bytes.into(),
             manifest: Arc::new(manifest),
             module_name,
             module: module.into(),
             module_sha256,
             signature,
-        })
+        }
     }
 
     /// The plugin's domain (from the manifest).

@@ -118,7 +118,7 @@ fn the_directory_must_be_named_after_a_valid_domain() {
     assert_eq!(
         report.rejection("kitchen").expect("refused").to_string(),
         format!(
-            "package directory kitchen holds plugin hall; the directory must be named after the domain"
+            "package kitchen holds plugin hall; a package must be named after its domain (hall/ or hall.hcpkg)"
         )
     );
     for bad in ["Bad-Name", "_hall", "hall_", "a__b"] {

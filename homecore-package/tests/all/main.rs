@@ -1,6 +1,7 @@
 //! Integration tests of homecore-package through its public API: signing, trust, rollback,
 //! compatibility, discovery and the commands.
 
+mod bundle;
 mod commands;
 mod compat;
 mod discovery;
