@@ -594,11 +594,11 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "listen",
-                "colour",
                 "api.tokens[0]",
                 "api.max_body_bytes",
+                "colour",
                 "limits",
+                "listen",
                 "plugins.motion_lights",
                 "plugins.other"
             ],
@@ -611,9 +611,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_a_line_and_column() {
-        let err = Config::parse("listen = \n[api").expect_err("invalid");
+        let err = Config::parse("examples = true\nlisten = = 1\n").expect_err("invalid");
         match &err.problems()[0].kind {
-            ConfigProblemKind::Syntax { line, .. } => assert_eq!(*line, 1),
+            ConfigProblemKind::Syntax { line, column, .. } => assert_eq!((*line, *column), (2, 10)),
             other => panic!("{other:?}"),
         }
     }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, Request, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,10 +24,7 @@ pub use self::error::ApiError;
 pub use self::plugins::{PluginSummary, RejectedPlugin};
 
 use crate::TokenStore;
-// WS-PENDING: use crate::websocket::{WebSocketApi, WebSocketSettings};
-/// Stand-in until the WebSocket module lands.
-#[derive(Debug, Clone, Default)]
-pub struct WebSocketSettings;
+use crate::websocket::{TokenCheck, WebSocketApi, WebSocketSettings};
 
 /// The server version reported by `GET /api/config` and the WebSocket `auth_required`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -62,6 +60,7 @@ struct ApiInner {
     max_body_bytes: usize,
     config_dir: PathBuf,
     rejected: Mutex<Vec<RejectedPlugin>>,
+    websocket: WebSocketApi,
 }
 
 impl Api {
@@ -88,7 +87,15 @@ impl Api {
         websocket: WebSocketSettings,
         config_dir: PathBuf,
     ) -> Self {
-        let _ = websocket;
+        let mut websocket = websocket;
+        let (config_registry, config_path) = (registry.clone(), config_dir.clone());
+        websocket.config =
+            Arc::new(move || states::config_body(&config_registry, &config_path).to_value());
+        let websocket = WebSocketApi::new(
+            home.clone(),
+            Arc::clone(&tokens) as Arc<dyn TokenCheck>,
+            websocket,
+        );
         Self {
             inner: Arc::new(ApiInner {
                 home,
@@ -97,6 +104,7 @@ impl Api {
                 max_body_bytes,
                 config_dir,
                 rejected: Mutex::new(Vec::new()),
+                websocket,
             }),
         }
     }
@@ -156,6 +164,7 @@ impl Api {
             .route_layer(middleware::from_fn_with_state(self.clone(), require_token));
         Router::new()
             .merge(authed)
+            .route("/api/websocket", get(websocket))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
@@ -180,6 +189,21 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
             header::HeaderValue::from_static("Bearer"),
         );
         response
+    }
+}
+
+/// `GET /api/websocket`: upgrades and hands the socket to the WebSocket API, which
+/// authenticates in-band (`auth_required` → `auth`).
+async fn websocket(
+    State(api): State<Api>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => {
+            let ws = api.inner.websocket.clone();
+            upgrade.on_upgrade(move |socket| async move { ws.serve(socket).await })
+        }
+        Err(rejection) => ApiError::new(rejection.status(), rejection.body_text()).into_response(),
     }
 }
 

@@ -364,9 +364,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })
 }
 
-fn websocket_settings(config: &Config) -> crate::WebSocketSettings {
-    let _ = config;
-    crate::WebSocketSettings::default()
+fn websocket_settings(config: &Config) -> crate::websocket::WebSocketSettings {
+    crate::websocket::WebSocketSettings {
+        queue_capacity: config.api.websocket_queue,
+        ..crate::websocket::WebSocketSettings::default()
+    }
 }
 
 /// The trust policy `homecore run` applies with this config: the `[trust]` table, plus the

@@ -72,6 +72,12 @@ impl TokenStore {
     }
 }
 
+impl crate::websocket::TokenCheck for TokenStore {
+    fn is_valid(&self, token: &str) -> bool {
+        self.check(token)
+    }
+}
+
 impl fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TokenStore({} tokens, redacted)", self.tokens.len())

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use homecore::{Attributes, Context, EntityId, StateError};
+use homecore_plugins::PluginRegistry;
 use serde_json::{Value, json};
 
 use super::body::JsonBody;
@@ -18,20 +19,19 @@ pub(super) async fn api_running() -> Response {
 
 /// `GET /api/config`.
 pub(super) async fn config(State(api): State<Api>) -> Response {
-    json(StatusCode::OK, &config_body(&api))
+    json(
+        StatusCode::OK,
+        &config_body(api.registry(), &api.inner.config_dir),
+    )
 }
 
-/// The `GET /api/config` body: Home Assistant's defaults, our version, the running plugins.
-pub(super) fn config_body(api: &Api) -> ConfigBody {
-    let mut components: Vec<String> = api
-        .registry()
-        .list()
-        .into_iter()
-        .map(|p| p.domain)
-        .collect();
+/// The `GET /api/config` (and WebSocket `get_config`) body: Home Assistant's defaults, our
+/// version, the loaded plugins as components, the data directory as `config_dir`.
+pub(super) fn config_body(registry: &PluginRegistry, config_dir: &std::path::Path) -> ConfigBody {
+    let mut components: Vec<String> = registry.list().into_iter().map(|p| p.domain).collect();
     components.extend(["api", "websocket_api", "homecore"].map(String::from));
     let mut body = ConfigBody::new(VERSION, components);
-    body.config_dir = api.inner.config_dir.display().to_string();
+    body.config_dir = config_dir.display().to_string();
     body
 }
 
