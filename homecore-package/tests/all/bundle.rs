@@ -4,7 +4,7 @@ use std::os::unix::fs::symlink;
 
 use homecore_package::{
     BundleError, DiscoveryError, MemoryAcceptedVersions, PackageError, PackageLimits, ReadError,
-    TrustError, discover, discover_with_limits, inspect, pack, verify,
+    TrustError, discover, inspect, pack, verify,
 };
 
 use crate::support::*;
@@ -72,13 +72,7 @@ fn a_tampered_bundle_is_refused() {
     let at = bytes.len() - signature_len - 4 - 1;
     bytes[at] ^= 1;
     std::fs::write(&packed.bundle_path, bytes).expect("writes");
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     assert!(matches!(
         report.rejection("hall.hcpkg"),
         Some(DiscoveryError::Trust(TrustError::BadSignature { .. }))
@@ -91,13 +85,7 @@ fn a_directory_and_a_bundle_for_one_domain_are_a_duplicate() {
     let plugins = tempfile::tempdir().expect("tempdir");
     let dir = signed_package(plugins.path(), &alice, "hall", "1.0.0");
     pack(&dir, plugins.path()).expect("packs");
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     assert_eq!(
         report.get("hall").map(|p| p.path().to_owned()),
         Some(dir.clone())
@@ -138,14 +126,7 @@ fn malformed_symlinked_and_oversized_bundles_are_refused() {
         module_bytes: 4096,
         ..PackageLimits::default()
     };
-    let report = discover_with_limits(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-        &limits,
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &limits);
     assert!(report.accepted.is_empty(), "{report}");
     assert!(matches!(
         report.rejection("renamed.hcpkg"),

@@ -1,6 +1,6 @@
 //! Host API, ABI and dependency compatibility through discovery.
 
-use homecore_package::{CompatError, DiscoveryError, MemoryAcceptedVersions, discover};
+use homecore_package::{CompatError, DiscoveryError, PackageLimits};
 use semver::Version;
 
 use crate::support::*;
@@ -20,13 +20,7 @@ fn an_incompatible_host_api_is_refused_naming_both_versions() {
         .replace(r#""api_version": "^1.0""#, r#""api_version": "^2.0""#);
     let path = write_package(plugins.path(), "hall", &m, &module(1, 0));
     alice.sign(&path);
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     let err = compat_error(&report, "hall");
     assert_eq!(
         err.to_string(),
@@ -45,13 +39,7 @@ fn an_incompatible_abi_is_refused_naming_both_versions() {
         &module(2, 0),
     );
     alice.sign(&path);
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     let err = compat_error(&report, "hall");
     assert!(matches!(err, CompatError::IncompatibleAbi { found: 2, .. }));
     assert_eq!(
@@ -104,13 +92,7 @@ fn dependency_versions_are_checked_against_packages_and_native_plugins() {
         &[("motion_lights", "<1")],
     );
     let native = [("motion_lights".to_owned(), Version::new(1, 0, 0))];
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &native,
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &native, &PackageLimits::default());
 
     let accepted: Vec<&str> = report.accepted.iter().map(|p| p.domain()).collect();
     assert_eq!(
@@ -143,13 +125,7 @@ fn dependents_of_a_refused_package_are_refused_transitively() {
     dependent(plugins.path(), &alice, "middle", &[("base", "*")]);
     dependent(plugins.path(), &alice, "top", &[("middle", "*")]);
     dependent(plugins.path(), &alice, "orphan", &[("not_installed", "*")]);
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     assert!(report.accepted.is_empty(), "{report}");
     assert!(matches!(
         compat_error(&report, "base"),

@@ -5,7 +5,6 @@ use std::os::unix::fs::symlink;
 
 use homecore_package::{
     DiscoveryError, MemoryAcceptedVersions, PackageError, PackageLimits, ReadError, discover,
-    discover_with_limits,
 };
 use semver::Version;
 
@@ -35,13 +34,7 @@ fn one_bad_package_does_not_stop_the_good_ones() {
     std::fs::write(plugins.path().join("README.txt"), "not a package").expect("writes");
     std::fs::create_dir(plugins.path().join(".staging")).expect("hidden dirs are skipped");
 
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     let accepted: Vec<&str> = report.accepted.iter().map(|p| p.domain()).collect();
     assert_eq!(accepted, ["alpha", "omega"]);
     let rejected: Vec<String> = report
@@ -67,13 +60,7 @@ fn the_accepted_package_carries_exactly_the_verified_bytes() {
     let plugins = tempfile::tempdir().expect("tempdir");
     let path = signed_package(plugins.path(), &alice, "alpha", "1.0.0");
     let on_disk = std::fs::read(path.join("plugin.wasm")).expect("reads");
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     let package = report.accepted.into_iter().next().expect("accepted");
     assert_eq!(&**package.module(), on_disk.as_slice());
     assert_eq!(package.module_sha256().to_string().len(), 64);
@@ -107,13 +94,7 @@ fn the_directory_must_be_named_after_a_valid_domain() {
         );
         alice.sign(&path);
     }
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     assert!(report.accepted.is_empty());
     assert_eq!(
         report.rejection("kitchen").expect("refused").to_string(),
@@ -170,13 +151,7 @@ fn module_paths_that_leave_the_package_are_refused() {
         std::fs::write(path.join("manifest.json"), m).expect("writes");
         std::fs::write(path.join("lib").join("plugin.wasm"), module(1, 0)).expect("writes");
     }
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     assert!(report.accepted.is_empty(), "{report}");
     // `..` and absolute paths are already invalid manifests; a sub-path is refused by the reader.
     for dir in ["up", "abs"] {
@@ -219,13 +194,7 @@ fn symlinks_anywhere_in_a_package_are_refused() {
     // The package directory itself is a symlink to a valid package.
     symlink(&real, plugins.path().join("whole")).expect("symlink");
 
-    let report = discover(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &PackageLimits::default());
     assert!(report.accepted.is_empty(), "{report}");
     for name in ["zero", "linked", "deep", "whole"] {
         let text = read_error(&report, name);
@@ -262,14 +231,7 @@ fn oversized_files_are_refused_while_reading() {
         manifest_bytes: 4096,
         ..PackageLimits::default()
     };
-    let report = discover_with_limits(
-        plugins.path(),
-        &trusting(&[&alice]),
-        &MemoryAcceptedVersions::new(),
-        &[],
-        &limits,
-    )
-    .expect("lists");
+    let report = discover_trusting(plugins.path(), &alice, &[], &limits);
     assert_eq!(
         report
             .accepted
@@ -302,13 +264,7 @@ fn missing_files_and_native_manifests_are_refused_with_the_reason() {
         .replace(r#""runtime": "wasm""#, r#""runtime": "native""#)
         .replace(r#""module": "plugin.wasm","#, "");
     write_package(plugins.path(), "native", &native, &module(1, 0));
-    let report = discover(
-        plugins.path(),
-        &homecore_package::TrustPolicy::default(),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_strict(plugins.path());
     assert!(read_error(&report, "empty").ends_with("manifest.json is missing"));
     assert!(read_error(&report, "no_module").ends_with("plugin.wasm is missing"));
     assert_eq!(
@@ -359,13 +315,7 @@ fn a_malformed_signature_file_is_refused_with_its_path() {
         &module(1, 0),
     );
     std::fs::write(path.join("signature.json"), b"{\"format\": 1}").expect("writes");
-    let report = discover(
-        plugins.path(),
-        &homecore_package::TrustPolicy::default(),
-        &MemoryAcceptedVersions::new(),
-        &[],
-    )
-    .expect("lists");
+    let report = discover_strict(plugins.path());
     assert!(
         matches!(
             report.rejection("hall"),

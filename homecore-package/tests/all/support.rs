@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use homecore_package::{KeygenReport, TrustPolicy, TrustedPublisher, keygen, sign};
+use homecore_package::{
+    DiscoveryReport, KeygenReport, MemoryAcceptedVersions, PackageLimits, TrustPolicy,
+    TrustedPublisher, discover_with_limits, keygen, sign,
+};
 
 /// A module declaring ABI `abi` in its `homecore_abi` section, padded with a custom section of
 /// `padding` bytes (nothing compiles it here: discovery reads section headers only).
@@ -166,4 +169,33 @@ impl tracing::Subscriber for Collector {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Discovers `plugins` trusting `publisher` for every domain, with a fresh version store.
+pub(crate) fn discover_trusting(
+    plugins: &Path,
+    publisher: &Publisher,
+    native: &[(String, semver::Version)],
+    limits: &PackageLimits,
+) -> DiscoveryReport {
+    discover_with_limits(
+        plugins,
+        &trusting(&[publisher]),
+        &MemoryAcceptedVersions::new(),
+        native,
+        limits,
+    )
+    .expect("lists the plugins directory")
+}
+
+/// Discovers `plugins` under the default (strict, empty) policy.
+pub(crate) fn discover_strict(plugins: &Path) -> DiscoveryReport {
+    discover_with_limits(
+        plugins,
+        &TrustPolicy::default(),
+        &MemoryAcceptedVersions::new(),
+        &[],
+        &PackageLimits::default(),
+    )
+    .expect("lists the plugins directory")
 }

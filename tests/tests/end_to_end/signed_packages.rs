@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use homecore::Home;
 use homecore_integrations::motion_lights;
@@ -11,35 +10,14 @@ use homecore_package::{
     CompatError, DiscoveryError, FileAcceptedVersions, KeygenReport, TrustError, TrustPolicy,
     TrustedPublisher, discover, keygen, sign,
 };
-use homecore_plugins::{
-    Lifecycle, PluginRegistry, PluginSpec, RegistryError, WasmtimeConfig, WasmtimeRuntime,
-};
+use homecore_plugins::{Lifecycle, PluginSpec, RegistryError};
 use homecore_tests::guest::{EXAMPLE_MODULE, example_manifest, example_wasm};
-use homecore_tests::{set, state_of};
+use homecore_tests::set;
 use serde_json::json;
 
+use crate::wasm_example::{registry, wait_until};
+
 const DOMAIN: &str = "motion_lights_wasm";
-
-fn registry(home: &Home) -> PluginRegistry {
-    let wasm = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
-    PluginRegistry::builder(home.clone())
-        .runtime(Arc::new(wasm))
-        .build()
-}
-
-async fn wait_until(home: &Home, entity: &str, state: &str) {
-    // Generous: CI machines are slow and busy; the loop ends as soon as the state is there.
-    for _ in 0..4000 {
-        if state_of(home, entity).as_deref() == Some(state) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!(
-        "{entity} never became {state}: {:?}",
-        state_of(home, entity)
-    );
-}
 
 /// Writes the example plugin as a package `plugins/<domain>/` with `manifest` and signs it.
 fn example_package(plugins: &Path, domain: &str, manifest: &str, key: &KeygenReport) {

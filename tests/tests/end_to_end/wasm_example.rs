@@ -19,7 +19,7 @@ fn wasm_spec(config: Value) -> PluginSpec {
     PluginSpec::new(manifest, PluginSource::Wasm(Arc::from(example_wasm()))).with_config(config)
 }
 
-fn registry(home: &Home) -> PluginRegistry {
+pub(super) fn registry(home: &Home) -> PluginRegistry {
     let wasm = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
     PluginRegistry::builder(home.clone())
         .runtime(Arc::new(wasm))
@@ -46,7 +46,7 @@ fn snapshot(home: &Home) -> Vec<(String, String, Value)> {
     states
 }
 
-async fn wait_until(home: &Home, entity: &str, state: &str) {
+pub(super) async fn wait_until(home: &Home, entity: &str, state: &str) {
     // Generous: CI machines are slow and busy; the loop ends as soon as the state is there.
     for _ in 0..4000 {
         if state_of(home, entity).as_deref() == Some(state) {
