@@ -152,16 +152,10 @@ mod writer_throughput {
         assert!(recorder.stats().rows_written > 0);
     }
 
-    /// `Durability::PowerLoss` (synchronous=FULL).
-    #[divan::bench(sample_count = 20, sample_size = 1)]
-    fn power_loss(bencher: Bencher<'_, '_>) {
-        burst(bencher, Durability::PowerLoss);
-    }
-
-    /// `Durability::ProcessCrash` (synchronous=NORMAL).
-    #[divan::bench(sample_count = 20, sample_size = 1)]
-    fn process_crash(bencher: Bencher<'_, '_>) {
-        burst(bencher, Durability::ProcessCrash);
+    /// `PowerLoss` is synchronous=FULL (an fsync per commit), `ProcessCrash` synchronous=NORMAL.
+    #[divan::bench(sample_count = 20, sample_size = 1, args = [Durability::PowerLoss, Durability::ProcessCrash])]
+    fn durability(bencher: Bencher<'_, '_>, durability: Durability) {
+        burst(bencher, durability);
     }
 }
 
@@ -196,16 +190,10 @@ mod ack_latency {
         });
     }
 
-    /// `Durability::PowerLoss` (synchronous=FULL): one fsync per commit.
-    #[divan::bench(sample_count = 50, sample_size = 1)]
-    fn power_loss(bencher: Bencher<'_, '_>) {
-        one_change(bencher, Durability::PowerLoss);
-    }
-
-    /// `Durability::ProcessCrash` (synchronous=NORMAL): no fsync until a checkpoint.
-    #[divan::bench(sample_count = 50, sample_size = 1)]
-    fn process_crash(bencher: Bencher<'_, '_>) {
-        one_change(bencher, Durability::ProcessCrash);
+    /// `PowerLoss` is synchronous=FULL (an fsync per commit), `ProcessCrash` synchronous=NORMAL.
+    #[divan::bench(sample_count = 50, sample_size = 1, args = [Durability::PowerLoss, Durability::ProcessCrash])]
+    fn durability(bencher: Bencher<'_, '_>, durability: Durability) {
+        one_change(bencher, durability);
     }
 }
 
@@ -227,15 +215,9 @@ mod kv_set {
         black_box(storage.used("bench"));
     }
 
-    /// `Durability::PowerLoss`.
-    #[divan::bench(sample_count = 50, sample_size = 1)]
-    fn power_loss(bencher: Bencher<'_, '_>) {
-        write(bencher, Durability::PowerLoss);
-    }
-
-    /// `Durability::ProcessCrash`.
-    #[divan::bench(sample_count = 50, sample_size = 1)]
-    fn process_crash(bencher: Bencher<'_, '_>) {
-        write(bencher, Durability::ProcessCrash);
+    /// `PowerLoss` is synchronous=FULL (an fsync per commit), `ProcessCrash` synchronous=NORMAL.
+    #[divan::bench(sample_count = 50, sample_size = 1, args = [Durability::PowerLoss, Durability::ProcessCrash])]
+    fn durability(bencher: Bencher<'_, '_>, durability: Durability) {
+        write(bencher, durability);
     }
 }

@@ -2,6 +2,7 @@
 //! protection survives restarts).
 
 use homecore::chrono::Utc;
+use homecore_package::{AcceptedVersions, VersionStoreError};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use semver::Version;
 
@@ -82,6 +83,26 @@ impl Store {
     }
 }
 
+/// The trust store's rollback record in the database, so it is durable with everything else.
+impl AcceptedVersions for Store {
+    fn highest(&self, domain: &str) -> Result<Option<Version>, VersionStoreError> {
+        self.accepted_version(domain).map_err(backend)
+    }
+
+    fn record(&self, domain: &str, version: &Version) -> Result<(), VersionStoreError> {
+        self.record_accepted(domain, version)
+            .map(|_| ())
+            .map_err(backend)
+    }
+}
+
+fn backend(err: StoreError) -> VersionStoreError {
+    VersionStoreError::Backend {
+        backend: "homecore-store (SQLite)",
+        source: Box::new(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +149,28 @@ mod tests {
             store.accepted_version("other").expect("reads"),
             Some(v("0.1.0"))
         );
+    }
+
+    #[test]
+    fn implements_the_package_crates_accepted_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("home.db")).expect("opens");
+        let versions: &dyn AcceptedVersions = &store;
+        versions.record("motion", &v("2.0.0")).expect("records");
+        versions.record("motion", &v("1.0.0")).expect("records");
+        assert_eq!(versions.highest("motion").expect("reads"), Some(v("2.0.0")));
+        assert_eq!(versions.highest("nothing").expect("reads"), None);
+        store
+            .conn()
+            .execute(
+                "UPDATE accepted_versions SET version = 'x' WHERE domain = 'motion'",
+                [],
+            )
+            .expect("raw update");
+        assert!(matches!(
+            versions.highest("motion"),
+            Err(VersionStoreError::Backend { .. })
+        ));
     }
 
     #[test]

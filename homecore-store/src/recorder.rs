@@ -162,8 +162,9 @@ impl std::fmt::Debug for StateRecorder {
 
 impl StateRecorder {
     /// Starts recording `states` into `store`. Every state already in the machine is committed
-    /// before this returns (rows of entities not in the machine are kept, but a later resync
-    /// deletes them: attach after [`Store::restore`]).
+    /// before this returns. Rows of entities not in the machine are kept (a row is deleted
+    /// only when its entity is removed while recording), so attaching before or after
+    /// [`Store::restore`] loses nothing; after is cheaper.
     ///
     /// # Errors
     /// [`StoreError::CannotOpen`] and the like when the writer's connection cannot be opened,
