@@ -9,11 +9,12 @@
 //! and "off". `with_recorder` adds a running recorder (default config, `Durability::PowerLoss`)
 //! in the same run; the target is ≤ 10% over `without_recorder`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use homecore::{Attributes, Context, EntityId, EventFilter, Home, Subscription};
+use homecore::{Attributes, Context, EntityId, EventFilter, Home, StateObserver, Subscription};
 use homecore_plugins::PluginStorage;
 use homecore_store::{
     Durability, RecorderConfig, SqlitePluginStorage, StateRecorder, Store, StoreOptions,
@@ -58,40 +59,80 @@ fn runtime() -> tokio::runtime::Runtime {
 mod set {
     use super::*;
 
-    fn alternating(bencher: Bencher<'_, '_>, recorded: bool) {
-        alternating_with(bencher, recorded, false);
+    /// What is attached besides the one subscriber.
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Extra {
+        Nothing,
+        Recorder,
+        /// For reference: a second bus subscriber of every change (drained on this thread).
+        SecondSubscriber,
+        /// For reference: an observer doing the recorder's synchronous work (a mutexed push of
+        /// the id and a count), with no writer thread.
+        LogOnly,
     }
 
-    fn alternating_with(bencher: Bencher<'_, '_>, recorded: bool, second: bool) {
+    #[derive(Default)]
+    struct LogOnly(std::sync::Mutex<(u64, Vec<EntityId>)>);
+
+    impl StateObserver for LogOnly {
+        fn state_changed(&self, entity_id: &EntityId) {
+            let mut log = self.0.lock().expect("not poisoned");
+            log.0 += 1;
+            log.1.push(entity_id.clone());
+        }
+    }
+
+    /// Writes alternate "on"/"off"; with `entities` > 1 they go round-robin over that many
+    /// entities (each write a different entity from the last).
+    fn alternating(bencher: Bencher<'_, '_>, extra: Extra, entities: usize) {
         let dir = temp_dir();
         let store = open(&dir, Durability::PowerLoss);
         let home = Home::new();
-        let hall = id("light.hall");
+        let ids: Vec<EntityId> = if entities == 1 {
+            vec![id("light.hall")]
+        } else {
+            (0..entities).map(|i| id(&format!("light.l{i}"))).collect()
+        };
+        let filter = if entities == 1 {
+            EventFilter::entity(&ids[0])
+        } else {
+            EventFilter::AllStateChanges
+        };
         let mut watcher: Subscription = home
             .bus
-            .subscribe([EventFilter::entity(&hall)], QUEUE)
+            .subscribe([filter], QUEUE)
             .expect("capacity is not zero");
-        let recorder = recorded.then(|| {
+        let recorder = (extra == Extra::Recorder).then(|| {
             StateRecorder::start(&store, &home.states, RecorderConfig::default()).expect("starts")
         });
-        let mut other: Option<Subscription> = second.then(|| {
+        let log = Arc::new(LogOnly::default());
+        if extra == Extra::LogOnly {
+            home.states
+                .add_observer(Arc::clone(&log) as Arc<dyn StateObserver>);
+        }
+        let mut other: Option<Subscription> = (extra == Extra::SecondSubscriber).then(|| {
             home.bus
                 .subscribe([EventFilter::AllStateChanges], QUEUE)
                 .expect("capacity is not zero")
         });
         let attrs = attrs();
         let ctx = Context::for_user("bench");
-        let mut on = false;
+        let mut n = 0usize;
         bencher
             .with_inputs(|| {
                 while watcher.try_recv().is_some() {}
                 if let Some(other) = other.as_mut() {
                     while other.try_recv().is_some() {}
                 }
-                on = !on;
-                if on { "on" } else { "off" }
+                log.0.lock().expect("not poisoned").1.clear();
+                n += 1;
+                let entity = &ids[n % ids.len()];
+                let on = (n / ids.len()).is_multiple_of(2);
+                (entity, if on { "on" } else { "off" })
             })
-            .bench_local_values(|state| home.states.set(&hall, state, attrs.clone(), &ctx));
+            .bench_local_values(|(entity, state)| {
+                home.states.set(entity, state, attrs.clone(), &ctx)
+            });
         if let Some(recorder) = recorder {
             let durable = runtime()
                 .block_on(recorder.shutdown())
@@ -101,23 +142,24 @@ mod set {
         assert_eq!(watcher.dropped(), 0, "the watcher's queue overflowed");
     }
 
-    /// The baseline: set + publish to one subscriber, no recorder.
-    #[divan::bench(sample_count = 500, sample_size = 64)]
-    fn without_recorder(bencher: Bencher<'_, '_>) {
-        alternating(bencher, false);
+    /// One entity (core.rs's `set::one_subscriber`): `Nothing` is the baseline, `Recorder` adds
+    /// a recorder (its observer, its writer thread committing every 20 ms); for reference,
+    /// `SecondSubscriber` adds a bus subscriber instead and `LogOnly` an observer doing the
+    /// recorder's synchronous work without its writer thread.
+    #[divan::bench(
+        sample_count = 500,
+        sample_size = 64,
+        args = [Extra::Nothing, Extra::Recorder, Extra::SecondSubscriber, Extra::LogOnly],
+    )]
+    fn one_entity(bencher: Bencher<'_, '_>, extra: Extra) {
+        alternating(bencher, extra, 1);
     }
 
-    /// The same with a recorder attached (its queue, its writer thread committing every 20 ms).
-    #[divan::bench(sample_count = 500, sample_size = 64)]
-    fn with_recorder(bencher: Bencher<'_, '_>) {
-        alternating(bencher, true);
-    }
-
-    /// For reference: a second subscriber of every change, drained on the benchmark's thread
-    /// (the bus's cost of one more queue, without the recorder's thread).
-    #[divan::bench(sample_count = 500, sample_size = 64)]
-    fn with_second_subscriber(bencher: Bencher<'_, '_>) {
-        alternating_with(bencher, false, true);
+    /// Round-robin over 1,000 entities (no two consecutive changes of one entity, so the
+    /// recorder's log never coalesces).
+    #[divan::bench(sample_count = 500, sample_size = 64, args = [Extra::Nothing, Extra::Recorder])]
+    fn round_robin_1000_entities(bencher: Bencher<'_, '_>, extra: Extra) {
+        alternating(bencher, extra, 1000);
     }
 }
 

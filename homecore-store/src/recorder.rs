@@ -114,7 +114,12 @@ impl StateObserver for ChangeLog {
         let first = {
             let mut pending = self.lock();
             pending.seq += 1;
-            pending.ids.push(entity_id.clone());
+            // Consecutive changes of one entity need one entry (the writer reads the current
+            // state); skipping the clone also keeps a chatty entity's reference count off the
+            // writer thread.
+            if pending.ids.last() != Some(entity_id) {
+                pending.ids.push(entity_id.clone());
+            }
             pending.ids.len() == 1
         };
         if first {
