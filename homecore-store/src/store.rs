@@ -71,7 +71,7 @@ impl StoreOptions {
 /// HomeCore's database: entity states, plugin key-value data and accepted plugin versions in
 /// one SQLite file in WAL mode. Cheap to clone; clones share one connection.
 ///
-/// The state recorder ([`Store::record_states`]) writes through its own connection on its
+/// The state recorder ([`crate::StateRecorder`]) writes through its own connection on its
 /// own thread; the plugin storage and accepted versions write through the shared one.
 #[derive(Clone)]
 pub struct Store {
