@@ -8,6 +8,7 @@ use homecore_abi::v1::{self, Status};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::event_reader;
 use crate::{Config, CustomEvent, Error, Plugin, Result, ServiceCall, StateChangedEvent};
 
 /// A [`Plugin`] behind a pointer (`Plugin` is `Sized` through `Default`, so it is not
@@ -131,13 +132,24 @@ pub(crate) fn teardown() -> i32 {
     status_of(plugin.teardown())
 }
 
-/// `hc_on_state_changed`.
+/// `hc_on_state_changed`, read by the SDK's own reader for this one hot payload (see
+/// `event_reader`).
 pub(crate) fn on_state_changed(payload: &[u8]) -> i32 {
-    match decode::<StateChangedEvent<'_>>("state_changed", payload) {
+    let malformed = |err: &dyn std::fmt::Display| {
+        fail(
+            Status::BadJson,
+            &format!("malformed state_changed payload: {err}"),
+        )
+    };
+    let event = match std::str::from_utf8(payload) {
+        Ok(text) => event_reader::state_changed(text),
+        Err(err) => return malformed(&err),
+    };
+    match event {
         Ok(event) => {
             with_plugin(|p| status_of(p.on_state_changed(&event))).unwrap_or_else(|code| code)
         }
-        Err(code) => code,
+        Err(err) => malformed(&err),
     }
 }
 

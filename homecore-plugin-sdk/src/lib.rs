@@ -114,6 +114,7 @@ pub use homecore_abi::v1::wire::{Context, CustomEvent, ServiceCall, State, State
 
 mod dispatch;
 mod error;
+mod event_reader;
 mod ffi;
 mod host;
 mod plugin;

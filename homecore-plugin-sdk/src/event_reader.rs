@@ -1,0 +1,562 @@
+//! A fast reader for the payload every event carries: `hc_on_state_changed`'s
+//! [`StateChangedEvent`].
+//!
+//! serde_json reads a string byte by byte (four bytes at a time at best on wasm32), matches
+//! every key through a field visitor and builds each `Cow` through several layers of generic
+//! code; in a metered guest that was about 25,000 instructions for a 700-byte event. This
+//! reader knows the shape: it scans strings eight bytes at a time, borrows every string
+//! without escapes straight from the payload, and hands only what it cannot borrow (strings
+//! with escapes) and the attributes (kept unparsed as a [`RawValue`], but checked) to
+//! serde_json. Members it does not know are skipped by bracket matching without being
+//! validated: the SDK does not parse what no plugin reads.
+//!
+//! Its results equal serde_json's for every well-formed payload (tested against it, key order,
+//! whitespace, escapes and unknown members included); malformed input is an error, never a
+//! panic.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::{Context, State, StateChangedEvent};
+
+/// Why a payload could not be read: what was expected, and the byte offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    what: String,
+    at: usize,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+/// Boxed, so that a result without a value fits a register: the reader returns one per token.
+type Read<T> = Result<T, Box<Malformed>>;
+
+/// Reads a `StateChangedEvent` from the whole of `text`.
+pub(crate) fn state_changed(text: &str) -> Read<StateChangedEvent<'_>> {
+    let mut r = Reader { text, pos: 0 };
+    let mut entity_id = None;
+    let mut old_state = None;
+    let mut new_state = None;
+    let mut context = None;
+    r.object(|r, key| {
+        match key.as_ref() {
+            "entity_id" => once(r, &mut entity_id, Reader::string)?,
+            "old_state" => once(r, &mut old_state, state)?,
+            "new_state" => once(r, &mut new_state, state)?,
+            "context" => once(r, &mut context, self::context)?,
+            _ => r.skip_value()?,
+        }
+        Ok(())
+    })?;
+    r.end()?;
+    Ok(StateChangedEvent {
+        entity_id: required(&r, entity_id, "entity_id")?,
+        old_state: old_state.flatten(),
+        new_state: new_state.flatten(),
+        context: required(&r, context, "context")?,
+    })
+}
+
+/// Stores a member's value, refusing a second occurrence (as serde's derive does).
+fn once<'a, T>(
+    r: &mut Reader<'a>,
+    slot: &mut Option<T>,
+    read: impl FnOnce(&mut Reader<'a>) -> Read<T>,
+) -> Read<()> {
+    if slot.is_some() {
+        return Err(r.error("a member that appears once"));
+    }
+    *slot = Some(read(r)?);
+    Ok(())
+}
+
+fn required<T>(r: &Reader<'_>, value: Option<T>, name: &str) -> Read<T> {
+    value.ok_or_else(|| r.error(&format!("member {name}")))
+}
+
+/// A state, or `null`.
+fn state<'a>(r: &mut Reader<'a>) -> Read<Option<State<'a>>> {
+    if r.null() {
+        return Ok(None);
+    }
+    let mut entity_id = None;
+    let mut state = None;
+    let mut attributes = None;
+    let mut last_changed = None;
+    let mut last_updated = None;
+    let mut context = None;
+    r.object(|r, key| {
+        match key.as_ref() {
+            "entity_id" => once(r, &mut entity_id, Reader::string)?,
+            "state" => once(r, &mut state, Reader::string)?,
+            "attributes" => once(r, &mut attributes, Reader::raw)?,
+            "last_changed" => once(r, &mut last_changed, Reader::string)?,
+            "last_updated" => once(r, &mut last_updated, Reader::string)?,
+            "context" => once(r, &mut context, self::context)?,
+            _ => r.skip_value()?,
+        }
+        Ok(())
+    })?;
+    Ok(Some(State {
+        entity_id: required(r, entity_id, "entity_id")?,
+        state: required(r, state, "state")?,
+        attributes: required(r, attributes, "attributes")?,
+        last_changed: required(r, last_changed, "last_changed")?,
+        last_updated: required(r, last_updated, "last_updated")?,
+        context: required(r, context, "context")?,
+    }))
+}
+
+/// A context; `parent_id`, `user_id` and `origin` may be absent or `null`.
+fn context<'a>(r: &mut Reader<'a>) -> Read<Context<'a>> {
+    let mut id = None;
+    let mut parent_id = None;
+    let mut user_id = None;
+    let mut origin = None;
+    r.object(|r, key| {
+        match key.as_ref() {
+            "id" => once(r, &mut id, Reader::string)?,
+            "parent_id" => once(r, &mut parent_id, Reader::optional_string)?,
+            "user_id" => once(r, &mut user_id, Reader::optional_string)?,
+            "origin" => once(r, &mut origin, Reader::optional_string)?,
+            _ => r.skip_value()?,
+        }
+        Ok(())
+    })?;
+    Ok(Context {
+        id: required(r, id, "id")?,
+        parent_id: parent_id.flatten(),
+        user_id: user_id.flatten(),
+        origin: origin.flatten(),
+    })
+}
+
+/// Eight copies of a byte.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// A mask whose lowest set bit lies in the first of the eight bytes of `v` (little-endian) that
+/// is a quote, a backslash or a control character; 0 when there is none. (Bits above the first
+/// such byte may be spurious: the subtraction borrows across bytes.)
+fn attention(v: u64) -> u64 {
+    const LOW: u64 = splat(0x01);
+    const HIGH: u64 = splat(0x80);
+    let zero_in = |x: u64| x.wrapping_sub(LOW) & !x & HIGH;
+    let quote = zero_in(v ^ splat(b'"'));
+    let backslash = zero_in(v ^ splat(b'\\'));
+    // Bytes below 0x20: subtracting 0x20 borrows into their top bit (bytes ≥ 0x80 are masked).
+    let control = v.wrapping_sub(splat(0x20)) & !v & HIGH;
+    quote | backslash | control
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn error(&self, expected: &str) -> Box<Malformed> {
+        let what = match self.bytes().get(self.pos) {
+            Some(b) => format!("expected {expected}, found {:?}", char::from(*b)),
+            None => format!("expected {expected}, found the end"),
+        };
+        Box::new(Malformed { what, at: self.pos })
+    }
+
+    #[inline(always)]
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes().get(self.pos).copied()
+    }
+
+    #[inline(always)]
+    fn expect(&mut self, byte: u8) -> Read<()> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("{:?}", char::from(byte))))
+        }
+    }
+
+    /// Only whitespace may follow the payload.
+    fn end(&mut self) -> Read<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.error("the end of the payload")),
+        }
+    }
+
+    /// `null`, consumed; anything else is left for the caller.
+    #[inline(always)]
+    fn null(&mut self) -> bool {
+        self.skip_whitespace();
+        if self
+            .bytes()
+            .get(self.pos..)
+            .is_some_and(|rest| rest.starts_with(b"null"))
+        {
+            self.pos += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `{ "key": value, ... }`, calling `member` with each key, positioned at its value.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Read<()>) -> Read<()> {
+        self.expect(b'{')?;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            member(self, key)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("',' or '}'")),
+            }
+        }
+    }
+
+    /// The position of the quote closing the string whose contents start at `self.pos`, and
+    /// whether the string has escapes. Control characters are refused, as JSON requires.
+    #[inline(always)]
+    fn string_end(&self) -> Read<(usize, bool)> {
+        let bytes = self.bytes();
+        let mut i = self.pos;
+        let mut escaped = false;
+        loop {
+            // Eight bytes at a time, up to the first one that needs a look.
+            while let Some(chunk) = bytes.get(i..i + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let mask = attention(u64::from_le_bytes(word));
+                if mask != 0 {
+                    i += (mask.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
+            }
+            match bytes.get(i) {
+                Some(b'"') => return Ok((i, escaped)),
+                Some(b'\\') => {
+                    escaped = true;
+                    // The escaped byte is never the closing quote; serde_json checks the escape.
+                    i += 2;
+                }
+                Some(0..0x20) => {
+                    return Err(Box::new(Malformed {
+                        what: "control character in a string".to_owned(),
+                        at: i,
+                    }));
+                }
+                Some(_) => i += 1,
+                None => {
+                    return Err(Box::new(Malformed {
+                        what: "unterminated string".to_owned(),
+                        at: self.pos,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// A string, borrowed from the payload unless it has escapes.
+    #[inline(always)]
+    fn string(&mut self) -> Read<Cow<'a, str>> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let (end, escaped) = self.string_end()?;
+        self.pos = end + 1;
+        let text = self.text;
+        // Quotes are ASCII, so both ends are character boundaries.
+        let Some(inner) = text.get(start..end) else {
+            return Err(self.error("a string"));
+        };
+        if !escaped {
+            return Ok(Cow::Borrowed(inner));
+        }
+        let quoted = text.get(start - 1..=end).unwrap_or(inner);
+        serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|e| {
+                Box::new(Malformed {
+                    what: format!("a string: {e}"),
+                    at: start - 1,
+                })
+            })
+    }
+
+    /// A string or `null`.
+    fn optional_string(&mut self) -> Read<Option<Cow<'a, str>>> {
+        if self.null() {
+            Ok(None)
+        } else {
+            self.string().map(Some)
+        }
+    }
+
+    /// Any JSON value, unparsed but checked by serde_json.
+    fn raw(&mut self) -> Read<&'a RawValue> {
+        self.skip_whitespace();
+        let start = self.pos;
+        self.skip_value()?;
+        let text = self.text;
+        let slice = text.get(start..self.pos).unwrap_or_default();
+        serde_json::from_str(slice).map_err(|e| {
+            Box::new(Malformed {
+                what: format!("a JSON value: {e}"),
+                at: start,
+            })
+        })
+    }
+
+    /// Steps over one value by matching brackets and strings, without checking its contents.
+    fn skip_value(&mut self) -> Read<()> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.pos = self.string_end()?.0 + 1;
+                Ok(())
+            }
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.bytes().get(self.pos) {
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.pos += 1;
+                                return Ok(());
+                            }
+                        }
+                        Some(b'"') => {
+                            self.pos += 1;
+                            self.pos = self.string_end()?.0;
+                        }
+                        Some(_) => {}
+                        None => return Err(self.error("the end of an object or array")),
+                    }
+                    self.pos += 1;
+                }
+            }
+            Some(b',' | b'}' | b']' | b':') | None => Err(self.error("a value")),
+            Some(_) => {
+                // A number or a literal: up to the next delimiter.
+                let start = self.pos;
+                while let Some(b) = self.bytes().get(self.pos) {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                if self.pos == start {
+                    return Err(self.error("a value"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn context_json(i: usize) -> Value {
+        match i % 3 {
+            0 => json!({"id": "01HQ0000000000000000000000", "parent_id": null, "user_id": null}),
+            1 => {
+                json!({"id": "01HQ0000000000000000000001", "parent_id": "01HQ0000000000000000000000",
+                        "user_id": "user \"q\" \\ \u{e9}\n", "origin": "motion_lights"})
+            }
+            _ => json!({"origin": null, "id": "c", "extra": [1, {"a": "}"}]}),
+        }
+    }
+
+    fn state_json(i: usize, attributes: Value) -> Value {
+        let state = ["on", "off \"quoted\"", "caf\u{e9} \u{1F4A1}"][i % 3];
+        json!({
+            "entity_id": "binary_sensor.hall_motion",
+            "state": state,
+            "attributes": attributes,
+            "last_changed": "2024-03-01T12:00:00.000000+00:00",
+            "last_updated": "2024-03-01T12:00:01.000001+00:00",
+            "context": context_json(i),
+        })
+    }
+
+    /// Well-formed payloads of every shape the wire type accepts.
+    fn payloads() -> Vec<String> {
+        let attributes = [
+            json!({}),
+            json!({"device_class": "motion", "friendly_name": "Hall \"main\" motion", "n": 12}),
+            json!({"nested": {"list": [1, 2.5, -3e2, true, false, null, "]}"], "o": {}}}),
+        ];
+        let mut out = Vec::new();
+        for i in 0..6 {
+            let old = if i == 4 {
+                Value::Null
+            } else {
+                state_json(i, attributes[i % 3].clone())
+            };
+            let new = if i == 5 {
+                Value::Null
+            } else {
+                state_json(i + 1, attributes[(i + 1) % 3].clone())
+            };
+            let event = json!({
+                "entity_id": "binary_sensor.hall_motion",
+                "old_state": old,
+                "new_state": new,
+                "context": context_json(i),
+            });
+            out.push(event.to_string());
+            out.push(serde_json::to_string_pretty(&event).expect("serializes"));
+        }
+        // Members in another order, unknown ones, absent optional ones, escaped keys.
+        out.push(
+            r#"{"context":{"id":"x"},"unknown":{"a":[{"b":"\"}"}]},"entity_id":"a.\u0062","new_state":null}"#
+                .to_owned(),
+        );
+        out.push(
+            r#" {"entity_id":"a.b","context":{"id":"x","parent_id":null},"old_state":null} "#
+                .to_owned(),
+        );
+        out.push(
+            r#"{"\u0065ntity_id":"a.b","context":{"id":"x"},"n":-1.5e3,"t":true,"f":false}"#
+                .to_owned(),
+        );
+        out
+    }
+
+    fn same(a: &StateChangedEvent<'_>, b: &StateChangedEvent<'_>) -> bool {
+        serde_json::to_string(a).expect("serializes")
+            == serde_json::to_string(b).expect("serializes")
+    }
+
+    #[test]
+    fn well_formed_payloads_read_exactly_as_serde_json_reads_them() {
+        for text in payloads() {
+            let reference: StateChangedEvent<'_> =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            let read = state_changed(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert!(same(&read, &reference), "{text}");
+        }
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed() {
+        let text = payloads().remove(0);
+        let event = state_changed(&text).expect("reads");
+        assert!(matches!(event.entity_id, Cow::Borrowed(_)));
+        let text = payloads().swap_remove(2);
+        let escaped = state_changed(&text).expect("reads");
+        let state = escaped.old_state.expect("present");
+        assert!(matches!(state.state, Cow::Owned(_)));
+        assert_eq!(state.state, "off \"quoted\"");
+    }
+
+    #[test]
+    fn every_truncation_and_every_malformed_payload_is_an_error() {
+        for text in payloads() {
+            for cut in 0..text.len() {
+                let Some(prefix) = text.get(..cut) else {
+                    continue;
+                };
+                // Whitespace after the closing brace is all a cut can leave well-formed.
+                if prefix.trim_end() == text.trim_end() {
+                    continue;
+                }
+                assert!(state_changed(prefix).is_err(), "{prefix:?}");
+            }
+        }
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{",
+            r#"{"entity_id":"a.b"}"#,
+            r#"{"entity_id":"a.b","context":{}}"#,
+            r#"{"entity_id":"a.b","context":{"id":"x"}} x"#,
+            r#"{"entity_id":"a.b","entity_id":"a.c","context":{"id":"x"}}"#,
+            r#"{"entity_id":"a.b","context":{"id":"x"},"new_state":{"state":"on"}}"#,
+            r#"{"entity_id":"a.b","context":{"id":"x"},"new_state":7}"#,
+            r#"{"entity_id":1,"context":{"id":"x"}}"#,
+            "{\"entity_id\":\"a\u{1}b\",\"context\":{\"id\":\"x\"}}",
+            r#"{"entity_id":"a\qb","context":{"id":"x"}}"#,
+            r#"{"entity_id":"a.b","context":{"id":"x"},"old_state":{"entity_id":"a.b","state":"on","attributes":{"a":tru},"last_changed":"t","last_updated":"t","context":{"id":"x"}}}"#,
+            r#"{"entity_id":"a.b","context":{"id":"x"},"unknown":}"#,
+            r#"{"entity_id":"a.b","context":{"id":"x"},}"#,
+            r#"{"entity_id":"a.b" "context":{"id":"x"}}"#,
+        ] {
+            assert!(state_changed(bad).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<StateChangedEvent<'_>>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_what_was_expected_and_where() {
+        let err = state_changed(r#"{"entity_id":"a.b" "context":{}}"#).expect_err("malformed");
+        assert_eq!(
+            err.to_string(),
+            "expected ',' or '}', found '\"' at byte 19"
+        );
+        let err = state_changed(r#"{"context":{"id":"x"}}"#).expect_err("incomplete");
+        assert_eq!(
+            err.to_string(),
+            "expected member entity_id, found the end at byte 22"
+        );
+    }
+
+    #[test]
+    fn the_word_scan_finds_the_first_quote_backslash_or_control_character() {
+        let first = |s: &[u8; 8]| match attention(u64::from_le_bytes(*s)) {
+            0 => None,
+            mask => Some(mask.trailing_zeros() / 8),
+        };
+        assert_eq!(first(b"abcdefgh"), None);
+        assert_eq!(first(b"\x7f\x80\xff\xe9 ~!#"), None);
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..8 {
+                let mut bytes = *b"abcdefgh";
+                bytes[at] = special;
+                assert_eq!(first(&bytes), Some(at as u32), "{special:#x} at {at}");
+                // A second special byte later never hides the first one.
+                bytes[7] = 0;
+                assert_eq!(first(&bytes), Some(at as u32), "{special:#x} at {at}");
+            }
+        }
+    }
+}
