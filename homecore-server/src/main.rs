@@ -87,6 +87,14 @@ enum PackageCommand {
         /// The package directory.
         dir: PathBuf,
     },
+    /// Pack a signed package directory into one `<domain>.hcpkg` bundle.
+    Pack {
+        /// The package directory.
+        dir: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -171,6 +179,13 @@ fn package(command: PackageCommand) -> anyhow::Result<()> {
             let policy = homecore_server::trust_policy(&config)?;
             let report = homecore_package::verify(&dir, &policy)
                 .with_context(|| format!("{} was refused", dir.display()))?;
+            println!("{report}");
+        }
+        PackageCommand::Pack { dir, out } => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let report = homecore_package::pack(&dir, &out)
+                .with_context(|| format!("cannot pack {}", dir.display()))?;
             println!("{report}");
         }
         PackageCommand::Inspect { dir } => {

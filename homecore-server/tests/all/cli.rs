@@ -165,3 +165,70 @@ fn run_serves_and_stops_gracefully_on_sigterm() {
     assert!(exit.success(), "graceful exit: {exit:?}");
     assert!(tmp.path().join("access_token").exists());
 }
+
+#[cfg(feature = "wasm")]
+#[test]
+fn package_keygen_sign_inspect_verify() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keys = tmp.path().join("keys");
+    let package = tmp.path().join("motion_lights_wasm");
+    std::fs::create_dir_all(&package).expect("mkdir");
+    std::fs::write(
+        package.join("manifest.json"),
+        homecore_server::EXAMPLE_MANIFEST,
+    )
+    .expect("w");
+    std::fs::write(
+        package.join(homecore_server::EXAMPLE_MODULE_FILE),
+        homecore_server::EXAMPLE_MODULE,
+    )
+    .expect("w");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_owned();
+
+    let out = homecore(&["package", "keygen", "--out", &s(&keys), "--name", "alice"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let public = std::fs::read_to_string(keys.join("alice.pub")).expect("pub");
+
+    let out = homecore(&[
+        "package",
+        "sign",
+        &s(&package),
+        "--key",
+        &s(&keys.join("alice.key")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = homecore(&["package", "inspect", &s(&package)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("matches the files"), "{}", text(&out));
+
+    // Not trusted by the default policy: refused with the reason, exit 1.
+    let config = tmp.path().join("homecore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "examples = false\ndata_dir = \"{}\"\n",
+            s(&tmp.path().join("data"))
+        ),
+    )
+    .expect("w");
+    let out = homecore(&["package", "verify", &s(&package), "--config", &s(&config)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // Trusted in [trust]: accepted.
+    std::fs::write(
+        &config,
+        format!(
+            "examples = false\ndata_dir = \"{}\"\n[[trust.publishers]]\nname = \"alice\"\nkey = \"{}\"\n",
+            s(&tmp.path().join("data")),
+            public.trim()
+        ),
+    )
+    .expect("w");
+    let out = homecore(&["package", "verify", &s(&package), "--config", &s(&config)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("motion_lights_wasm"), "{}", text(&out));
+
+    let out = homecore(&["package", "sign", &s(&package), "--key", "/nonexistent.key"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}

@@ -9,3 +9,5 @@ mod services;
 mod startup;
 mod states;
 mod support;
+mod websocket;
+mod websocket_protocol;

@@ -2,5 +2,6 @@
 
 mod guest_build;
 mod motion_lights;
+mod server;
 mod signed_packages;
 mod wasm_example;
