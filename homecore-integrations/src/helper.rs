@@ -3,7 +3,7 @@
 //! entities a service call targets.
 
 use homecore::{EntityId, EntityIdError, ServiceCall, json_type_name};
-use homecore_plugins::PluginError;
+use homecore_plugins::{PluginContext, PluginError};
 use serde_json::{Map, Value};
 
 /// Targeting keys Home Assistant accepts in service data besides `entity_id`; HomeCore has no
@@ -60,14 +60,15 @@ fn capped(text: &str) -> String {
     text.chars().take(MAX_TEXT_OPTION).collect()
 }
 
-/// The entities `call` targets among `known`, in the order given, each once: `entity_id` as a
-/// string (comma-separated ids allowed, as Home Assistant), a list of strings, or `"all"`.
-/// Fields other than `entity_id`, the ignored targeting keys and `fields` are refused.
+/// The indices into `known` of the entities `call` targets, in the order given, each once:
+/// `entity_id` as a string (comma-separated ids allowed, as Home Assistant), a list of
+/// strings, or `"all"`. Fields other than `entity_id`, the ignored targeting keys and `fields`
+/// are refused.
 pub(crate) fn targets(
     call: &ServiceCall,
     known: &[EntityId],
     fields: &[&str],
-) -> Result<Vec<EntityId>, TargetError> {
+) -> Result<Vec<usize>, TargetError> {
     let service = call.name.to_string();
     if let Some(field) = call.data.keys().find(|k| {
         k.as_str() != "entity_id"
@@ -105,27 +106,30 @@ pub(crate) fn targets(
         return Err(TargetError::MissingEntityId { service });
     }
     if texts.iter().any(|t| t.eq_ignore_ascii_case("all")) {
-        return Ok(known.to_vec());
+        return Ok((0..known.len()).collect());
     }
     let domain = call.name.domain();
-    let mut out: Vec<EntityId> = Vec::with_capacity(texts.len());
+    let mut out: Vec<usize> = Vec::with_capacity(texts.len());
     for text in texts {
         let id = EntityId::new(text).map_err(|source| TargetError::InvalidEntityId {
             value: capped(text),
             source,
         })?;
-        if !known.contains(&id) {
+        let Some(index) = known.iter().position(|k| *k == id) else {
             return Err(TargetError::UnknownEntity {
                 entity_id: id,
                 domain: domain.to_owned(),
             });
-        }
-        if !out.contains(&id) {
-            out.push(id);
+        };
+        if !out.contains(&index) {
+            out.push(index);
         }
     }
     Ok(out)
 }
+
+/// One configured entity: its id and its options.
+pub(crate) type EntityEntry = (EntityId, Map<String, Value>);
 
 /// The configured entities: `{object_id: {options} | null}`, or `defaults` when the
 /// configuration is empty (null or `{}`). Each object id is checked to make a valid entity id
@@ -134,7 +138,7 @@ pub(crate) fn entries(
     domain: &str,
     config: &Value,
     defaults: fn() -> Value,
-) -> Result<Vec<(EntityId, Map<String, Value>)>, PluginError> {
+) -> Result<Vec<EntityEntry>, PluginError> {
     let map = match config {
         // The defaults are never empty, so this recurses once.
         Value::Null => return entries(domain, &defaults(), || Value::Null),
@@ -176,6 +180,14 @@ pub(crate) fn entries(
         out.push((id, options));
     }
     Ok(out)
+}
+
+/// Registers `services` in the plugin's domain.
+pub(crate) fn register_services(ctx: &PluginContext, services: &[&str]) -> Result<(), PluginError> {
+    for service in services {
+        ctx.register_service(service)?;
+    }
+    Ok(())
 }
 
 /// Refuses options outside `allowed`.
@@ -258,7 +270,7 @@ mod tests {
             targets(&call(data), &k, &[])
                 .expect("valid")
                 .iter()
-                .map(|e| e.as_str().to_owned())
+                .map(|&i| k[i].as_str().to_owned())
                 .collect::<Vec<_>>()
         };
         assert_eq!(

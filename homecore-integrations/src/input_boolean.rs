@@ -165,10 +165,7 @@ impl HomeCorePlugin for InputBoolean {
             };
             self.write(ctx, index, on)?;
         }
-        for service in ["turn_on", "turn_off", "toggle"] {
-            ctx.register_service(service)?;
-        }
-        Ok(())
+        helper::register_services(ctx, &["turn_on", "turn_off", "toggle"])
     }
 
     async fn on_state_changed(
@@ -186,10 +183,7 @@ impl HomeCorePlugin for InputBoolean {
     ) -> Result<Option<Value>, PluginError> {
         let targets = helper::targets(call, &self.ids, &[])
             .map_err(|e| PluginError::other(InputBooleanError::from(e)))?;
-        for id in targets {
-            let Some(index) = self.ids.iter().position(|k| *k == id) else {
-                continue;
-            };
+        for index in targets {
             let on = match call.name.service() {
                 "turn_on" => true,
                 "turn_off" => false,

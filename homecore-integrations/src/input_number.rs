@@ -373,10 +373,7 @@ impl HomeCorePlugin for InputNumber {
             };
             self.write(ctx, index, value)?;
         }
-        for service in ["set_value", "increment", "decrement"] {
-            ctx.register_service(service)?;
-        }
-        Ok(())
+        helper::register_services(ctx, &["set_value", "increment", "decrement"])
     }
 
     async fn on_state_changed(
@@ -406,10 +403,8 @@ impl HomeCorePlugin for InputNumber {
         };
         // Check every target first, so a refused call changes nothing.
         let mut plan = Vec::with_capacity(targets.len());
-        for id in &targets {
-            if let Some(index) = self.ids.iter().position(|k| k == id) {
-                plan.push((index, self.next_value(index, call, value)?));
-            }
+        for index in targets {
+            plan.push((index, self.next_value(index, call, value)?));
         }
         for (index, next) in plan {
             self.write(ctx, index, next)?;
