@@ -4,6 +4,7 @@
 #
 #   homecore-server/bench/load.sh            # 15 s per run
 #   DURATION=30 homecore-server/bench/load.sh
+#   BUILD_FLAGS=--no-default-features homecore-server/bench/load.sh   # without Wasmtime
 #
 # Installs wrk with apt-get when it is missing. Prints requests/s and p99 latency for
 # GET /api/states/{id} and POST /api/states/{id}, and the machine's load average.
@@ -24,7 +25,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   else sudo apt-get install -y wrk >/dev/null; fi
 fi
 
-cargo build --release -p homecore-server --bin homecore >&2
+# shellcheck disable=SC2086 # BUILD_FLAGS is a list of flags
+cargo build --release -p homecore-server --bin homecore ${BUILD_FLAGS:-} >&2
 BIN="$TARGET_DIR/release/homecore"
 
 DATA="$(mktemp -d)"

@@ -92,7 +92,7 @@ pub fn trust_local_key(key: &PublicKey, policy: &mut TrustPolicy) {
     if policy.publisher(key.id()).is_none() {
         policy.publishers.push(TrustedPublisher {
             name: Some("local example publisher".to_owned()),
-            key: key.clone(),
+            key: *key,
             domains: Some(vec![EXAMPLE_DOMAIN.to_owned()]),
         });
     }
@@ -131,7 +131,7 @@ pub fn install_example(
     let package_dir = plugins_dir.join(EXAMPLE_DOMAIN);
     let mut install = ExampleInstall {
         package_dir: package_dir.clone(),
-        key: key.clone(),
+        key,
         written: false,
         foreign: false,
     };
