@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
 use crate::wasm::config::WasmtimeConfig;
@@ -46,7 +45,9 @@ pub(crate) struct Shared {
     pub(crate) config: WasmtimeConfig,
     pub(crate) events: EventCache,
     linker: Linker<StoreData>,
-    modules: Mutex<HashMap<[u8; 32], InstancePre<StoreData>>>,
+    /// Linked modules by a cheap fingerprint of their bytes; a hit is confirmed by comparing
+    /// the bytes (so a fingerprint collision costs a comparison, never a wrong module).
+    modules: Mutex<HashMap<u64, Vec<RecentSource>>>,
     /// The last sources loaded, by allocation: loading the same `Arc` again skips the ABI scan
     /// and the hash. Holding the `Arc` keeps its address from being reused.
     recent_sources: Mutex<Vec<RecentSource>>,
@@ -170,8 +171,11 @@ impl WasmtimeRuntime {
             return Ok(pre);
         }
         module_check::abi_version(&bytes)?;
-        let hash: [u8; 32] = Sha256::digest(&bytes).into();
-        let known = lock_poisoned_ok(&self.shared.modules).get(&hash).cloned();
+        let fingerprint = fingerprint(&bytes);
+        let known = lock_poisoned_ok(&self.shared.modules)
+            .get(&fingerprint)
+            .and_then(|same| same.iter().find(|(b, _)| **b == *bytes))
+            .map(|(_, pre)| pre.clone());
         if let Some(pre) = known {
             self.remember_source(bytes, &pre);
             return Ok(pre);
@@ -196,7 +200,10 @@ impl WasmtimeRuntime {
                     reason: format!("{e:#}"),
                 })?;
         self.shared.compiled.fetch_add(1, Ordering::Relaxed);
-        lock_poisoned_ok(&self.shared.modules).insert(hash, pre.clone());
+        lock_poisoned_ok(&self.shared.modules)
+            .entry(fingerprint)
+            .or_default()
+            .push((Arc::clone(&bytes), pre.clone()));
         self.remember_source(bytes, &pre);
         Ok(pre)
     }
@@ -218,8 +225,21 @@ impl WasmtimeRuntime {
     }
 }
 
+/// A fingerprint of a module: its length and its first and last 4 KiB. Cheap whatever the
+/// module's size (a SHA-256 of the whole module took about 1 ms per load on a CPU without SHA
+/// instructions); identity is decided by comparing the bytes.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    const EDGE: usize = 4096;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.len().hash(&mut hasher);
+    bytes[..bytes.len().min(EDGE)].hash(&mut hasher);
+    bytes[bytes.len().saturating_sub(EDGE)..].hash(&mut hasher);
+    hasher.finish()
+}
+
 /// How many source allocations the runtime remembers (a plugin set loaded together, or the
-/// same plugin reloaded, hits; a miss costs one hash of the module).
+/// same plugin reloaded, hits; a miss costs a fingerprint and one comparison of the bytes).
 const RECENT_SOURCES: usize = 16;
 
 fn spawn_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>) {

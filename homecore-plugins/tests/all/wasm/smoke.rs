@@ -186,3 +186,40 @@ async fn the_linker_provides_every_abi_v1_import() {
         .expect("every import in the table is provided by the linker");
     assert_eq!(IMPORTS.len(), 17);
 }
+
+#[tokio::test]
+async fn modules_that_differ_only_in_the_middle_are_linked_separately() {
+    // Same length, same first and last 4 KiB (the memo's fingerprint), one byte apart in the
+    // middle of a 24 KiB data segment: the memo must compare the bytes, not trust the
+    // fingerprint.
+    let module = |middle: u8| {
+        let mut bytes = vec![b'x'; 24 * 1024];
+        bytes[12 * 1024] = middle;
+        Guest {
+            data: data_segment(1024, &bytes),
+            ..Guest::default()
+        }
+        .bytes()
+    };
+    let (a, b) = (module(b'a'), module(b'b'));
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a[..4096], b[..4096]);
+    assert_eq!(a[a.len() - 4096..], b[b.len() - 4096..]);
+    assert_ne!(a, b);
+    let (_home, _registry, wasm) = home_with_wasm();
+    wasm.prepare(std::sync::Arc::from(a.as_slice()))
+        .await
+        .expect("loads");
+    wasm.prepare(std::sync::Arc::from(b.as_slice()))
+        .await
+        .expect("loads");
+    assert_eq!(wasm.compiled_modules(), 2, "two distinct modules");
+    wasm.prepare(std::sync::Arc::from(b.as_slice()))
+        .await
+        .expect("loads");
+    assert_eq!(
+        wasm.compiled_modules(),
+        2,
+        "the same bytes again, from a new Arc"
+    );
+}
