@@ -952,6 +952,61 @@ impl PluginRegistry {
         self.load(spec).await
     }
 
+    /// Swaps a running plugin for a new version of it (hot reload), keeping its storage.
+    ///
+    /// The new spec is checked and its module loaded (compiled, linked, instantiated) first,
+    /// while the old instance keeps handling events; only then is the old instance stopped —
+    /// after the event it is handling, if any — and the new one set up. If the new spec is
+    /// refused or fails to load, the old instance is untouched and keeps running. If the new
+    /// instance's setup fails, the old spec is started again and the setup error returned.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] when no plugin with the new manifest's domain is loaded, a
+    /// compatibility or load error for the new spec (the old one keeps running), or why the
+    /// new instance did not start.
+    pub async fn replace(&self, spec: PluginSpec) -> Result<PluginInfo, RegistryError> {
+        let domain = spec.manifest.domain.clone();
+        let old = self
+            .inner
+            .plugins
+            .get(&domain)
+            .map(|e| e.spec.clone())
+            .ok_or_else(|| RegistryError::NotFound {
+                domain: domain.clone(),
+            })?;
+        self.check_compatible(&spec)?;
+        let kind = spec.manifest.runtime();
+        let runtime = self.runtime(kind).ok_or_else(|| RegistryError::NoRuntime {
+            plugin: domain.clone(),
+            kind,
+        })?;
+        // Compile and link off the hot path; the runtime memoizes the result, so the start
+        // below reuses it.
+        let prepared = runtime
+            .load(&spec.manifest, &spec.source)
+            .await
+            .map_err(|source| RegistryError::Load {
+                plugin: domain.clone(),
+                source,
+            })?;
+        prepared.unload();
+        self.unload(&domain).await?;
+        match self.load(spec).await {
+            Ok(info) => {
+                tracing::info!(plugin = %domain, version = %info.manifest.version, "plugin replaced");
+                Ok(info)
+            }
+            Err(err) => {
+                tracing::error!(plugin = %domain, error = %err, "new version failed; restarting the previous one");
+                let _ = self.unload(&domain).await;
+                if let Err(restart) = self.load(old).await {
+                    tracing::error!(plugin = %domain, error = %restart, "previous version failed to restart");
+                }
+                Err(err)
+            }
+        }
+    }
+
     /// Unloads every plugin, dependents first.
     pub async fn shutdown(&self) {
         let started: Vec<String> = lock(&self.inner.started).iter().rev().cloned().collect();

@@ -1,6 +1,6 @@
 //! Loading, ordering, events, services, reload and unload.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homecore::{Context, Home};
@@ -257,6 +257,108 @@ async fn reload_runs_teardown_then_a_fresh_setup() {
         registry.reload("re").await,
         Err(RegistryError::NotFound { .. })
     ));
+}
+
+fn versioned(domain: &str, version: &str, api: &str) -> homecore_plugins::PluginManifest {
+    let mut value = to_value(&manifest(domain, all_permissions(), &[]));
+    value["version"] = json!(version);
+    value["homecore"]["api_version"] = json!(api);
+    homecore_plugins::PluginManifest::from_value(value).expect("valid manifest")
+}
+
+#[tokio::test(start_paused = true)]
+async fn replace_swaps_in_the_new_version() {
+    let home = Home::new();
+    let registry = PluginRegistry::new(home.clone());
+    let old = Script {
+        subscribe: vec!["light.*"],
+        ..Script::default()
+    };
+    let new = Script {
+        subscribe: vec!["light.*"],
+        ..Script::default()
+    };
+    registry
+        .load(old.spec(versioned("swap", "1.0.0", "^1")))
+        .await
+        .expect("starts");
+    set(&home, "light.a", "on");
+    settle().await;
+    let info = registry
+        .replace(new.spec(versioned("swap", "2.0.0", "^1")))
+        .await
+        .expect("replaces");
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    assert_eq!(info.manifest.version, semver::Version::new(2, 0, 0));
+    set(&home, "light.a", "off");
+    settle().await;
+    assert_eq!(old.entries(), ["setup", "light.a=on", "teardown"]);
+    assert_eq!(new.entries(), ["setup", "light.a=off"]);
+    assert_eq!(home.bus.subscriber_count(), 1, "only the new mailbox");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_replacement_leaves_the_old_version_running() {
+    let home = Home::new();
+    let registry = PluginRegistry::new(home.clone());
+    let old = Script {
+        subscribe: vec!["light.*"],
+        ..Script::default()
+    };
+    registry
+        .load(old.spec(versioned("keep", "1.0.0", "^1")))
+        .await
+        .expect("starts");
+    let incompatible = Script::default();
+    let err = registry
+        .replace(incompatible.spec(versioned("keep", "2.0.0", "^9")))
+        .await
+        .expect_err("needs host API 9");
+    assert!(
+        matches!(err, RegistryError::IncompatibleApi { .. }),
+        "{err}"
+    );
+    assert!(incompatible.entries().is_empty(), "never set up");
+    let unknown = registry
+        .replace(Script::default().spec(versioned("nobody", "1.0.0", "^1")))
+        .await
+        .expect_err("nothing to replace");
+    assert!(matches!(unknown, RegistryError::NotFound { .. }));
+    set(&home, "light.a", "on");
+    settle().await;
+    assert_eq!(old.entries(), ["setup", "light.a=on"]);
+    let info = registry.get("keep").expect("still loaded");
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    assert_eq!(info.manifest.version, semver::Version::new(1, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replacement_whose_setup_fails_restarts_the_old_version() {
+    let home = Home::new();
+    let registry = PluginRegistry::new(home.clone());
+    let old = Script {
+        subscribe: vec!["light.*"],
+        ..Script::default()
+    };
+    registry
+        .load(old.spec(versioned("back", "1.0.0", "^1")))
+        .await
+        .expect("starts");
+    let broken = Script {
+        setup_failures: Arc::new(Mutex::new(u32::MAX)),
+        ..Script::default()
+    };
+    let err = registry
+        .replace(broken.spec(versioned("back", "2.0.0", "^1")))
+        .await
+        .expect_err("setup never succeeds");
+    assert!(matches!(err, RegistryError::SetupFailed { .. }), "{err}");
+    set(&home, "light.a", "on");
+    settle().await;
+    assert_eq!(old.entries(), ["setup", "teardown", "setup", "light.a=on"]);
+    let info = registry.get("back").expect("loaded again");
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    assert_eq!(info.manifest.version, semver::Version::new(1, 0, 0));
 }
 
 #[tokio::test(start_paused = true)]
