@@ -12,6 +12,7 @@ use homecore::{
 };
 use serde_json::Value;
 
+use crate::call_stats::LatencyHistograms;
 use crate::{Grant, PluginStorage, StorageError};
 
 /// Most timers one plugin may have pending.
@@ -120,7 +121,8 @@ pub enum HostError {
     },
 }
 
-/// A plugin's counters, shared with the registry.
+/// A plugin's counters, shared with the registry; plain relaxed atomics, read at scrape time
+/// (docs/adr/0011-metrics-and-tracing.md).
 #[derive(Debug, Default)]
 pub(crate) struct PluginCounters {
     pub(crate) events: AtomicU64,
@@ -128,6 +130,14 @@ pub(crate) struct PluginCounters {
     pub(crate) denied: AtomicU64,
     pub(crate) host_calls: AtomicU64,
     pub(crate) logs_dropped: AtomicU64,
+    /// WASM fuel (instructions) consumed by calls into the plugin.
+    pub(crate) fuel_used: AtomicU64,
+    /// Times the plugin was quarantined.
+    pub(crate) quarantines: AtomicU64,
+    /// The capacity of the running plugin's mailbox.
+    pub(crate) mailbox_capacity: AtomicU64,
+    /// Call latency per hook.
+    pub(crate) latency: LatencyHistograms,
 }
 
 /// A token bucket limiting one plugin's log lines.
@@ -317,6 +327,18 @@ impl PluginContext {
             action,
             target: cap(target).to_owned(),
         }
+    }
+
+    /// Adds WASM fuel consumed by one call to the plugin's counters.
+    #[cfg_attr(
+        not(feature = "wasmtime"),
+        expect(dead_code, reason = "only the WASM runtime meters fuel")
+    )]
+    pub(crate) fn record_fuel(&self, fuel: u64) {
+        self.host
+            .counters
+            .fuel_used
+            .fetch_add(fuel, Ordering::Relaxed);
     }
 
     fn count_call(&self) {

@@ -13,6 +13,7 @@ use homecore::{Event, ServiceCall, ServiceError, ServiceHandler, ServiceName, Su
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::call_stats::{PluginHook, timed};
 use crate::context::PluginHost;
 use crate::registry::{Lifecycle, PluginEntry};
 use crate::{HostError, PluginContext, PluginError, PluginInstance};
@@ -63,7 +64,9 @@ impl PluginTask {
                     let due = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_due(tokio::time::Instant::now());
                     for (token, cause) in due {
                         let ctx = self.ctx.caused_by(&cause);
-                        match self.instance.on_timer(&ctx, token).await {
+                        let (latency, plugin) = (&self.entry.counters.latency, &*self.entry.domain);
+                        let call = self.instance.on_timer(&ctx, token);
+                        match timed(latency, plugin, PluginHook::OnTimer, call).await {
                             Ok(()) => consecutive_failures = 0,
                             Err(err) => {
                                 consecutive_failures += 1;
@@ -75,7 +78,9 @@ impl PluginTask {
                 control = self.control.recv() => match control {
                     Some(Control::CallService { call, reply }) => {
                         let ctx = self.ctx.caused_by(&call.context);
-                        let result = self.instance.call_service(&ctx, &call).await;
+                        let (latency, plugin) = (&self.entry.counters.latency, &*self.entry.domain);
+                        let service = self.instance.call_service(&ctx, &call);
+                        let result = timed(latency, plugin, PluginHook::CallService, service).await;
                         if let Err(err) = &result {
                             if matches!(err, PluginError::Panicked { .. } | PluginError::Runtime { .. } | PluginError::Timeout { .. }) {
                                 consecutive_failures += 1;
@@ -134,9 +139,16 @@ impl PluginTask {
             .counters
             .events
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (latency, plugin) = (&self.entry.counters.latency, &*self.entry.domain);
         match event {
-            Event::StateChanged(change) => self.instance.on_state_changed(&ctx, change).await,
-            Event::Custom(custom) => self.instance.on_event(&ctx, custom).await,
+            Event::StateChanged(change) => {
+                let call = self.instance.on_state_changed(&ctx, change);
+                timed(latency, plugin, PluginHook::OnStateChanged, call).await
+            }
+            Event::Custom(custom) => {
+                let call = self.instance.on_event(&ctx, custom);
+                timed(latency, plugin, PluginHook::OnEvent, call).await
+            }
             _ => Ok(()),
         }
     }
@@ -155,7 +167,9 @@ impl PluginTask {
         entry.set_lifecycle(Lifecycle::Stopping, None);
         // Stop receiving first so the mailbox does not fill while tearing down.
         drop(mailbox);
-        match tokio::time::timeout(teardown_deadline, instance.teardown(&ctx)).await {
+        let teardown = tokio::time::timeout(teardown_deadline, instance.teardown(&ctx));
+        let latency = &entry.counters.latency;
+        match timed(latency, &entry.domain, PluginHook::Teardown, teardown).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 tracing::warn!(plugin = %host.domain, error = %err, "teardown failed");
@@ -176,6 +190,10 @@ impl PluginTask {
             self.entry.last_error().unwrap_or_default()
         );
         tracing::error!(plugin = %self.host.domain, %reason, "plugin quarantined");
+        self.entry
+            .counters
+            .quarantines
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entry = Arc::clone(&self.entry);
         let mut control = self.stop_keeping_control().await;
         entry.set_lifecycle(Lifecycle::Quarantined, Some(reason));

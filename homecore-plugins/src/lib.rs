@@ -17,6 +17,11 @@
 //! - [`PluginRegistry`]: loads plugins in dependency order, runs each in its own task behind a
 //!   bounded mailbox, retries failed setups with backoff, quarantines plugins that keep failing,
 //!   reloads and unloads them, and reports lifecycle, health and counters in [`PluginInfo`].
+//! - Observability: every call into a plugin runs in a `plugin_call` tracing span (fields
+//!   `plugin`, `hook`), is timed into a per-hook [`CallLatency`] histogram and logged as a
+//!   warning past [`SLOW_CALL`]; [`PluginStats`] counts events, errors, denied host calls,
+//!   WASM fuel, mailbox depth and drops, and quarantines. The server renders them as Prometheus
+//!   metrics (docs/adr/0011-metrics-and-tracing.md).
 //!
 //! # Example
 //!
@@ -69,6 +74,7 @@
 //!   the crate builds and tests with no WASM engine.
 #![forbid(unsafe_code)]
 
+mod call_stats;
 mod context;
 mod dispatcher;
 mod in_process;
@@ -83,6 +89,9 @@ mod storage;
 #[cfg(feature = "wasmtime")]
 pub mod wasm;
 
+pub use crate::call_stats::{
+    CallLatency, LATENCY_BUCKETS, LatencySnapshot, PluginHook, SLOW_CALL,
+};
 pub use crate::context::{
     HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS,
     PluginContext,

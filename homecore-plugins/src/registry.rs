@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::call_stats::{self, CallLatency, PluginHook};
 use crate::context::{PluginCounters, PluginHost};
 use crate::dispatcher::{Control, ControlSender, PluginTask};
 use crate::{
@@ -257,6 +258,14 @@ pub struct PluginStats {
     pub mailbox_dropped: u64,
     /// Log lines dropped by the rate limit.
     pub logs_dropped: u64,
+    /// Events waiting in the mailbox (queued, not yet handled) while the plugin runs.
+    pub mailbox_depth: u64,
+    /// The mailbox's capacity while the plugin runs (0 before its first start).
+    pub mailbox_capacity: u64,
+    /// WASM fuel (guest instructions) consumed by calls into the plugin; 0 for native plugins.
+    pub fuel_used: u64,
+    /// Times the plugin was quarantined.
+    pub quarantines: u64,
 }
 
 /// A snapshot of one plugin, as [`PluginRegistry::list`] returns it.
@@ -274,6 +283,8 @@ pub struct PluginInfo {
     pub health: PluginHealth,
     /// Its counters.
     pub stats: PluginStats,
+    /// How long calls into it took, per hook.
+    pub latency: CallLatency,
 }
 
 #[derive(Debug, Clone)]
@@ -365,10 +376,21 @@ impl PluginEntry {
     fn info(&self) -> PluginInfo {
         let status = self.status.borrow().clone();
         let c = &self.counters;
-        let mailbox_dropped = self.retired_drops.load(Ordering::Relaxed)
-            + lock(&self.mailbox)
-                .as_ref()
-                .map_or(0, SubscriptionStats::dropped);
+        let events = c.events.load(Ordering::Relaxed);
+        let (mailbox_dropped, mailbox_depth) = {
+            let mailbox = lock(&self.mailbox);
+            let retired = self.retired_drops.load(Ordering::Relaxed);
+            // Every event queued into the running mailbox is counted in `events` when the task
+            // takes it, so the difference is what still waits.
+            mailbox.as_ref().map_or((retired, 0), |m| {
+                let depth = if status.lifecycle == Lifecycle::Running {
+                    m.delivered().saturating_sub(events)
+                } else {
+                    0
+                };
+                (retired + m.dropped(), depth)
+            })
+        };
         PluginInfo {
             domain: self.domain.to_string(),
             manifest: Arc::clone(&self.spec.manifest),
@@ -382,13 +404,18 @@ impl PluginEntry {
                 consecutive_failures: status.consecutive_failures,
             },
             stats: PluginStats {
-                events: c.events.load(Ordering::Relaxed),
+                events,
                 errors: c.errors.load(Ordering::Relaxed),
                 denied: c.denied.load(Ordering::Relaxed),
                 host_calls: c.host_calls.load(Ordering::Relaxed),
                 mailbox_dropped,
                 logs_dropped: c.logs_dropped.load(Ordering::Relaxed),
+                mailbox_depth,
+                mailbox_capacity: c.mailbox_capacity.load(Ordering::Relaxed),
+                fuel_used: c.fuel_used.load(Ordering::Relaxed),
+                quarantines: c.quarantines.load(Ordering::Relaxed),
             },
+            latency: c.latency.snapshot(),
         }
     }
 }
@@ -847,9 +874,14 @@ impl PluginRegistry {
             policy.call_timeout,
         ));
         let ctx = PluginContext::new(Arc::clone(&host));
-        let setup = tokio::time::timeout(
-            policy.setup_timeout,
-            instance.setup(&ctx, &entry.spec.config),
+        let setup = call_stats::timed(
+            &entry.counters.latency,
+            &entry.domain,
+            PluginHook::Setup,
+            tokio::time::timeout(
+                policy.setup_timeout,
+                instance.setup(&ctx, &entry.spec.config),
+            ),
         )
         .await;
         let result = match setup {
@@ -861,10 +893,16 @@ impl PluginRegistry {
         if let Err(err) = result {
             host.unregister_services();
             // Give a failed setup the chance to release what it acquired.
-            let _ = tokio::time::timeout(policy.teardown_timeout, instance.teardown(&ctx)).await;
+            let teardown = tokio::time::timeout(policy.teardown_timeout, instance.teardown(&ctx));
+            let latency = &entry.counters.latency;
+            let _ = call_stats::timed(latency, &entry.domain, PluginHook::Teardown, teardown).await;
             instance.unload();
             return Err(err);
         }
+        entry
+            .counters
+            .mailbox_capacity
+            .store(u64::from(capacity), Ordering::Relaxed);
         entry.set_mailbox(Some(mailbox.stats()));
         *lock(&entry.control) = Some(control_tx);
         Ok(PluginTask {

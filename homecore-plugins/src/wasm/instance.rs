@@ -249,6 +249,13 @@ impl WasmInstance {
             .ok_or_else(|| runtime_error("instance is not live"))?;
         let refusals = live.store.data().quota_refusals;
         let message = live.store.data_mut().error.take();
+        // Fuel is always on (set in `begin`); what is left tells what the call used.
+        let fuel_used = limits
+            .fuel_per_call
+            .saturating_sub(live.store.get_fuel().unwrap_or(0));
+        if let Some(ctx) = &live.store.data().ctx {
+            ctx.record_fuel(fuel_used);
+        }
         live.store.data_mut().end_call();
         match outcome {
             Ok(0) => Ok(()),

@@ -2,6 +2,7 @@
 
 mod failures;
 mod lifecycle;
+mod observability;
 mod permissions;
 mod support;
 #[cfg(feature = "wasmtime")]

@@ -223,3 +223,42 @@ async fn modules_that_differ_only_in_the_middle_are_linked_separately() {
         "the same bytes again, from a new Arc"
     );
 }
+
+#[tokio::test]
+async fn fuel_used_by_calls_is_counted() {
+    let (home, registry, _wasm) = home_with_wasm();
+    let mut guest = writer();
+    guest.imports.push_str(
+        r#"(import "homecore_v1" "subscribe" (func $subscribe (param i32 i32) (result i32)))"#,
+    );
+    guest.data.push_str(r#"(data (i32.const 48) "light.*")"#);
+    guest.setup = "(call $subscribe (i32.const 48) (i32.const 7))".into();
+    let spec = wasm_spec(
+        "burner",
+        json!({"states_read": ["light.*"], "states_write": ["sensor.*"]}),
+        json!({}),
+        guest.bytes(),
+    );
+    let after_setup = registry.load(spec).await.expect("loads").stats.fuel_used;
+    assert!(after_setup > 0, "setup runs guest code");
+    let mut seen = vec![after_setup];
+    for state in ["a", "b"] {
+        set(&home, "light.hall", state);
+        for _ in 0..200 {
+            let info = registry.get("burner").expect("listed");
+            if info
+                .latency
+                .get(homecore_plugins::PluginHook::OnStateChanged)
+                .count()
+                == seen.len() as u64
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen.push(registry.get("burner").expect("listed").stats.fuel_used);
+    }
+    assert!(seen[1] > seen[0] && seen[2] > seen[1], "{seen:?}");
+    // The same guest code on a payload of the same size: the same instructions.
+    assert_eq!(seen[2] - seen[1], seen[1] - seen[0], "{seen:?}");
+}
