@@ -212,6 +212,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     let report = server.shutdown().await;
+    if !report.states_saved {
+        anyhow::bail!("the final state commit failed (see the log): {report:?}");
+    }
     if !report.plugins_stopped || !report.connections_drained {
         anyhow::bail!("shutdown did not finish within the deadline: {report:?}");
     }
@@ -225,6 +228,11 @@ fn print_banner(server: &homecore_server::RunningServer) {
     println!("HomeCore {} is running on {url}", homecore_server::VERSION);
     println!("  data directory:    {}", startup.data_dir.display());
     println!("  plugins directory: {}", startup.plugins_dir.display());
+    println!(
+        "  database:          {} ({} states restored)",
+        startup.database.display(),
+        startup.restored_states
+    );
     for (domain, outcome) in &startup.plugins.outcomes {
         match outcome {
             Ok(()) => println!("  plugin {domain}: running"),

@@ -324,16 +324,29 @@ impl StateRecorder {
     /// # Errors
     /// [`StoreError::RecorderFailed`] when the final commit failed.
     pub async fn shutdown(mut self) -> Result<u64, StoreError> {
+        let outcome = self.close().await;
+        if let Some(thread) = self.thread.take() {
+            // The thread has published `stopped` as its last act, so this join is immediate.
+            let _ = thread.join();
+        }
+        outcome
+    }
+
+    /// Stops the recorder like [`StateRecorder::shutdown`], through a shared reference (for a
+    /// recorder behind an `Arc` that request handlers also hold): a final commit of every
+    /// change made so far, then the writer stops. Later calls to
+    /// [`StateRecorder::wait_durable`] for later changes fail with
+    /// [`StoreError::RecorderStopped`].
+    ///
+    /// # Errors
+    /// [`StoreError::RecorderFailed`] when the final commit failed.
+    pub async fn close(&self) -> Result<u64, StoreError> {
         let seq = self.signal_stop();
         let mut progress = self.progress.clone();
         let last = match progress.wait_for(|p| p.stopped).await {
             Ok(p) => p.clone(),
             Err(_) => self.progress.borrow().clone(),
         };
-        if let Some(thread) = self.thread.take() {
-            // The thread has published `stopped` as its last act, so this join is immediate.
-            let _ = thread.join();
-        }
         self.outcome(&last, seq)
     }
 

@@ -49,6 +49,9 @@ pub(super) async fn call(
         .services
         .call(&domain, &service, data, Context::new())
         .await;
+    if outcome.is_ok() {
+        api.durable().await?;
+    }
     match outcome {
         Ok(response) if query.return_response.is_some() => Ok(json(
             StatusCode::OK,

@@ -107,6 +107,7 @@ pub(super) async fn set(
         })?;
     let bytes = serde_json::to_vec(&*outcome.state)
         .map_err(|err| ApiError::internal(format!("cannot serialize the state: {err}")))?;
+    api.durable().await?;
     if is_new {
         let mut response = json_bytes(StatusCode::CREATED, bytes);
         if let Ok(location) = HeaderValue::from_str(&format!("/api/states/{id}")) {
@@ -125,7 +126,10 @@ pub(super) async fn remove(
 ) -> Result<Response, ApiError> {
     let id = entity_id(path)?;
     match api.home().states.remove(&id, &Context::new()) {
-        Ok(Some(_)) => Ok(json(StatusCode::OK, &json!({"message": "Entity removed."}))),
+        Ok(Some(_)) => {
+            api.durable().await?;
+            Ok(json(StatusCode::OK, &json!({"message": "Entity removed."})))
+        }
         Ok(None) => Err(ApiError::not_found("Entity not found.")),
         Err(err) => Err(ApiError::bad_request(err.to_string())),
     }

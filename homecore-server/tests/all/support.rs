@@ -14,7 +14,8 @@ pub(crate) struct TestServer {
     pub(crate) server: RunningServer,
     pub(crate) client: Client,
     pub(crate) base: String,
-    pub(crate) _data: tempfile::TempDir,
+    /// The data directory, when the server owns it.
+    pub(crate) _data: Option<tempfile::TempDir>,
 }
 
 /// A config on 127.0.0.1:0 with a fresh data directory, one token, no example plugins.
@@ -42,6 +43,13 @@ impl TestServer {
         let data = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(&data);
         edit(&mut config);
+        let mut server = Self::start_config(config).await;
+        server._data = Some(data);
+        server
+    }
+
+    /// A server with `config` (whose data directory the caller keeps).
+    pub(crate) async fn start_config(config: Config) -> Self {
         let server = homecore_server::start(config).await.expect("server starts");
         let base = format!("http://{}", server.addr());
         Self {
@@ -51,7 +59,7 @@ impl TestServer {
                 .build()
                 .expect("client"),
             base,
-            _data: data,
+            _data: None,
         }
     }
 
