@@ -52,6 +52,7 @@ mod data_dir;
 mod examples;
 pub mod ha_json;
 mod manifest_check;
+mod metrics;
 mod plugin_config;
 mod rest;
 mod server;

@@ -24,6 +24,7 @@ pub use self::error::ApiError;
 pub use self::plugins::{PluginSummary, RejectedPlugin};
 
 use crate::TokenStore;
+use crate::metrics::ServerMetrics;
 use crate::websocket::{TokenCheck, WebSocketApi, WebSocketSettings};
 
 /// The server version reported by `GET /api/config` and the WebSocket `auth_required`.
@@ -61,6 +62,7 @@ struct ApiInner {
     config_dir: PathBuf,
     rejected: Mutex<Vec<RejectedPlugin>>,
     websocket: WebSocketApi,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl Api {
@@ -96,6 +98,7 @@ impl Api {
             Arc::clone(&tokens) as Arc<dyn TokenCheck>,
             websocket,
         );
+        let metrics = Arc::new(ServerMetrics::new(&home, &registry));
         Self {
             inner: Arc::new(ApiInner {
                 home,
@@ -105,6 +108,7 @@ impl Api {
                 config_dir,
                 rejected: Mutex::new(Vec::new()),
                 websocket,
+                metrics,
             }),
         }
     }
@@ -131,6 +135,10 @@ impl Api {
             .unwrap_or_else(PoisonError::into_inner) = rejected;
     }
 
+    pub(crate) fn metrics(&self) -> &ServerMetrics {
+        &self.inner.metrics
+    }
+
     fn rejected(&self) -> Vec<RejectedPlugin> {
         self.inner
             .rejected
@@ -139,8 +147,9 @@ impl Api {
             .clone()
     }
 
-    /// The router: every `/api/*` route, auth on all but `/api/websocket` (which
-    /// authenticates in-band), JSON bodies for every error.
+    /// The router: every `/api/*` route and `/metrics` (Prometheus text, also at
+    /// `/api/prometheus`), auth on all but `/api/websocket` (which authenticates in-band),
+    /// JSON bodies for every error.
     pub fn router(&self) -> Router {
         let authed = Router::new()
             .route("/api/", get(states::api_running))
@@ -161,6 +170,8 @@ impl Api {
                 "/api/homecore/plugins/{domain}/reload",
                 post(plugins::reload),
             )
+            .route("/metrics", get(crate::metrics::scrape))
+            .route("/api/prometheus", get(crate::metrics::scrape))
             .route_layer(middleware::from_fn_with_state(self.clone(), require_token));
         Router::new()
             .merge(authed)
@@ -168,6 +179,10 @@ impl Api {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.inner.max_body_bytes))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.inner.metrics),
+                crate::metrics::track_requests,
+            ))
             .with_state(self.clone())
     }
 }
@@ -200,8 +215,11 @@ async fn websocket(
 ) -> Response {
     match upgrade {
         Ok(upgrade) => {
-            let ws = api.inner.websocket.clone();
-            upgrade.on_upgrade(move |socket| async move { ws.serve(socket).await })
+            let (ws, metrics) = (api.inner.websocket.clone(), Arc::clone(&api.inner.metrics));
+            upgrade.on_upgrade(move |socket| async move {
+                let _client = metrics.websocket_client();
+                ws.serve(socket).await
+            })
         }
         Err(rejection) => ApiError::new(rejection.status(), rejection.body_text()).into_response(),
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod events;
 mod http;
+mod metrics;
 mod plugins;
 mod services;
 mod startup;
