@@ -475,7 +475,9 @@ fn check_dependencies<'v>(
 /// Verifies one package again, e.g. before a hot reload of `domain`: the same per-package
 /// checks as [`discover`] (read, signature under the current `policy`, compatibility, name,
 /// rollback — recording an accepted version), then its dependencies against `installed`: the
-/// native plugins and the packages currently loaded, as `(domain, version)`.
+/// native plugins and the packages currently loaded, as `(domain, version)`. The package is
+/// `plugins_dir/<domain>/`, or `plugins_dir/<domain>.hcpkg` when there is no such directory
+/// (the directory wins, as in [`discover`]).
 ///
 /// # Errors
 /// The [`DiscoveryError`] that refuses the package.
@@ -489,8 +491,15 @@ pub fn discover_one(
 ) -> Result<VerifiedPackage, DiscoveryError> {
     let native_map: BTreeMap<&str, &Version> =
         native.iter().map(|(d, v)| (d.as_str(), v)).collect();
+    let dir = plugins_dir.join(domain);
+    let bundle = plugins_dir.join(format!("{domain}.{BUNDLE_EXTENSION}"));
+    let path = if dir.symlink_metadata().is_err() && bundle.symlink_metadata().is_ok() {
+        bundle
+    } else {
+        dir
+    };
     let result = check_entry(
-        &plugins_dir.join(domain),
+        &path,
         policy,
         accepted,
         &native_map,

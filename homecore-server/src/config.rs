@@ -27,6 +27,13 @@ pub const DEFAULT_WEBSOCKET_QUEUE: usize = 4096;
 /// The largest config file read, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
+/// How long the plugins directory must be quiet before a changed package is reloaded, by
+/// default, in milliseconds.
+pub const DEFAULT_HOT_RELOAD_DEBOUNCE_MS: u64 = 300;
+
+/// The longest debounce delay accepted, in milliseconds (a minute).
+pub const MAX_HOT_RELOAD_DEBOUNCE_MS: u64 = 60_000;
+
 /// The server's configuration. Every field has a default, so an empty file (or none) is a
 /// working configuration.
 ///
@@ -60,6 +67,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Host-wide limits and deadlines (`[limits]`).
     pub limits: LimitsConfig,
+    /// Watching the plugins directory for changed packages (`[hot_reload]`).
+    pub hot_reload: HotReloadConfig,
     /// The trust policy for signed packages (`[trust]`), as written; parsed by the package
     /// layer at start.
     pub trust: Option<toml::Table>,
@@ -78,6 +87,7 @@ impl Default for Config {
             examples: true,
             api: ApiConfig::default(),
             limits: LimitsConfig::default(),
+            hot_reload: HotReloadConfig::default(),
             trust: None,
             plugins: BTreeMap::new(),
         }
@@ -163,6 +173,46 @@ impl LimitsConfig {
     #[must_use]
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+/// The `[hot_reload]` table: whether the plugins directory is watched, and how long it must be
+/// quiet before a changed package is verified and swapped in (docs/adr/0013-hot-reload.md).
+///
+/// ```
+/// use homecore_server::Config;
+///
+/// let config = Config::parse("[hot_reload]\nenabled = true\ndebounce_ms = 1000\n")?;
+/// assert_eq!(config.hot_reload.debounce().as_millis(), 1000);
+/// assert!(Config::parse("[hot_reload]\ndebounce_ms = 0\n").is_err());
+/// # Ok::<(), homecore_server::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotReloadConfig {
+    /// Whether a package written to, changed in or removed from the plugins directory is
+    /// loaded, swapped in or unloaded while the server runs (default `true`; the `wasm`
+    /// feature only). `POST /api/homecore/plugins/{domain}/reload` works either way.
+    pub enabled: bool,
+    /// How long a package's files must be unchanged before it is verified, in milliseconds
+    /// (default [`DEFAULT_HOT_RELOAD_DEBOUNCE_MS`], at most [`MAX_HOT_RELOAD_DEBOUNCE_MS`]).
+    pub debounce_ms: u64,
+}
+
+impl Default for HotReloadConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            debounce_ms: DEFAULT_HOT_RELOAD_DEBOUNCE_MS,
+        }
+    }
+}
+
+impl HotReloadConfig {
+    /// The debounce delay.
+    #[must_use]
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.debounce_ms)
     }
 }
 
@@ -312,6 +362,14 @@ pub enum ConfigProblemKind {
     /// A size, count or deadline of zero.
     #[error("must be greater than 0")]
     NotPositive,
+    /// A number above its maximum.
+    #[error("{value} is above the maximum of {max}")]
+    TooLarge {
+        /// The value.
+        value: u64,
+        /// The largest accepted.
+        max: u64,
+    },
     /// A `[plugins.<domain>]` entry for a plugin that is neither compiled in nor found in
     /// the plugins directory.
     #[error("no plugin {domain:?} is compiled in or installed (known: {})", known.join(", "))]
@@ -348,6 +406,7 @@ const TOP_LEVEL: &[&str] = &[
     "examples",
     "api",
     "limits",
+    "hot_reload",
     "trust",
     "plugins",
 ];
@@ -436,6 +495,12 @@ impl Config {
                     if let Some(limits) = section::<LimitsConfig>(&key, value, &mut problems) {
                         check_limits(&limits, &mut problems);
                         config.limits = limits;
+                    }
+                }
+                "hot_reload" => {
+                    if let Some(hot) = section::<HotReloadConfig>(&key, value, &mut problems) {
+                        check_hot_reload(&hot, &mut problems);
+                        config.hot_reload = hot;
                     }
                 }
                 "trust" => config.trust = section(&key, value, &mut problems),
@@ -555,6 +620,21 @@ fn check_limits(limits: &LimitsConfig, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
+fn check_hot_reload(hot: &HotReloadConfig, problems: &mut Vec<ConfigProblem>) {
+    let path = "hot_reload.debounce_ms";
+    if hot.debounce_ms == 0 {
+        problems.push(ConfigProblem::new(path, ConfigProblemKind::NotPositive));
+    } else if hot.debounce_ms > MAX_HOT_RELOAD_DEBOUNCE_MS {
+        problems.push(ConfigProblem::new(
+            path,
+            ConfigProblemKind::TooLarge {
+                value: hot.debounce_ms,
+                max: MAX_HOT_RELOAD_DEBOUNCE_MS,
+            },
+        ));
+    }
+}
+
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
@@ -639,6 +719,35 @@ mod tests {
         assert!(!entry.enabled);
         assert!(entry.grant.as_ref().is_some_and(|g| g.storage));
         assert_eq!(entry.limits.and_then(|l| l.mailbox_capacity), Some(16));
+    }
+
+    #[test]
+    fn hot_reload_is_on_by_default_and_its_delay_is_bounded() {
+        let config = Config::parse("").expect("valid");
+        assert!(config.hot_reload.enabled);
+        assert_eq!(
+            config.hot_reload.debounce(),
+            Duration::from_millis(DEFAULT_HOT_RELOAD_DEBOUNCE_MS)
+        );
+        let off = Config::parse("[hot_reload]\nenabled = false\n").expect("valid");
+        assert!(!off.hot_reload.enabled);
+        assert_eq!(off.hot_reload.debounce_ms, DEFAULT_HOT_RELOAD_DEBOUNCE_MS);
+        let err = Config::parse("[hot_reload]\ndebounce_ms = 60001\nwatch = true\n")
+            .expect_err("invalid");
+        assert_eq!(err.problems()[0].path, "hot_reload", "{err}");
+        let err = Config::parse("[hot_reload]\ndebounce_ms = 60001\n").expect_err("too long");
+        assert_eq!(
+            err.problems(),
+            [ConfigProblem::new(
+                "hot_reload.debounce_ms",
+                ConfigProblemKind::TooLarge {
+                    value: 60_001,
+                    max: MAX_HOT_RELOAD_DEBOUNCE_MS
+                }
+            )]
+        );
+        let err = Config::parse("[hot_reload]\ndebounce_ms = 0\n").expect_err("zero");
+        assert_eq!(err.problems()[0].kind, ConfigProblemKind::NotPositive);
     }
 
     #[test]

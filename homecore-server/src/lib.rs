@@ -51,6 +51,8 @@ mod data_dir;
 #[cfg(feature = "wasm")]
 mod examples;
 pub mod ha_json;
+#[cfg(feature = "wasm")]
+mod hot_reload;
 mod manifest_check;
 mod metrics;
 mod plugin_config;

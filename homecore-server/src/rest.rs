@@ -8,7 +8,7 @@ mod services;
 mod states;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -60,9 +60,13 @@ struct ApiInner {
     tokens: Arc<TokenStore>,
     max_body_bytes: usize,
     config_dir: PathBuf,
-    rejected: Mutex<Vec<RejectedPlugin>>,
+    /// Shared with the hot reloader, which adds and clears entries.
+    rejected: Arc<Mutex<Vec<RejectedPlugin>>>,
     websocket: WebSocketApi,
     metrics: Arc<ServerMetrics>,
+    /// When set, plugin reloads re-verify packages from disk (docs/adr/0013-hot-reload.md).
+    #[cfg(feature = "wasm")]
+    reloader: OnceLock<Arc<crate::hot_reload::PackageReloader>>,
 }
 
 impl Api {
@@ -106,9 +110,11 @@ impl Api {
                 tokens,
                 max_body_bytes,
                 config_dir,
-                rejected: Mutex::new(Vec::new()),
+                rejected: Arc::new(Mutex::new(Vec::new())),
                 websocket,
                 metrics,
+                #[cfg(feature = "wasm")]
+                reloader: OnceLock::new(),
             }),
         }
     }
@@ -133,6 +139,23 @@ impl Api {
             .rejected
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = rejected;
+    }
+
+    /// The `rejected` list itself, for the hot reloader.
+    #[cfg(feature = "wasm")]
+    pub(crate) fn rejected_list(&self) -> crate::hot_reload::RejectedList {
+        Arc::clone(&self.inner.rejected)
+    }
+
+    /// Makes `POST /api/homecore/plugins/{domain}/reload` go through `reloader`. Set once.
+    #[cfg(feature = "wasm")]
+    pub(crate) fn set_reloader(&self, reloader: Arc<crate::hot_reload::PackageReloader>) {
+        let _ = self.inner.reloader.set(reloader);
+    }
+
+    #[cfg(feature = "wasm")]
+    pub(crate) fn reloader(&self) -> Option<&Arc<crate::hot_reload::PackageReloader>> {
+        self.inner.reloader.get()
     }
 
     pub(crate) fn metrics(&self) -> &ServerMetrics {

@@ -95,6 +95,9 @@ pub struct RunningServer {
     shutdown_timeout: Duration,
     stop: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
+    /// The plugins directory watcher, when hot reload is on.
+    #[cfg(feature = "wasm")]
+    watcher: Option<crate::hot_reload::HotReloadWatcher>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -137,6 +140,13 @@ impl RunningServer {
     /// (dependents first), each step within the configured shutdown deadline.
     pub async fn shutdown(self) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        // No package is swapped in while the plugins tear down.
+        #[cfg(feature = "wasm")]
+        if let Some(watcher) = self.watcher
+            && !watcher.stop(deadline).await
+        {
+            tracing::warn!("a hot reload was still running at the shutdown deadline; cancelled");
+        }
         let _ = self.stop.send(true);
         let mut serving = self.serving;
         let connections_drained = tokio::time::timeout_at(deadline, &mut serving)
@@ -160,9 +170,9 @@ impl RunningServer {
 }
 
 /// A plugin the server knows before loading: compiled in, or a verified package.
-struct Candidate {
-    spec: PluginSpec,
-    default_config: Option<Value>,
+pub(crate) struct Candidate {
+    pub(crate) spec: PluginSpec,
+    pub(crate) default_config: Option<Value>,
 }
 
 /// The compiled-in plugins, with the config each gets when the operator gives none.
@@ -190,7 +200,7 @@ fn native_candidates() -> Result<Vec<Candidate>, StartError> {
 }
 
 /// The config the WASM example gets when the operator gives none.
-fn example_default_config(domain: &str) -> Option<Value> {
+pub(crate) fn example_default_config(domain: &str) -> Option<Value> {
     (domain == "motion_lights_wasm").then(|| serde_json::json!({"rooms": ["hall"]}))
 }
 
@@ -249,6 +259,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             path: Some(r.path.display().to_string()),
             reason: error_chain(&r.error),
         })
+        .collect();
+    #[cfg(feature = "wasm")]
+    let loaded_packages: Vec<(String, crate::hot_reload::PackageId)> = discovery
+        .accepted
+        .iter()
+        .map(|p| (p.domain().to_owned(), crate::hot_reload::PackageId::of(p)))
         .collect();
     let mut candidates = natives;
     for package in discovery.accepted {
@@ -335,6 +351,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         data_dir.path().to_owned(),
     );
     api.set_rejected(rejected.clone());
+    #[cfg(feature = "wasm")]
+    let watcher = {
+        let reloader = Arc::new(crate::hot_reload::PackageReloader::new(
+            crate::hot_reload::ReloaderSettings {
+                plugins_dir: plugins_dir.clone(),
+                policy,
+                accepted: Arc::new(store.clone()),
+                natives: native_versions,
+                entries: config.plugins.clone(),
+                loaded: loaded_packages,
+            },
+            api.registry().clone(),
+            api.rejected_list(),
+        ));
+        api.set_reloader(Arc::clone(&reloader));
+        start_watcher(&config, reloader)
+    };
 
     let (stop, mut stopped) = watch::channel(false);
     let router = api.router();
@@ -361,7 +394,29 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown_timeout: config.limits.shutdown_timeout(),
         stop,
         serving,
+        #[cfg(feature = "wasm")]
+        watcher,
     })
+}
+
+/// Starts the plugins directory watcher when `[hot_reload]` is on; a watcher that cannot
+/// start is logged and the server runs without it (the reload route still works).
+#[cfg(feature = "wasm")]
+fn start_watcher(
+    config: &Config,
+    reloader: Arc<crate::hot_reload::PackageReloader>,
+) -> Option<crate::hot_reload::HotReloadWatcher> {
+    if !config.hot_reload.enabled {
+        tracing::info!("hot reload is off; packages change only at restart or on a reload request");
+        return None;
+    }
+    match crate::hot_reload::HotReloadWatcher::start(reloader, config.hot_reload.debounce()) {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch the plugins directory; hot reload is off");
+            None
+        }
+    }
 }
 
 fn websocket_settings(config: &Config) -> crate::websocket::WebSocketSettings {
@@ -442,7 +497,7 @@ fn discover(
 }
 
 /// Applies the operator's entry to a candidate: config (or the default), grant, limits.
-fn configure(candidate: Candidate, entry: PluginConfig) -> PluginSpec {
+pub(crate) fn configure(candidate: Candidate, entry: PluginConfig) -> PluginSpec {
     let mut spec = candidate.spec;
     spec.config = entry
         .config

@@ -163,3 +163,23 @@ fn malformed_symlinked_and_oversized_bundles_are_refused() {
         "{report}"
     );
 }
+
+#[test]
+fn discover_one_finds_a_bundle_when_there_is_no_directory() {
+    use homecore_package::discover_one;
+    let alice = Publisher::new("alice");
+    let work = tempfile::tempdir().expect("tempdir");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let dir = signed_package(work.path(), &alice, "hall", "1.0.0");
+    let packed = pack(&dir, plugins.path()).expect("packs");
+    let store = MemoryAcceptedVersions::new();
+    let policy = trusting(&[&alice]);
+    let hall = discover_one(plugins.path(), "hall", &policy, &store, &[], &[]).expect("verifies");
+    assert_eq!(hall.path(), packed.bundle_path);
+
+    // A directory beside it wins, as in discover.
+    let newer = signed_package(plugins.path(), &alice, "hall", "1.1.0");
+    let hall = discover_one(plugins.path(), "hall", &policy, &store, &[], &[]).expect("verifies");
+    assert_eq!(hall.path(), newer);
+    assert_eq!(hall.version().to_string(), "1.1.0");
+}

@@ -106,13 +106,29 @@ pub(super) async fn list(State(api): State<Api>) -> Response {
     )
 }
 
-/// `POST /api/homecore/plugins/{domain}/reload`: stops the plugin (teardown) and starts a
-/// fresh instance from the same spec; answers with the plugin's summary.
+/// `POST /api/homecore/plugins/{domain}/reload`: a package plugin is verified again from the
+/// plugins directory and swapped in, as when its files change (docs/adr/0013-hot-reload.md); a
+/// compiled-in plugin is stopped (teardown) and started again from the same spec. Answers
+/// with the plugin's summary; a refused package is 422 and the running version keeps
+/// running.
 pub(super) async fn reload(
     State(api): State<Api>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(domain) = path.map_err(|_| ApiError::bad_request("Invalid plugin domain."))?;
+    #[cfg(feature = "wasm")]
+    if let Some(reloader) = api.reloader() {
+        tracing::info!(plugin = %domain, "reload requested over the API");
+        return match reloader.reload(&domain).await {
+            Ok(info) => Ok(json(StatusCode::OK, &PluginSummary::from(&info))),
+            Err(crate::hot_reload::ReloadError::NoPackage { .. })
+                if api.registry().get(&domain).is_none() =>
+            {
+                Err(ApiError::not_found(format!("Plugin {domain} not found.")))
+            }
+            Err(err) => Err(reload_error(&err)),
+        };
+    }
     if api.registry().get(&domain).is_none() {
         return Err(ApiError::not_found(format!("Plugin {domain} not found.")));
     }
@@ -126,5 +142,31 @@ pub(super) async fn reload(
             "Reload of {domain} failed: {}",
             error_chain(&err)
         ))),
+    }
+}
+
+/// The response to a reload that did not swap a new version in.
+#[cfg(feature = "wasm")]
+fn reload_error(err: &crate::hot_reload::ReloadError) -> ApiError {
+    use crate::hot_reload::ReloadError;
+    let message = format!("Reload failed: {}", error_chain(err));
+    match err {
+        ReloadError::NoPackage { .. }
+        | ReloadError::Registry {
+            source: RegistryError::NotFound { .. },
+            ..
+        } => ApiError::not_found(message),
+        ReloadError::Disabled { .. } => ApiError::new(StatusCode::CONFLICT, message),
+        // The package on disk is at fault: refused, or its module does not compile or link.
+        ReloadError::Refused { .. }
+        | ReloadError::Config { .. }
+        | ReloadError::Registry {
+            source:
+                RegistryError::Load { .. }
+                | RegistryError::IncompatibleApi { .. }
+                | RegistryError::RuntimeMismatch { .. },
+            ..
+        } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
+        _ => ApiError::internal(message),
     }
 }

@@ -3,6 +3,8 @@
 
 mod cli;
 mod events;
+#[cfg(feature = "wasm")]
+mod hot_reload;
 mod http;
 mod metrics;
 mod plugins;
