@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use homecore::Home;
 use homecore_plugins::PluginRegistry;
+use homecore_store::StateRecorder;
 
 pub use self::error::ApiError;
 pub use self::plugins::{PluginSummary, RejectedPlugin};
@@ -64,6 +65,8 @@ struct ApiInner {
     rejected: Arc<Mutex<Vec<RejectedPlugin>>>,
     websocket: WebSocketApi,
     metrics: Arc<ServerMetrics>,
+    /// When set, state-changing requests answer only once their changes are on disk.
+    recorder: OnceLock<Arc<StateRecorder>>,
     /// When set, plugin reloads re-verify packages from disk (docs/adr/0013-hot-reload.md).
     #[cfg(feature = "wasm")]
     reloader: OnceLock<Arc<crate::hot_reload::PackageReloader>>,
@@ -113,6 +116,7 @@ impl Api {
                 rejected: Arc::new(Mutex::new(Vec::new())),
                 websocket,
                 metrics,
+                recorder: OnceLock::new(),
                 #[cfg(feature = "wasm")]
                 reloader: OnceLock::new(),
             }),
@@ -156,6 +160,36 @@ impl Api {
     #[cfg(feature = "wasm")]
     pub(crate) fn reloader(&self) -> Option<&Arc<crate::hot_reload::PackageReloader>> {
         self.inner.reloader.get()
+    }
+
+    /// Makes state-changing requests (`POST`/`DELETE /api/states/...`, service calls) answer
+    /// only once every state change made before the answer is committed by `recorder`: what
+    /// the API acknowledges survives a process kill (and, with the store's default
+    /// durability, a power cut). See docs/adr/0010-persistence.md. Set once; later calls are
+    /// ignored.
+    pub fn set_recorder(&self, recorder: Arc<StateRecorder>) {
+        let _ = self.inner.recorder.set(recorder);
+    }
+
+    /// Waits until every state change made so far is durable, when a recorder is set.
+    ///
+    /// # Errors
+    /// A 500 [`ApiError`] when the change could not be committed: it is in memory (and was
+    /// announced on the bus) but not acknowledged as durable.
+    pub(crate) async fn durable(&self) -> Result<(), ApiError> {
+        let Some(recorder) = self.inner.recorder.get() else {
+            return Ok(());
+        };
+        recorder
+            .wait_durable(recorder.seq())
+            .await
+            .map(drop)
+            .map_err(|err| {
+                ApiError::internal(format!(
+                    "the change was made but could not be saved: {}",
+                    error_chain(&err)
+                ))
+            })
     }
 
     pub(crate) fn metrics(&self) -> &ServerMetrics {

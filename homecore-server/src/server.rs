@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use homecore::Home;
-use homecore_package::{DiscoveryReport, FileAcceptedVersions, TrustPolicy};
+use homecore_package::{AcceptedVersions, DiscoveryReport, TrustPolicy};
 use homecore_plugins::{
     ManifestError, PluginManifest, PluginRegistry, PluginSpec, RegistryBuilder, StartReport,
 };
+use homecore_store::{RecorderConfig, SqlitePluginStorage, StateRecorder, Store, StoreError};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -48,10 +49,18 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The accepted-versions record (rollback protection) could not be read; it is never
-    /// silently replaced.
-    #[error("cannot open the accepted-versions record")]
-    AcceptedVersions(#[source] homecore_package::VersionStoreError),
+    /// The database (states, plugin storage, accepted versions) could not be opened, restored
+    /// or recorded to; it is never silently replaced.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The accepted-versions file of an earlier build could not be imported.
+    #[error("cannot import the accepted-versions record {path}: {reason}")]
+    AcceptedVersions {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The plugins directory could not be listed.
     #[error("cannot discover plugins")]
     Discovery(#[source] homecore_package::DiscoveryError),
@@ -86,6 +95,10 @@ pub struct Startup {
     pub plugins: StartReport,
     /// Plugins refused before loading (bad packages).
     pub rejected: Vec<RejectedPlugin>,
+    /// The database.
+    pub database: PathBuf,
+    /// How many entity states were restored from it.
+    pub restored_states: usize,
 }
 
 /// A running server.
@@ -95,6 +108,7 @@ pub struct RunningServer {
     shutdown_timeout: Duration,
     stop: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
+    recorder: Arc<StateRecorder>,
     /// The plugins directory watcher, when hot reload is on.
     #[cfg(feature = "wasm")]
     watcher: Option<crate::hot_reload::HotReloadWatcher>,
@@ -115,6 +129,8 @@ pub struct ShutdownReport {
     pub connections_drained: bool,
     /// Whether every plugin's teardown finished within the deadline.
     pub plugins_stopped: bool,
+    /// Whether every state change, the teardowns' included, was committed to the database.
+    pub states_saved: bool,
 }
 
 impl RunningServer {
@@ -162,9 +178,22 @@ impl RunningServer {
         if !plugins_stopped {
             tracing::warn!("plugin teardown did not finish within the shutdown deadline");
         }
+        // The final commit is not bounded by the deadline: stopping before it would lose
+        // acknowledged-later changes, and it takes one transaction.
+        let states_saved = match self.recorder.close().await {
+            Ok(seq) => {
+                tracing::info!(changes = seq, "states saved");
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %error_chain(&err), "the final state commit failed");
+                false
+            }
+        };
         ShutdownReport {
             connections_drained,
             plugins_stopped,
+            states_saved,
         }
     }
 }
@@ -247,9 +276,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             )
         })
         .collect();
-    let accepted =
-        FileAcceptedVersions::open(data_dir.path()).map_err(StartError::AcceptedVersions)?;
-    let discovery = discover(&plugins_dir, &policy, &accepted, &native_versions)?;
+    let database = data_dir.join(DATABASE_FILE);
+    let store = Store::open(&database)?;
+    import_accepted_versions(data_dir.path(), &store)?;
+    let discovery = discover(&plugins_dir, &policy, &store, &native_versions)?;
 
     let mut rejected: Vec<RejectedPlugin> = discovery
         .rejected
@@ -314,8 +344,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         specs.push(configure(candidate, entry));
     }
 
+    // Restore-state (before any plugin runs), then record every change from here on.
     let home = Home::new();
-    let registry = build_registry(&config, &data_dir, home.clone())?;
+    let restored = store.restore(&home)?;
+    tracing::info!(states = restored.restored, database = %database.display(), "states restored");
+    let recorder = Arc::new(StateRecorder::start(
+        &store,
+        &home.states,
+        RecorderConfig::default(),
+    )?);
+    let storage = SqlitePluginStorage::open(&store)?;
+    let registry = build_registry(&config, &data_dir, home.clone(), storage)?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -351,6 +390,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         data_dir.path().to_owned(),
     );
     api.set_rejected(rejected.clone());
+    api.set_recorder(Arc::clone(&recorder));
     #[cfg(feature = "wasm")]
     let watcher = {
         let reloader = Arc::new(crate::hot_reload::PackageReloader::new(
@@ -390,10 +430,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             token_file,
             plugins: report,
             rejected,
+            database,
+            restored_states: restored.restored,
         },
         shutdown_timeout: config.limits.shutdown_timeout(),
         stop,
         serving,
+        recorder,
         #[cfg(feature = "wasm")]
         watcher,
     })
@@ -489,7 +532,7 @@ fn parse_trust(config: &Config, problems: &mut Vec<ConfigProblem>) -> TrustPolic
 fn discover(
     plugins_dir: &std::path::Path,
     policy: &TrustPolicy,
-    accepted: &FileAcceptedVersions,
+    accepted: &dyn AcceptedVersions,
     natives: &[(String, semver::Version)],
 ) -> Result<DiscoveryReport, StartError> {
     homecore_package::discover(plugins_dir, policy, accepted, natives)
@@ -517,9 +560,11 @@ fn build_registry(
     config: &Config,
     data_dir: &DataDir,
     home: Home,
+    storage: SqlitePluginStorage,
 ) -> Result<PluginRegistry, StartError> {
-    let builder: RegistryBuilder =
-        PluginRegistry::builder(home).policy(config.limits.host_policy());
+    let builder: RegistryBuilder = PluginRegistry::builder(home)
+        .policy(config.limits.host_policy())
+        .storage(Arc::new(storage));
     #[cfg(feature = "wasm")]
     let builder = {
         let defaults = homecore_plugins::WasmtimeConfig::default();
@@ -534,4 +579,37 @@ fn build_registry(
     #[cfg(not(feature = "wasm"))]
     let _ = data_dir;
     Ok(builder.build())
+}
+
+/// The database's file name in the data directory.
+pub const DATABASE_FILE: &str = "homecore.db";
+
+/// Earlier builds kept the accepted versions in this JSON file; its entries are imported into
+/// the database once (versions only ever rise, so importing twice is harmless), then the file
+/// is renamed so it is not read again.
+const LEGACY_ACCEPTED_VERSIONS: &str = "accepted_versions.json";
+
+fn import_accepted_versions(data_dir: &std::path::Path, store: &Store) -> Result<(), StartError> {
+    let path = data_dir.join(LEGACY_ACCEPTED_VERSIONS);
+    let fail = |reason: String| StartError::AcceptedVersions {
+        path: path.clone(),
+        reason,
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(fail(err.to_string())),
+    };
+    let versions: BTreeMap<String, semver::Version> =
+        serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+    for (domain, version) in &versions {
+        store.record_accepted(domain, version)?;
+    }
+    std::fs::rename(&path, path.with_extension("json.imported"))
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::info!(
+        entries = versions.len(),
+        "accepted versions imported into the database"
+    );
+    Ok(())
 }
