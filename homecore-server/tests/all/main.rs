@@ -7,6 +7,7 @@ mod events;
 mod hot_reload;
 mod http;
 mod metrics;
+mod persistence;
 mod plugins;
 mod services;
 mod startup;
