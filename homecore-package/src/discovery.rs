@@ -155,12 +155,17 @@ impl VerifiedPackage {
     }
 
     /// A registry spec for this plugin: the verified manifest and module, with the operator's
-    /// configuration and grant (`None`: everything the manifest declares).
+    /// configuration and grant (`None`: everything the manifest declares). The module goes
+    /// with the SHA-256 verification computed ([`PluginSource::VerifiedWasm`]), so the runtime
+    /// does not hash it again.
     #[must_use]
     pub fn into_spec(self, config: Value, grant: Option<Permissions>) -> PluginSpec {
         PluginSpec {
             manifest: self.manifest,
-            source: PluginSource::Wasm(self.module),
+            source: PluginSource::VerifiedWasm {
+                module: self.module,
+                sha256: self.module_sha256.0,
+            },
             config,
             grant,
         }

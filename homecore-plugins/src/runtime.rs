@@ -23,6 +23,17 @@ pub enum PluginSource {
     Native(NativeFactory),
     /// A WASM module's bytes.
     Wasm(Arc<[u8]>),
+    /// A WASM module's bytes with their SHA-256, as computed by whoever verified them (a
+    /// signed package's verification does). The Wasmtime runtime takes the digest as the
+    /// module's identity in its compiled-module cache instead of hashing the bytes again, so
+    /// it must be the SHA-256 of exactly these bytes: another digest could hand this plugin
+    /// another module's compiled code (debug builds check it).
+    VerifiedWasm {
+        /// The module's bytes.
+        module: Arc<[u8]>,
+        /// The SHA-256 of `module`.
+        sha256: [u8; 32],
+    },
 }
 
 impl PluginSource {
@@ -38,7 +49,7 @@ impl PluginSource {
     pub fn kind(&self) -> RuntimeKind {
         match self {
             Self::Native(_) => RuntimeKind::Native,
-            Self::Wasm(_) => RuntimeKind::Wasm,
+            Self::Wasm(_) | Self::VerifiedWasm { .. } => RuntimeKind::Wasm,
         }
     }
 }
@@ -48,6 +59,9 @@ impl fmt::Debug for PluginSource {
         match self {
             Self::Native(_) => f.write_str("Native(..)"),
             Self::Wasm(bytes) => write!(f, "Wasm({} bytes)", bytes.len()),
+            Self::VerifiedWasm { module, .. } => {
+                write!(f, "VerifiedWasm({} bytes)", module.len())
+            }
         }
     }
 }

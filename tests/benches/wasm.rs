@@ -5,8 +5,16 @@
 //! - `load::cold`: check + compile + link the reference plugin (49 KB-ish module) on a fresh
 //!   runtime without a disk cache.
 //! - `load::cached`: a fresh runtime (empty in-memory memo) whose disk cache holds the module:
-//!   check, cache lookup + deserialize, link, instantiate (what a restart pays per plugin).
+//!   check, SHA-256 of the module, cache lookup + deserialize, link, instantiate.
+//! - `load::cached_verified`: the same with the module's SHA-256 handed over with it
+//!   (`PluginSource::VerifiedWasm`, as a signed package's verification does): what a restart
+//!   pays per plugin.
+//! - `load::bare_wasmtime_cached`: the baseline, bare Wasmtime on a fresh engine with the same
+//!   settings: `Module::deserialize_file` of the serialized module, link (stub imports),
+//!   instantiate.
 //! - `load::memoized`: the same runtime loading the same bytes again: link memo hit + instantiate.
+//! - `load::*_pooling`: the same with Wasmtime's pooling allocator (1,100 slots, as in the
+//!   `wasm_rss` example).
 //! - `event::*`: one state change delivered to the reference plugin. `homecore_end_to_end` goes
 //!   through `StateMachine::set`, the bus, the plugin's mailbox and task, the ABI (event
 //!   serialized once, copied in, parsed by the guest SDK), with fuel and epoch deadlines on. `bare_wasmtime` calls the same module's
@@ -26,6 +34,7 @@ use homecore_plugins::{
 };
 use homecore_tests::guest::{example_manifest, example_wasm};
 use serde_json::json;
+use sha2::Digest as _;
 
 fn main() {
     divan::main();
@@ -75,21 +84,45 @@ mod load {
 
     #[divan::bench(sample_count = 50)]
     fn cached(bencher: Bencher<'_, '_>) {
+        run_cached(bencher, PluginSource::Wasm(bytes()), None);
+    }
+
+    #[divan::bench(sample_count = 50)]
+    fn cached_verified(bencher: Bencher<'_, '_>) {
+        run_cached(bencher, verified(), None);
+    }
+
+    #[divan::bench(sample_count = 50)]
+    fn cached_verified_pooling(bencher: Bencher<'_, '_>) {
+        run_cached(bencher, verified(), POOLING);
+    }
+
+    /// Slots of the pooling variants (as in the `wasm_rss` example).
+    const POOLING: Option<u32> = Some(1100);
+
+    fn verified() -> PluginSource {
+        let module = bytes();
+        let sha256 = sha2::Sha256::digest(&module).into();
+        PluginSource::VerifiedWasm { module, sha256 }
+    }
+
+    fn run_cached(bencher: Bencher<'_, '_>, source: PluginSource, pooling_slots: Option<u32>) {
         let rt = current_thread();
         let wasm = bytes();
         let manifest = manifest();
-        let source = PluginSource::Wasm(Arc::clone(&wasm));
         let dir = cache_dir();
         let config = WasmtimeConfig {
             cache_dir: Some(dir.clone()),
+            pooling_slots,
             ..WasmtimeConfig::default()
         };
         // Warm the disk cache once.
         let warm = WasmtimeRuntime::new(config.clone()).expect("engine");
         rt.block_on(warm.prepare(Arc::clone(&wasm)))
             .expect("compiles");
-        // The cache writes asynchronously; give its worker a moment.
-        std::thread::sleep(Duration::from_millis(500));
+        let check = WasmtimeRuntime::new(config.clone()).expect("engine");
+        rt.block_on(check.load(&manifest, &source)).expect("loads");
+        assert_eq!(check.modules_from_disk_cache(), 1, "the disk cache is warm");
         bencher
             .with_inputs(|| WasmtimeRuntime::new(config.clone()).expect("engine"))
             .bench_local_values(|runtime| {
@@ -101,12 +134,64 @@ mod load {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    #[divan::bench(sample_count = 50)]
+    #[allow(
+        unsafe_code,
+        reason = "the baseline deserializes an artifact this bench just serialized"
+    )]
+    fn bare_wasmtime_cached(bencher: Bencher<'_, '_>) {
+        let engine = || {
+            let mut config = wasmtime::Config::new();
+            config
+                .consume_fuel(true)
+                .epoch_interruption(true)
+                .cranelift_opt_level(wasmtime::OptLevel::Speed)
+                .memory_init_cow(true);
+            wasmtime::Engine::new(&config).expect("engine")
+        };
+        let dir = cache_dir();
+        let path = dir.join("module.cwasm");
+        let compiled = engine()
+            .precompile_module(example_wasm())
+            .expect("compiles");
+        std::fs::write(&path, compiled).expect("writable");
+        bencher.with_inputs(engine).bench_local_values(|engine| {
+            // SAFETY: the file is the unmodified output of `precompile_module` with the
+            // same settings, written above and not changed while the module lives.
+            let module =
+                unsafe { wasmtime::Module::deserialize_file(&engine, &path) }.expect("loads");
+            let mut linker = wasmtime::Linker::<()>::new(&engine);
+            linker
+                .define_unknown_imports_as_traps(&module)
+                .expect("stubs");
+            let pre = linker.instantiate_pre(&module).expect("links");
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_fuel(u64::MAX).expect("fuel on");
+            let instance = pre.instantiate(&mut store).expect("instantiates");
+            (engine, store, instance)
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[divan::bench]
     fn memoized(bencher: Bencher<'_, '_>) {
+        run_memoized(bencher, None);
+    }
+
+    #[divan::bench]
+    fn memoized_pooling(bencher: Bencher<'_, '_>) {
+        run_memoized(bencher, POOLING);
+    }
+
+    fn run_memoized(bencher: Bencher<'_, '_>, pooling_slots: Option<u32>) {
         let rt = current_thread();
         let manifest = manifest();
         let source = PluginSource::Wasm(bytes());
-        let runtime = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
+        let runtime = WasmtimeRuntime::new(WasmtimeConfig {
+            pooling_slots,
+            ..WasmtimeConfig::default()
+        })
+        .expect("engine");
         rt.block_on(runtime.load(&manifest, &source))
             .expect("loads");
         bencher.bench_local(|| {

@@ -66,11 +66,14 @@ fn the_accepted_package_carries_exactly_the_verified_bytes() {
     assert_eq!(package.module_sha256().to_string().len(), 64);
     assert_eq!(package.abi_version(), 1);
     assert_eq!(package.path(), path);
+    let digest = package.module_sha256().0;
     let spec = package.into_spec(serde_json::json!({"rooms": ["hall"]}), None);
     assert_eq!(spec.manifest.domain, "alpha");
     assert_eq!(spec.config["rooms"][0], "hall");
     assert!(
-        matches!(&spec.source, homecore_plugins::PluginSource::Wasm(bytes) if **bytes == *on_disk)
+        matches!(&spec.source, homecore_plugins::PluginSource::VerifiedWasm { module, sha256 }
+            if **module == *on_disk && *sha256 == digest),
+        "the module goes to the runtime with the digest verification computed"
     );
 }
 

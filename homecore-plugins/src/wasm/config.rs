@@ -8,7 +8,9 @@ use crate::ResourceLimits;
 /// Settings of a [`crate::WasmtimeRuntime`].
 #[derive(Debug, Clone)]
 pub struct WasmtimeConfig {
-    /// Where compiled modules are cached across restarts; `None` disables the disk cache.
+    /// Where compiled modules are cached across restarts; `None` disables the disk cache. The
+    /// directory is created with mode 0700 and must belong to this user; if it cannot be used
+    /// the runtime logs why and compiles every module (docs/adr/0012-artifact-cache.md).
     pub cache_dir: Option<PathBuf>,
     /// Use Wasmtime's pooling allocator with this many instance slots (copy-on-write memory
     /// initialisation is on either way). `None` uses on-demand allocation.

@@ -1,10 +1,11 @@
 //! The Wasmtime runtime: sandboxed third-party plugins behind host ABI v1 (feature `wasmtime`).
 //!
 //! - One [`wasmtime::Engine`] per [`WasmtimeRuntime`], shared by every plugin; one `Store` per
-//!   plugin instance; one `Linker` per runtime; one `InstancePre` per distinct module (by
-//!   SHA-256), so loading the same module again compiles and links nothing. Compiled artifacts
-//!   are cached on disk (Wasmtime's cache, keyed by module hash and engine settings) when a cache
-//!   directory is configured, so a restart does not recompile.
+//!   plugin instance; one `Linker` per runtime; one `InstancePre` per distinct module, so
+//!   loading the same module again compiles and links nothing. Compiled artifacts are cached
+//!   on disk when a cache directory is configured (keyed by the module's SHA-256 and the
+//!   engine's settings, memory-mapped back without copying), so a restart does not recompile;
+//!   see docs/adr/0012-artifact-cache.md for the crate's one `unsafe` block that this takes.
 //! - Limits from the manifest, capped by the runtime's policy: linear memory and table
 //!   elements (a `ResourceLimiter`), one instance, instructions per call (fuel) and wall-clock
 //!   time per call (epoch deadline driven by a ticker thread). All are reset before every call.
@@ -21,6 +22,8 @@
 //!
 //! See docs/adr/0005-host-abi-v1.md and docs/abi-v1.md.
 
+#[cfg(unix)]
+mod artifact_cache;
 mod config;
 mod event_cache;
 mod guest_memory;

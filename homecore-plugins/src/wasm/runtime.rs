@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
+#[cfg(unix)]
+use crate::wasm::artifact_cache::{self, ArtifactCache};
 use crate::wasm::config::WasmtimeConfig;
 use crate::wasm::event_cache::EventCache;
 use crate::wasm::host_imports;
@@ -26,7 +28,8 @@ pub enum WasmtimeError {
         /// What Wasmtime reported.
         reason: String,
     },
-    /// The compiled-module cache could not be set up.
+    /// The compiled-module cache could not be set up. No longer returned: an unusable cache
+    /// directory is logged and the runtime compiles every module instead.
     #[error("module cache at {path} unusable: {reason}")]
     Cache {
         /// The cache directory.
@@ -45,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) config: WasmtimeConfig,
     pub(crate) events: EventCache,
     linker: Linker<StoreData>,
+    /// Compiled modules on disk (`WasmtimeConfig::cache_dir`), when usable.
+    #[cfg(unix)]
+    artifacts: Option<Arc<ArtifactCache>>,
     /// Linked modules by a cheap fingerprint of their bytes; a hit is confirmed by comparing
     /// the bytes (so a fingerprint collision costs a comparison, never a wrong module).
     modules: Mutex<HashMap<u64, Vec<RecentSource>>>,
@@ -52,6 +58,7 @@ pub(crate) struct Shared {
     /// and the hash. Holding the `Arc` keeps its address from being reused.
     recent_sources: Mutex<Vec<RecentSource>>,
     compiled: AtomicU64,
+    from_disk: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -87,10 +94,11 @@ impl fmt::Debug for WasmtimeRuntime {
 }
 
 impl WasmtimeRuntime {
-    /// A runtime with its own engine and epoch ticker thread.
+    /// A runtime with its own engine and epoch ticker thread. A cache directory that cannot
+    /// be created or is not private to this user is logged, and the runtime runs without it.
     ///
     /// # Errors
-    /// [`WasmtimeError`] when Wasmtime refuses the configuration or the cache directory.
+    /// [`WasmtimeError::Engine`] when Wasmtime refuses the configuration.
     pub fn new(config: WasmtimeConfig) -> Result<Self, WasmtimeError> {
         let mut c = wasmtime::Config::new();
         c.consume_fuel(true)
@@ -98,18 +106,6 @@ impl WasmtimeRuntime {
             .max_wasm_stack(config.max_wasm_stack)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .memory_init_cow(true);
-        if let Some(dir) = &config.cache_dir {
-            let cache_error = |reason: String| WasmtimeError::Cache {
-                path: dir.display().to_string(),
-                reason,
-            };
-            std::fs::create_dir_all(dir).map_err(|e| cache_error(e.to_string()))?;
-            let mut cache_config = wasmtime::CacheConfig::new();
-            cache_config.with_directory(dir.clone());
-            let cache =
-                wasmtime::Cache::new(cache_config).map_err(|e| cache_error(format!("{e:#}")))?;
-            c.cache(Some(cache));
-        }
         if let Some(slots) = config.pooling_slots {
             let mut pool = wasmtime::PoolingAllocationConfig::new();
             pool.total_core_instances(slots)
@@ -124,6 +120,26 @@ impl WasmtimeRuntime {
         let engine = Engine::new(&c).map_err(|e| WasmtimeError::Engine {
             reason: format!("{e:#}"),
         })?;
+        #[cfg(unix)]
+        let artifacts = config.cache_dir.as_deref().and_then(|dir| {
+            ArtifactCache::open(dir, &engine)
+                .map(Arc::new)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        path = %dir.display(),
+                        error = %e,
+                        "compiled-module cache directory unusable; every module will be compiled"
+                    );
+                })
+                .ok()
+        });
+        #[cfg(not(unix))]
+        if let Some(dir) = &config.cache_dir {
+            tracing::warn!(
+                path = %dir.display(),
+                "no compiled-module cache on this platform; every module will be compiled"
+            );
+        }
         let mut linker = Linker::new(&engine);
         host_imports::define(&mut linker).map_err(|e| WasmtimeError::Engine {
             reason: format!("{e:#}"),
@@ -136,9 +152,12 @@ impl WasmtimeRuntime {
                 config,
                 events: EventCache::default(),
                 linker,
+                #[cfg(unix)]
+                artifacts,
                 modules: Mutex::new(HashMap::new()),
                 recent_sources: Mutex::new(Vec::new()),
                 compiled: AtomicU64::new(0),
+                from_disk: AtomicU64::new(0),
                 ticker_stop,
             }),
         })
@@ -150,11 +169,18 @@ impl WasmtimeRuntime {
         &self.shared.engine
     }
 
-    /// How many distinct modules this runtime compiled (or loaded from the disk cache); loading
+    /// How many distinct modules this runtime compiled or loaded from the disk cache; loading
     /// the same bytes again reuses the linked module.
     #[must_use]
     pub fn compiled_modules(&self) -> u64 {
         self.shared.compiled.load(Ordering::Relaxed)
+    }
+
+    /// How many of [`Self::compiled_modules`] came from the disk cache
+    /// ([`WasmtimeConfig::cache_dir`]) instead of the compiler.
+    #[must_use]
+    pub fn modules_from_disk_cache(&self) -> u64 {
+        self.shared.from_disk.load(Ordering::Relaxed)
     }
 
     /// Checks, compiles (or finds in the cache) and links a module. The same bytes are linked
@@ -163,10 +189,15 @@ impl WasmtimeRuntime {
     /// # Errors
     /// A [`LoadError`] naming the ABI version, symbol or validation failure.
     pub async fn prepare(&self, bytes: Arc<[u8]>) -> Result<(), LoadError> {
-        self.instance_pre(bytes).await.map(drop)
+        self.instance_pre(bytes, None).await.map(drop)
     }
 
-    async fn instance_pre(&self, bytes: Arc<[u8]>) -> Result<InstancePre<StoreData>, LoadError> {
+    /// `sha256`, when given, is the SHA-256 of `bytes` (computed by whoever verified them).
+    async fn instance_pre(
+        &self,
+        bytes: Arc<[u8]>,
+        sha256: Option<[u8; 32]>,
+    ) -> Result<InstancePre<StoreData>, LoadError> {
         if let Some(pre) = self.recent_source(&bytes) {
             return Ok(pre);
         }
@@ -180,17 +211,15 @@ impl WasmtimeRuntime {
             self.remember_source(bytes, &pre);
             return Ok(pre);
         }
-        let engine = self.shared.engine.clone();
+        let shared = Arc::clone(&self.shared);
         let source = Arc::clone(&bytes);
-        // Compilation is CPU-bound: keep it off the async workers.
-        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &source))
-            .await
-            .map_err(|e| LoadError::InvalidModule {
-                reason: format!("compilation task failed: {e}"),
-            })?
-            .map_err(|e| LoadError::InvalidModule {
-                reason: format!("{e:#}"),
-            })?;
+        // Hashing, the disk and compilation block: keep them off the async workers.
+        let (module, from_disk) =
+            tokio::task::spawn_blocking(move || shared.compile_or_load(&source, sha256))
+                .await
+                .map_err(|e| LoadError::InvalidModule {
+                    reason: format!("compilation task failed: {e}"),
+                })??;
         module_check::check_imports_and_exports(&module)?;
         let pre =
             self.shared
@@ -200,6 +229,9 @@ impl WasmtimeRuntime {
                     reason: format!("{e:#}"),
                 })?;
         self.shared.compiled.fetch_add(1, Ordering::Relaxed);
+        if from_disk {
+            self.shared.from_disk.fetch_add(1, Ordering::Relaxed);
+        }
         lock_poisoned_ok(&self.shared.modules)
             .entry(fingerprint)
             .or_default()
@@ -222,6 +254,40 @@ impl WasmtimeRuntime {
             recent.remove(0);
         }
         recent.push((bytes, pre.clone()));
+    }
+}
+
+impl Shared {
+    /// The compiled module: from the disk cache when it holds it (`true`), else compiled (and
+    /// stored there).
+    fn compile_or_load(
+        &self,
+        bytes: &[u8],
+        sha256: Option<[u8; 32]>,
+    ) -> Result<(Module, bool), LoadError> {
+        let compile = || {
+            Module::new(&self.engine, bytes).map_err(|e| LoadError::InvalidModule {
+                reason: format!("{e:#}"),
+            })
+        };
+        #[cfg(unix)]
+        if let Some(cache) = &self.artifacts {
+            let digest = sha256.unwrap_or_else(|| artifact_cache::sha256(bytes));
+            debug_assert_eq!(
+                digest,
+                artifact_cache::sha256(bytes),
+                "the SHA-256 given with a module is of its bytes"
+            );
+            let key = cache.key(&digest);
+            if let Some(module) = cache.load(&self.engine, &key) {
+                return Ok((module, true));
+            }
+            let module = compile()?;
+            cache.store(&key, &module);
+            return Ok((module, false));
+        }
+        let _ = sha256;
+        compile().map(|module| (module, false))
     }
 }
 
@@ -268,13 +334,17 @@ impl PluginRuntime for WasmtimeRuntime {
         manifest: &PluginManifest,
         source: &PluginSource,
     ) -> Result<Box<dyn PluginInstance>, LoadError> {
-        let PluginSource::Wasm(bytes) = source else {
-            return Err(LoadError::WrongRuntime {
-                runtime: RuntimeKind::Wasm,
-                source_kind: source.kind(),
-            });
+        let (bytes, sha256) = match source {
+            PluginSource::Wasm(bytes) => (bytes, None),
+            PluginSource::VerifiedWasm { module, sha256 } => (module, Some(*sha256)),
+            _ => {
+                return Err(LoadError::WrongRuntime {
+                    runtime: RuntimeKind::Wasm,
+                    source_kind: source.kind(),
+                });
+            }
         };
-        let pre = self.instance_pre(Arc::clone(bytes)).await?;
+        let pre = self.instance_pre(Arc::clone(bytes), sha256).await?;
         let asked = manifest
             .homecore
             .as_ref()

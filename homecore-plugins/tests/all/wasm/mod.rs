@@ -1,5 +1,6 @@
 //! The Wasmtime runtime, through the registry, with inline WAT guests.
 
+mod disk_cache;
 mod guests;
 mod hostile_exports;
 mod hostile_imports;
