@@ -91,9 +91,7 @@ mod storage;
 #[cfg(feature = "wasmtime")]
 pub mod wasm;
 
-pub use crate::call_stats::{
-    CallLatency, LATENCY_BUCKETS, LatencySnapshot, PluginHook, SLOW_CALL,
-};
+pub use crate::call_stats::{CallLatency, LATENCY_BUCKETS, LatencySnapshot, PluginHook, SLOW_CALL};
 pub use crate::context::{
     HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS,
     PluginContext,

@@ -21,8 +21,8 @@
 //! It prints each figure's median and the slowest round.
 //!
 //! ```text
-//! cargo run --release -p homecore-server --example hot_reload
-//! cargo run --release -p homecore-server --example hot_reload -- --rounds 30 --debounce-ms 50
+//! cargo run -p homecore-server --example hot_reload -- --rounds 20
+//! cargo run -p homecore-server --example hot_reload -- --rounds 20 --debounce-ms 50
 //! ```
 
 use std::path::{Path, PathBuf};

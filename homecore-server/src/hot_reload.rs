@@ -9,10 +9,11 @@
 //! running version keeps running. `POST /api/homecore/plugins/{domain}/reload` and the watcher
 //! both go through it, one reload at a time.
 //!
-//! [`HotReloadWatcher`] watches the plugins directory: debounced changes are mapped to
-//! domains (the first path component; `<domain>.hcpkg` is `<domain>`; names starting with `.`
-//! are staging and ignored), and each changed domain is synced once per debounce window:
-//! reloaded when its package is there, unloaded when it is gone.
+//! [`HotReloadWatcher`] watches the plugins directory: changed paths are mapped to domains (the
+//! first path component; `<domain>.hcpkg` is `<domain>`; names starting with `.` are staging
+//! and ignored), and a domain is synced once its files have been quiet for the debounce delay:
+//! reloaded when its package is there, unloaded when it is gone. Reads (the reloader's own
+//! included) are not changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -23,12 +24,13 @@ use homecore_package::{
     AcceptedVersions, BUNDLE_EXTENSION, DiscoveryError, Sha256Hash, TrustPolicy, VerifiedPackage,
 };
 use homecore_plugins::{PluginInfo, PluginManifest, PluginRegistry, RegistryError, RuntimeKind};
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, DebouncedEventKind, Debouncer, new_debouncer};
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use semver::Version;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::plugin_config::check_plugin_config;
 use crate::rest::error_chain;
@@ -453,57 +455,82 @@ pub(crate) fn domain_of(plugins_dir: &Path, path: &Path) -> Option<String> {
     Some(domain.to_owned())
 }
 
-/// The domains one or more debounced batches touched.
+/// Domains with changes not synced yet, each with the time of its last change.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Changes {
-    /// Each changed path's domain, and whether its latest event says it is still being
-    /// written (`AnyContinuous`: events keep coming; its final `Any` follows when it settles).
-    paths: BTreeMap<PathBuf, (String, bool)>,
-    /// The watcher reported an error (events may be lost): sync every domain.
-    rescan: bool,
+struct Pending {
+    domains: BTreeMap<String, Instant>,
+    /// The watcher reported an error or lost events: sync every domain once quiet.
+    rescan: Option<Instant>,
 }
 
-impl Changes {
-    fn add(&mut self, plugins_dir: &Path, batch: DebounceEventResult) {
-        match batch {
-            Ok(events) => {
-                tracing::trace!(?events, "plugins directory changed");
-                for event in events {
-                    if let Some(domain) = domain_of(plugins_dir, &event.path) {
-                        let writing = event.kind == DebouncedEventKind::AnyContinuous;
-                        // A later batch's event for the same path replaces an earlier one.
-                        self.paths.insert(event.path, (domain, writing));
-                    }
-                }
-            }
+impl Pending {
+    /// Notes one watcher event seen at `now`.
+    fn add(&mut self, plugins_dir: &Path, event: notify::Result<Event>, now: Instant) {
+        let event = match event {
+            Ok(event) => event,
             Err(err) => {
                 tracing::warn!(error = %err, "plugins directory watcher error; rescanning");
-                self.rescan = true;
+                self.rescan = Some(now);
+                return;
+            }
+        };
+        if event.need_rescan() {
+            tracing::warn!("the plugins directory watcher lost events; rescanning");
+            self.rescan = Some(now);
+        }
+        if !is_change(&event.kind) {
+            return;
+        }
+        tracing::trace!(kind = ?event.kind, paths = ?event.paths, "plugins directory changed");
+        for path in &event.paths {
+            if let Some(domain) = domain_of(plugins_dir, path) {
+                self.domains.insert(domain, now);
             }
         }
     }
 
-    /// The domains to sync now, in order: those with a changed path and none still being
-    /// written.
-    fn ready(&self) -> Vec<String> {
-        let busy: BTreeSet<&String> = self
-            .paths
+    /// When the next domain (or the rescan) will have been quiet for `debounce`.
+    fn next_due(&self, debounce: Duration) -> Option<Instant> {
+        self.domains
             .values()
-            .filter(|(_, writing)| *writing)
-            .map(|(domain, _)| domain)
+            .chain(self.rescan.iter())
+            .min()
+            .map(|last| *last + debounce)
+    }
+
+    /// Takes the domains quiet for `debounce` at `now`, in order, and whether to rescan.
+    fn take_due(&mut self, now: Instant, debounce: Duration) -> (Vec<String>, bool) {
+        let due = |last: &Instant| *last + debounce <= now;
+        let domains: Vec<String> = self
+            .domains
+            .iter()
+            .filter(|(_, last)| due(last))
+            .map(|(domain, _)| domain.clone())
             .collect();
-        let ready: BTreeSet<&String> = self
-            .paths
-            .values()
-            .map(|(domain, _)| domain)
-            .filter(|d| !busy.contains(d))
-            .collect();
-        ready.into_iter().cloned().collect()
+        for domain in &domains {
+            self.domains.remove(domain);
+        }
+        let rescan = self.rescan.is_some_and(|last| due(&last));
+        if rescan {
+            self.rescan = None;
+        }
+        (domains, rescan)
     }
 }
 
-/// The plugins directory watcher: a debouncer on its own thread feeding one task that syncs
-/// changed domains through the [`PackageReloader`]. Stopped with [`HotReloadWatcher::stop`].
+/// Whether an event kind can change a package: anything but a read (opening, reading or
+/// closing a file without writing it — the reloader's own verification does that).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// The plugins directory watcher: `notify`'s watcher (inotify, FSEvents, ...) feeding one task
+/// that debounces per domain and syncs through the [`PackageReloader`]. Stopped with
+/// [`HotReloadWatcher::stop`].
 pub(crate) struct HotReloadWatcher {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -518,24 +545,22 @@ impl HotReloadWatcher {
     pub(crate) fn start(
         reloader: Arc<PackageReloader>,
         debounce: Duration,
-    ) -> Result<Self, notify_debouncer_mini::notify::Error> {
+    ) -> Result<Self, notify::Error> {
         let (events, received) = mpsc::unbounded_channel();
-        let mut debouncer = new_debouncer(debounce, move |batch: DebounceEventResult| {
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
             // Fails only once the task is gone, at shutdown.
-            let _ = events.send(batch);
+            let _ = events.send(event);
         })?;
-        debouncer
-            .watcher()
-            .watch(&reloader.plugins_dir, RecursiveMode::Recursive)?;
+        watcher.watch(&reloader.plugins_dir, RecursiveMode::Recursive)?;
         let (stop, stopped) = watch::channel(false);
         tracing::info!(dir = %reloader.plugins_dir.display(), debounce_ms = debounce.as_millis() as u64, "watching the plugins directory for changed packages");
-        let task = tokio::spawn(watch_loop(reloader, debouncer, received, stopped, debounce));
+        let task = tokio::spawn(watch_loop(reloader, watcher, received, stopped, debounce));
         Ok(Self { stop, task })
     }
 
     /// Stops watching: lets a reload in progress finish until `deadline`, then cancels it.
     /// Returns whether it finished in time.
-    pub(crate) async fn stop(self, deadline: tokio::time::Instant) -> bool {
+    pub(crate) async fn stop(self, deadline: Instant) -> bool {
         let _ = self.stop.send(true);
         let mut task = self.task;
         match tokio::time::timeout_at(deadline, &mut task).await {
@@ -551,32 +576,38 @@ impl HotReloadWatcher {
 
 async fn watch_loop(
     reloader: Arc<PackageReloader>,
-    debouncer: Debouncer<RecommendedWatcher>,
-    mut received: mpsc::UnboundedReceiver<DebounceEventResult>,
+    watcher: RecommendedWatcher,
+    mut received: mpsc::UnboundedReceiver<notify::Result<Event>>,
     mut stopped: watch::Receiver<bool>,
     debounce: Duration,
 ) {
     let plugins_dir = reloader.plugins_dir.clone();
+    let mut pending = Pending::default();
     loop {
-        let first = tokio::select! {
+        let due = pending.next_due(debounce);
+        // Decide inside `select!`, act outside it: nothing is awaited while its futures live.
+        let event = tokio::select! {
             biased;
             _ = stopped.wait_for(|s| *s) => break,
-            batch = received.recv() => match batch {
-                Some(batch) => batch,
+            event = received.recv() => match event {
+                Some(event) => Some(event),
                 None => break,
             },
+            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => None,
         };
-        // Batches that queued up during the last reload are one window's worth.
-        let mut changes = Changes::default();
-        changes.add(&plugins_dir, first);
-        while let Ok(more) = received.try_recv() {
-            changes.add(&plugins_dir, more);
+        if let Some(event) = event {
+            pending.add(&plugins_dir, event, Instant::now());
+            continue;
         }
-        let domains: Vec<String> = if changes.rescan {
-            reloader.all_domains().into_iter().collect()
-        } else {
-            changes.ready()
-        };
+        // Events that queued meanwhile first: a domain still being written waits.
+        while let Ok(event) = received.try_recv() {
+            pending.add(&plugins_dir, event, Instant::now());
+        }
+        let (mut domains, rescan) = pending.take_due(Instant::now(), debounce);
+        if rescan {
+            domains = reloader.all_domains().into_iter().collect();
+            pending.domains.clear();
+        }
         for domain in domains {
             if *stopped.borrow() {
                 break;
@@ -584,13 +615,13 @@ async fn watch_loop(
             reloader.sync(&domain, debounce).await;
         }
     }
-    drop(debouncer);
+    drop(watcher);
     tracing::debug!("plugins directory watcher stopped");
 }
 
 #[cfg(test)]
 mod tests {
-    use notify_debouncer_mini::DebouncedEvent;
+    use notify::event::{CreateKind, ModifyKind};
 
     use super::*;
 
@@ -619,34 +650,49 @@ mod tests {
         assert_eq!(of("/srv/other/hall"), None, "outside");
     }
 
+    fn event(kind: EventKind, path: &str) -> notify::Result<Event> {
+        Ok(Event::new(kind).add_path(PathBuf::from(path)))
+    }
+
     #[test]
-    fn a_domain_still_being_written_waits_for_its_last_event() {
+    fn a_domain_is_due_once_quiet_and_reads_are_not_changes() {
         let dir = Path::new("/p");
-        let event = |path: &str, kind| DebouncedEvent::new(PathBuf::from(path), kind);
-        let mut changes = Changes::default();
-        changes.add(
+        let debounce = Duration::from_millis(100);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut pending = Pending::default();
+        let write = EventKind::Modify(ModifyKind::Any);
+        pending.add(dir, event(write, "/p/a/plugin.wasm"), ms(0));
+        pending.add(
             dir,
-            Ok(vec![
-                event("/p/a/manifest.json", DebouncedEventKind::Any),
-                event("/p/a/plugin.wasm", DebouncedEventKind::AnyContinuous),
-                event("/p/b.hcpkg", DebouncedEventKind::Any),
-                event("/p/b.hcpkg", DebouncedEventKind::Any),
-                event("/p/.c.staging/x", DebouncedEventKind::Any),
-            ]),
+            event(EventKind::Create(CreateKind::File), "/p/b.hcpkg"),
+            ms(10),
         );
-        assert_eq!(changes.ready(), ["b"]);
-        assert!(!changes.rescan);
-        // The path's final event, in a later batch drained into the same window.
-        changes.add(
-            dir,
-            Ok(vec![event("/p/a/plugin.wasm", DebouncedEventKind::Any)]),
+        pending.add(dir, event(write, "/p/.c.staging/x"), ms(10));
+        // Verification reading the package is not a change.
+        let read = EventKind::Access(AccessKind::Open(notify::event::AccessMode::Any));
+        pending.add(dir, event(read, "/p/d/manifest.json"), ms(20));
+        assert_eq!(pending.next_due(debounce), Some(ms(100)));
+        // `a` is written again: it waits for another full delay.
+        pending.add(dir, event(write, "/p/a/plugin.wasm"), ms(90));
+        assert_eq!(
+            pending.take_due(ms(110), debounce),
+            (vec!["b".to_owned()], false)
         );
-        assert_eq!(changes.ready(), ["a", "b"]);
-        changes.add(
-            dir,
-            Err(notify_debouncer_mini::notify::Error::generic("overflow")),
+        assert_eq!(pending.next_due(debounce), Some(ms(190)));
+        assert_eq!(pending.take_due(ms(150), debounce), (vec![], false));
+        assert_eq!(
+            pending.take_due(ms(190), debounce),
+            (vec!["a".to_owned()], false)
         );
-        assert!(changes.rescan);
+        assert_eq!(pending.next_due(debounce), None);
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        pending.add(dir, event(closed, "/p/e/plugin.wasm"), ms(200));
+        pending.add(dir, Err(notify::Error::generic("queue overflow")), ms(200));
+        assert_eq!(
+            pending.take_due(ms(300), debounce),
+            (vec!["e".to_owned()], true)
+        );
     }
 
     #[test]

@@ -27,11 +27,16 @@
 //! while the state machine writes), so the task forwards those events before it writes the
 //! result: a client sees a call's `state_changed` events before its result.
 //!
+//! Each event is serialized once for all connections: the first connection to forward it
+//! writes its JSON, the others reuse that text from a small shared memo of recent events and
+//! only add their envelope (`{"id":…,"type":"event","event":` … `}`).
+//!
 //! The bus never waits for a connection. When a connection's subscription drops an event
 //! (its queue was full) or its outgoing queue is full, that client is too slow: it is
 //! disconnected (as Home Assistant does past its pending-message limit), so it never sees a
 //! gap, and no other client or the bus is slowed.
 
+mod event_json;
 mod protocol;
 mod session;
 
@@ -42,6 +47,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use homecore::Home;
 
+use self::event_json::SharedEventJson;
 pub use self::protocol::{ErrorCode, FieldProblem, ProtocolError};
 use crate::ha_json::ConfigBody;
 
@@ -125,6 +131,7 @@ struct Inner {
     home: Home,
     tokens: Arc<dyn TokenCheck>,
     settings: WebSocketSettings,
+    events: SharedEventJson,
 }
 
 impl fmt::Debug for WebSocketApi {
@@ -140,11 +147,15 @@ impl WebSocketApi {
     #[must_use]
     pub fn new(home: Home, tokens: Arc<dyn TokenCheck>, mut settings: WebSocketSettings) -> Self {
         settings.queue_capacity = settings.queue_capacity.max(1);
+        // A connection lags the others by at most its queue, so within that many events
+        // every connection finds the JSON another one made.
+        let events = SharedEventJson::new(settings.queue_capacity);
         Self {
             inner: Arc::new(Inner {
                 home,
                 tokens,
                 settings,
+                events,
             }),
         }
     }
@@ -156,6 +167,7 @@ impl WebSocketApi {
             &self.inner.home,
             &*self.inner.tokens,
             &self.inner.settings,
+            &self.inner.events,
             socket,
         )
         .await;

@@ -392,7 +392,14 @@ pub(crate) fn error_message(id: &Value, code: ErrorCode, message: &str) -> Strin
 
 /// An event for subscription `id`, the event's JSON already written.
 pub(crate) fn event_message(id: u64, event_json: &str) -> String {
-    format!(r#"{{"id":{id},"type":"event","event":{event_json}}}"#)
+    use std::fmt::Write as _;
+    // The shared event text spliced into this subscription's envelope: one allocation.
+    let mut message = String::with_capacity(event_json.len() + 48);
+    write!(message, r#"{{"id":{id},"type":"event","event":"#)
+        .expect("writing to a String cannot fail");
+    message.push_str(event_json);
+    message.push('}');
+    message
 }
 
 /// `{"id": …, "type": "pong"}`.

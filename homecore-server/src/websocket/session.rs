@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::event_json::SharedEventJson;
 use super::protocol::{self, Command, ErrorCode, ProtocolError};
 use super::{TokenCheck, WebSocketSettings};
 use crate::ha_json::{self, ServiceFailure, ServiceListing};
@@ -28,6 +30,12 @@ const EVENT_BATCH: usize = 256;
 /// What the writer task sends.
 enum Outgoing {
     Text(Utf8Bytes),
+    /// An event for a client subscription: the shared event JSON, put in its envelope only
+    /// when written, so a queued event costs a reference count rather than a copy.
+    Event {
+        subscription: u64,
+        json: Arc<str>,
+    },
     /// A close frame, after which the writer stops.
     Close(u16, &'static str),
 }
@@ -49,6 +57,7 @@ pub(super) async fn run(
     home: &Home,
     tokens: &dyn TokenCheck,
     settings: &WebSocketSettings,
+    events: &SharedEventJson,
     socket: WebSocket,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -60,6 +69,7 @@ pub(super) async fn run(
     let mut session = Session {
         home,
         settings,
+        shared: events,
         tx,
         subscription: None,
         subscriptions: BTreeMap::new(),
@@ -67,6 +77,7 @@ pub(super) async fn run(
         last_id: 0,
         calls: FuturesUnordered::new(),
         events: Vec::with_capacity(EVENT_BATCH),
+        json: Vec::with_capacity(EVENT_BATCH),
     };
     let end = session.run(&mut stream, &mut writer).await;
     tracing::debug!(?end, "websocket connection ended");
@@ -225,6 +236,12 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Recei
                         return;
                     }
                 }
+                Outgoing::Event { subscription, json } => {
+                    let text = protocol::event_message(subscription, &json);
+                    if sink.feed(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
                 Outgoing::Close(code, reason) => {
                     close(&mut sink, code, reason).await;
                     return;
@@ -241,6 +258,8 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Recei
 struct Session<'a> {
     home: &'a Home,
     settings: &'a WebSocketSettings,
+    /// Event JSON shared with the other connections.
+    shared: &'a SharedEventJson,
     tx: mpsc::Sender<Outgoing>,
     /// The connection's bus subscription, made at the first `subscribe_events`.
     subscription: Option<Subscription>,
@@ -251,6 +270,8 @@ struct Session<'a> {
     last_id: u64,
     calls: FuturesUnordered<PendingCall>,
     events: Vec<Event>,
+    /// The JSON of `events` this connection forwards (a reused buffer).
+    json: Vec<Option<Arc<str>>>,
 }
 
 /// A message could not be queued: the client is too slow or gone.
@@ -290,7 +311,11 @@ impl Session<'_> {
     }
 
     fn send(&self, text: String) -> Result<(), Stop> {
-        match self.tx.try_send(Outgoing::Text(text.into())) {
+        self.queue(Outgoing::Text(text.into()))
+    }
+
+    fn queue(&self, message: Outgoing) -> Result<(), Stop> {
+        match self.tx.try_send(message) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(Stop(End::TooSlow)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop(End::WriterGone)),
@@ -487,32 +512,45 @@ impl Session<'_> {
             return Err(Stop(End::TooSlow));
         }
         let events = std::mem::take(&mut self.events);
+        let mut json = std::mem::take(&mut self.json);
+        // Serialized once for every connection; only the envelope is this client's, added by
+        // the writer.
+        let subscriptions = &self.subscriptions;
+        self.shared.get_all(
+            &events,
+            |event| {
+                subscriptions
+                    .values()
+                    .any(|wanted| wants(wanted.as_ref(), event))
+            },
+            &mut json,
+        );
         let mut result = Ok(());
-        for event in &events {
-            let mut json: Option<String> = None;
+        'events: for (event, raw) in events.iter().zip(&json) {
+            let Some(raw) = raw else { continue };
             for (sub_id, wanted) in &self.subscriptions {
-                if wanted
-                    .as_ref()
-                    .is_some_and(|t| t.as_str() != event.event_type())
-                {
-                    continue;
+                if wants(wanted.as_ref(), event) {
+                    result = self.queue(Outgoing::Event {
+                        subscription: *sub_id,
+                        json: Arc::clone(raw),
+                    });
+                    if result.is_err() {
+                        break 'events;
+                    }
                 }
-                let raw = json.get_or_insert_with(|| {
-                    serde_json::to_string(event).expect("events serialize to JSON")
-                });
-                result = self.send(protocol::event_message(*sub_id, raw));
-                if result.is_err() {
-                    break;
-                }
-            }
-            if result.is_err() {
-                break;
             }
         }
         self.events = events;
         self.events.clear();
+        json.clear();
+        self.json = json;
         result
     }
+}
+
+/// Whether a client subscription to `wanted` (`None`: every event) gets `event`.
+fn wants(wanted: Option<&EventType>, event: &Event) -> bool {
+    wanted.is_none_or(|t| t.as_str() == event.event_type())
 }
 
 /// Receives a batch of events, or waits forever without a subscription.

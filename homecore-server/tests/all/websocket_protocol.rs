@@ -695,3 +695,59 @@ async fn a_client_that_never_reads_is_disconnected_and_others_get_every_event() 
         "the slow client was cut off ({drained} of {sent})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_subscribers_each_receive_every_event_of_a_burst_in_order() {
+    const CLIENTS: usize = 50;
+    const CHANGES: u64 = 1000;
+    let h = start().await;
+    let entity: homecore::EntityId = "sensor.burst".parse().expect("valid");
+    let mut readers = Vec::with_capacity(CLIENTS);
+    for client in 0..CLIENTS {
+        let mut ws = authed(&h).await;
+        // Different subscription ids: the shared event JSON gets each client's own envelope.
+        let id = 1 + client as u64;
+        let ok = ask(
+            &mut ws,
+            json!({"id": id, "type": "subscribe_events", "event_type": "state_changed"}),
+        )
+        .await;
+        assert_eq!(ok["success"], true, "{ok}");
+        readers.push(tokio::spawn(async move {
+            let mut states = Vec::with_capacity(CHANGES as usize);
+            let mut first = None;
+            while (states.len() as u64) < CHANGES {
+                let msg = next(&mut ws).await.expect("every event before a close");
+                assert_eq!(msg["id"], id, "{msg}");
+                assert_eq!(msg["type"], "event", "{msg}");
+                let data = &msg["event"]["data"];
+                assert_eq!(data["entity_id"], "sensor.burst", "{msg}");
+                let state = data["new_state"]["state"].as_str().expect("a state");
+                states.push(state.parse::<u64>().expect("a number"));
+                first.get_or_insert_with(|| msg["event"].clone());
+            }
+            (states, first.expect("an event"))
+        }));
+    }
+    // The whole burst is published before any client has read much: it sits in the queues.
+    for n in 0..CHANGES {
+        h.home
+            .states
+            .set(&entity, &n.to_string(), Attributes::new(), &Context::new())
+            .expect("set");
+    }
+    let expected: Vec<u64> = (0..CHANGES).collect();
+    let mut first_events = Vec::with_capacity(CLIENTS);
+    for reader in readers {
+        let (states, first) = tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .expect("every client finishes")
+            .expect("reader ran");
+        assert!(states == expected, "a client lost or reordered events");
+        first_events.push(first);
+    }
+    // Every client got the same event (one serialization, shared).
+    assert!(first_events.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(first_events[0]["data"]["new_state"]["state"], "0");
+    assert_eq!(first_events[0]["data"]["old_state"], Value::Null);
+}
