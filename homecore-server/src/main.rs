@@ -223,24 +223,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn print_banner(server: &homecore_server::RunningServer) {
+    // One write, and errors ignored: a server must not die because whoever started it closed
+    // its stdout after the first line (tests and supervisors do).
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    macro_rules! say {
+        () => {{
+            let _ = writeln!(out);
+        }};
+        ($($arg:tt)*) => {{
+            let _ = writeln!(out, $($arg)*);
+        }};
+    }
     let startup = server.startup();
     let url = format!("http://{}", startup.addr);
-    println!("HomeCore {} is running on {url}", homecore_server::VERSION);
-    println!("  data directory:    {}", startup.data_dir.display());
-    println!("  plugins directory: {}", startup.plugins_dir.display());
-    println!(
+    say!("HomeCore {} is running on {url}", homecore_server::VERSION);
+    say!("  data directory:    {}", startup.data_dir.display());
+    say!("  plugins directory: {}", startup.plugins_dir.display());
+    say!(
         "  database:          {} ({} states restored)",
         startup.database.display(),
         startup.restored_states
     );
     for (domain, outcome) in &startup.plugins.outcomes {
         match outcome {
-            Ok(()) => println!("  plugin {domain}: running"),
-            Err(err) => println!("  plugin {domain}: FAILED ({err})"),
+            Ok(()) => say!("  plugin {domain}: running"),
+            Err(err) => say!("  plugin {domain}: FAILED ({err})"),
         }
     }
     for rejected in &startup.rejected {
-        println!(
+        say!(
             "  package {}: REFUSED ({})",
             rejected.path.as_deref().unwrap_or("?"),
             rejected.reason
@@ -248,31 +260,32 @@ fn print_banner(server: &homecore_server::RunningServer) {
     }
     match (&startup.new_token, &startup.token_file) {
         (Some(token), _) => {
-            println!();
-            println!(
+            say!();
+            say!(
                 "A new access token was stored in {} (mode 0600).",
                 token.path.display()
             );
-            println!("It is shown only this once:");
-            println!();
-            println!("    {}", token.token);
-            println!();
-            println!("Try it:");
-            println!(
+            say!("It is shown only this once:");
+            say!();
+            say!("    {}", token.token);
+            say!();
+            say!("Try it:");
+            say!(
                 "    curl -H \"Authorization: Bearer {}\" {url}/api/states",
                 token.token
             );
         }
         (None, Some(file)) => {
-            println!();
-            println!("Access token: in {}. Try it:", file.display());
-            println!(
+            say!();
+            say!("Access token: in {}. Try it:", file.display());
+            say!(
                 "    curl -H \"Authorization: Bearer $(cat {})\" {url}/api/states",
                 file.display()
             );
         }
-        (None, None) => println!("Access tokens: from the config file."),
+        (None, None) => say!("Access tokens: from the config file."),
     }
+    let _ = out.flush();
 }
 
 fn init_tracing() {
