@@ -245,8 +245,9 @@ pub(crate) fn verify_files(
 }
 
 /// The domain an entry of the plugins directory stands for: a directory's name, or a
-/// bundle's name without `.hcpkg`.
-fn entry_domain(path: &Path) -> String {
+/// bundle's name without `.hcpkg`. The name is not checked against the domain rule.
+#[must_use]
+pub fn entry_domain(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -255,6 +256,19 @@ fn entry_domain(path: &Path) -> String {
         Some(stem) => stem.to_owned(),
         None => name,
     }
+}
+
+/// The package of `domain` in `plugins_dir`: the directory `<domain>/`, else the bundle
+/// `<domain>.hcpkg` (the directory wins, as in [`discover`]); `None` when neither exists.
+/// Nothing is followed or read: a symlink counts as there (and is refused when verified).
+#[must_use]
+pub fn package_path(plugins_dir: &Path, domain: &str) -> Option<PathBuf> {
+    [
+        plugins_dir.join(domain),
+        plugins_dir.join(format!("{domain}.{BUNDLE_EXTENSION}")),
+    ]
+    .into_iter()
+    .find(|p| p.symlink_metadata().is_ok())
 }
 
 /// Checks one entry of the plugins directory up to (not including) cross-package rules.
@@ -496,13 +510,7 @@ pub fn discover_one(
 ) -> Result<VerifiedPackage, DiscoveryError> {
     let native_map: BTreeMap<&str, &Version> =
         native.iter().map(|(d, v)| (d.as_str(), v)).collect();
-    let dir = plugins_dir.join(domain);
-    let bundle = plugins_dir.join(format!("{domain}.{BUNDLE_EXTENSION}"));
-    let path = if dir.symlink_metadata().is_err() && bundle.symlink_metadata().is_ok() {
-        bundle
-    } else {
-        dir
-    };
+    let path = package_path(plugins_dir, domain).unwrap_or_else(|| plugins_dir.join(domain));
     let result = check_entry(
         &path,
         policy,

@@ -102,7 +102,7 @@ pub use crate::compat::{
 };
 pub use crate::discovery::{
     DiscoveryError, DiscoveryReport, MAX_PLUGINS_DIR_ENTRIES, Rejected, VerifiedPackage, discover,
-    discover_one, discover_with_limits,
+    discover_one, discover_with_limits, entry_domain, package_path,
 };
 pub use crate::format::{
     DIGEST_CONTEXT, DetachedSignature, DigestInput, FormatError, MANIFEST_FILE,

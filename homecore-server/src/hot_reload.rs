@@ -383,23 +383,13 @@ impl PackageReloader {
 
     /// The package for `domain`: `<domain>/`, else `<domain>.hcpkg` (discovery's order).
     fn package_path(&self, domain: &str) -> Option<PathBuf> {
-        [
-            self.plugins_dir.join(domain),
-            self.plugins_dir
-                .join(format!("{domain}.{BUNDLE_EXTENSION}")),
-        ]
-        .into_iter()
-        .find(|p| p.symlink_metadata().is_ok())
+        homecore_package::package_path(&self.plugins_dir, domain)
     }
 
-    /// Replaces (or, with `None`, clears) the `rejected` entry of `domain`. Startup names a
-    /// bundle's entry after its file, so `<domain>.hcpkg` is cleared too.
+    /// Replaces (or, with `None`, clears) the `rejected` entry of `domain`.
     fn set_rejected(&self, domain: &str, entry: Option<RejectedPlugin>) {
-        let bundle = format!("{domain}.{BUNDLE_EXTENSION}");
         let mut list = lock(&self.rejected);
-        list.retain(|r| {
-            r.domain.as_deref() != Some(domain) && r.domain.as_deref() != Some(bundle.as_str())
-        });
+        list.retain(|r| r.domain.as_deref() != Some(domain));
         if let Some(entry) = entry {
             list.push(entry);
             list.sort_by(|a, b| a.path.cmp(&b.path));
@@ -444,15 +434,12 @@ pub(crate) fn domain_of(plugins_dir: &Path, path: &Path) -> Option<String> {
     let Some(Component::Normal(first)) = rest.components().next() else {
         return None;
     };
-    let name = first.to_str()?;
-    if name.starts_with('.') {
+    if first.to_str()?.starts_with('.') {
         return None;
     }
-    let domain = name
-        .strip_suffix(&format!(".{BUNDLE_EXTENSION}"))
-        .unwrap_or(name);
-    homecore::validate_domain(domain).ok()?;
-    Some(domain.to_owned())
+    let domain = homecore_package::entry_domain(Path::new(first));
+    homecore::validate_domain(&domain).ok()?;
+    Some(domain)
 }
 
 /// Domains with changes not synced yet, each with the time of its last change.

@@ -285,7 +285,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .rejected
         .iter()
         .map(|r| RejectedPlugin {
-            domain: r.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            domain: Some(homecore_package::entry_domain(&r.path)),
             path: Some(r.path.display().to_string()),
             reason: error_chain(&r.error),
         })

@@ -287,7 +287,14 @@ impl StateRecorder {
     /// As [`StateRecorder::flush`].
     pub async fn wait_durable(&self, seq: u64) -> Result<u64, StoreError> {
         let mut progress = self.progress.clone();
-        let failures_before = progress.borrow().stats.failures;
+        let (durable, failures_before) = {
+            let p = progress.borrow();
+            (p.stats.durable_seq, p.stats.failures)
+        };
+        if durable >= seq {
+            // Already committed (e.g. a request that changed nothing): no writer wake-up.
+            return Ok(durable);
+        }
         self.shared.requested.fetch_max(seq, Ordering::AcqRel);
         self.shared.wake.notify_one();
         let seen = progress

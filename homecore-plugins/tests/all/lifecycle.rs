@@ -266,22 +266,30 @@ fn versioned(domain: &str, version: &str, api: &str) -> homecore_plugins::Plugin
     homecore_plugins::PluginManifest::from_value(value).expect("valid manifest")
 }
 
-#[tokio::test(start_paused = true)]
-async fn replace_swaps_in_the_new_version() {
+/// A script that subscribes to `light.*`.
+fn light_listener() -> Script {
+    Script {
+        subscribe: vec!["light.*"],
+        ..Script::default()
+    }
+}
+
+/// A registry running version 1.0.0 of `domain`, a light listener.
+async fn version_one_running(domain: &str) -> (Home, PluginRegistry, Script) {
     let home = Home::new();
     let registry = PluginRegistry::new(home.clone());
-    let old = Script {
-        subscribe: vec!["light.*"],
-        ..Script::default()
-    };
-    let new = Script {
-        subscribe: vec!["light.*"],
-        ..Script::default()
-    };
+    let old = light_listener();
     registry
-        .load(old.spec(versioned("swap", "1.0.0", "^1")))
+        .load(old.spec(versioned(domain, "1.0.0", "^1")))
         .await
         .expect("starts");
+    (home, registry, old)
+}
+
+#[tokio::test(start_paused = true)]
+async fn replace_swaps_in_the_new_version() {
+    let (home, registry, old) = version_one_running("swap").await;
+    let new = light_listener();
     set(&home, "light.a", "on");
     settle().await;
     let info = registry
@@ -299,16 +307,7 @@ async fn replace_swaps_in_the_new_version() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_replacement_leaves_the_old_version_running() {
-    let home = Home::new();
-    let registry = PluginRegistry::new(home.clone());
-    let old = Script {
-        subscribe: vec!["light.*"],
-        ..Script::default()
-    };
-    registry
-        .load(old.spec(versioned("keep", "1.0.0", "^1")))
-        .await
-        .expect("starts");
+    let (home, registry, old) = version_one_running("keep").await;
     let incompatible = Script::default();
     let err = registry
         .replace(incompatible.spec(versioned("keep", "2.0.0", "^9")))
@@ -334,16 +333,7 @@ async fn a_refused_replacement_leaves_the_old_version_running() {
 
 #[tokio::test(start_paused = true)]
 async fn a_replacement_whose_setup_fails_restarts_the_old_version() {
-    let home = Home::new();
-    let registry = PluginRegistry::new(home.clone());
-    let old = Script {
-        subscribe: vec!["light.*"],
-        ..Script::default()
-    };
-    registry
-        .load(old.spec(versioned("back", "1.0.0", "^1")))
-        .await
-        .expect("starts");
+    let (home, registry, old) = version_one_running("back").await;
     let broken = Script {
         setup_failures: Arc::new(Mutex::new(u32::MAX)),
         ..Script::default()
