@@ -344,13 +344,15 @@ impl PluginEntry {
     }
 
     pub(crate) fn record_error(&self, err: &PluginError, consecutive_failures: u32) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = %self.domain, error = %err, consecutive_failures, "plugin call failed");
         let text = err.to_string();
         self.status.send_modify(|s| {
             s.last_error = Some(text);
             s.consecutive_failures = consecutive_failures;
         });
+        // Counted after the error is visible: `info` reads the count first, so a snapshot that
+        // counts this error also shows it (or a later one).
+        self.counters.errors.fetch_add(1, Ordering::Release);
     }
 
     /// Ends the failure streak shown in the plugin's health.
@@ -374,8 +376,10 @@ impl PluginEntry {
     }
 
     fn info(&self) -> PluginInfo {
-        let status = self.status.borrow().clone();
         let c = &self.counters;
+        // Before the status: see `record_error`.
+        let errors = c.errors.load(Ordering::Acquire);
+        let status = self.status.borrow().clone();
         let events = c.events.load(Ordering::Relaxed);
         let (mailbox_dropped, mailbox_depth) = {
             let mailbox = lock(&self.mailbox);
@@ -405,7 +409,7 @@ impl PluginEntry {
             },
             stats: PluginStats {
                 events,
-                errors: c.errors.load(Ordering::Relaxed),
+                errors,
                 denied: c.denied.load(Ordering::Relaxed),
                 host_calls: c.host_calls.load(Ordering::Relaxed),
                 mailbox_dropped,
