@@ -48,6 +48,7 @@
 
 mod config;
 mod data_dir;
+mod durability;
 #[cfg(feature = "wasm")]
 mod examples;
 pub mod ha_json;

@@ -8,7 +8,7 @@ mod services;
 mod states;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -25,6 +25,7 @@ pub use self::error::ApiError;
 pub use self::plugins::{PluginSummary, RejectedPlugin};
 
 use crate::TokenStore;
+use crate::durability::Durability;
 use crate::metrics::ServerMetrics;
 use crate::websocket::{TokenCheck, WebSocketApi, WebSocketSettings};
 
@@ -66,10 +67,10 @@ struct ApiInner {
     websocket: WebSocketApi,
     metrics: Arc<ServerMetrics>,
     /// When set, state-changing requests answer only once their changes are on disk.
-    recorder: OnceLock<Arc<StateRecorder>>,
+    durability: Durability,
     /// When set, plugin reloads re-verify packages from disk (docs/adr/0013-hot-reload.md).
     #[cfg(feature = "wasm")]
-    reloader: OnceLock<Arc<crate::hot_reload::PackageReloader>>,
+    reloader: std::sync::OnceLock<Arc<crate::hot_reload::PackageReloader>>,
 }
 
 impl Api {
@@ -100,10 +101,12 @@ impl Api {
         let (config_registry, config_path) = (registry.clone(), config_dir.clone());
         websocket.config =
             Arc::new(move || states::config_body(&config_registry, &config_path).to_value());
-        let websocket = WebSocketApi::new(
+        let durability = Durability::default();
+        let websocket = WebSocketApi::with_durability(
             home.clone(),
             Arc::clone(&tokens) as Arc<dyn TokenCheck>,
             websocket,
+            durability.clone(),
         );
         let metrics = Arc::new(ServerMetrics::new(&home, &registry));
         Self {
@@ -116,9 +119,9 @@ impl Api {
                 rejected: Arc::new(Mutex::new(Vec::new())),
                 websocket,
                 metrics,
-                recorder: OnceLock::new(),
+                durability,
                 #[cfg(feature = "wasm")]
-                reloader: OnceLock::new(),
+                reloader: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -168,7 +171,7 @@ impl Api {
     /// durability, a power cut). See docs/adr/0010-persistence.md. Set once; later calls are
     /// ignored.
     pub fn set_recorder(&self, recorder: Arc<StateRecorder>) {
-        let _ = self.inner.recorder.set(recorder);
+        self.inner.durability.set(recorder);
     }
 
     /// Waits until every state change made so far is durable, when a recorder is set.
@@ -177,19 +180,11 @@ impl Api {
     /// A 500 [`ApiError`] when the change could not be committed: it is in memory (and was
     /// announced on the bus) but not acknowledged as durable.
     pub(crate) async fn durable(&self) -> Result<(), ApiError> {
-        let Some(recorder) = self.inner.recorder.get() else {
-            return Ok(());
-        };
-        recorder
-            .wait_durable(recorder.seq())
+        self.inner
+            .durability
+            .committed()
             .await
-            .map(drop)
-            .map_err(|err| {
-                ApiError::internal(format!(
-                    "the change was made but could not be saved: {}",
-                    error_chain(&err)
-                ))
-            })
+            .map_err(ApiError::internal)
     }
 
     pub(crate) fn metrics(&self) -> &ServerMetrics {

@@ -49,6 +49,7 @@ use homecore::Home;
 
 use self::event_json::SharedEventJson;
 pub use self::protocol::{ErrorCode, FieldProblem, ProtocolError};
+use crate::durability::Durability;
 use crate::ha_json::ConfigBody;
 
 /// Decides whether an access token is valid (the server's token store).
@@ -132,6 +133,8 @@ struct Inner {
     tokens: Arc<dyn TokenCheck>,
     settings: WebSocketSettings,
     events: SharedEventJson,
+    /// Service calls are answered once their state changes are committed (when set).
+    durability: Durability,
 }
 
 impl fmt::Debug for WebSocketApi {
@@ -145,7 +148,17 @@ impl fmt::Debug for WebSocketApi {
 impl WebSocketApi {
     /// The API over `home`, authenticating with `tokens`. A `queue_capacity` of 0 is taken as 1.
     #[must_use]
-    pub fn new(home: Home, tokens: Arc<dyn TokenCheck>, mut settings: WebSocketSettings) -> Self {
+    pub fn new(home: Home, tokens: Arc<dyn TokenCheck>, settings: WebSocketSettings) -> Self {
+        Self::with_durability(home, tokens, settings, Durability::default())
+    }
+
+    /// The API whose `call_service` results wait for `durability` (the REST API's).
+    pub(crate) fn with_durability(
+        home: Home,
+        tokens: Arc<dyn TokenCheck>,
+        mut settings: WebSocketSettings,
+        durability: Durability,
+    ) -> Self {
         settings.queue_capacity = settings.queue_capacity.max(1);
         // A connection lags the others by at most its queue, so within that many events
         // every connection finds the JSON another one made.
@@ -156,6 +169,7 @@ impl WebSocketApi {
                 tokens,
                 settings,
                 events,
+                durability,
             }),
         }
     }
@@ -168,6 +182,7 @@ impl WebSocketApi {
             &*self.inner.tokens,
             &self.inner.settings,
             &self.inner.events,
+            &self.inner.durability,
             socket,
         )
         .await;

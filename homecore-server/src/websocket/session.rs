@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use super::event_json::SharedEventJson;
 use super::protocol::{self, Command, ErrorCode, ProtocolError};
 use super::{TokenCheck, WebSocketSettings};
+use crate::durability::Durability;
 use crate::ha_json::{self, ServiceFailure, ServiceListing};
+use crate::rest::error_chain;
 
 /// Messages taken from the outgoing queue per write before a flush.
 const WRITE_BATCH: usize = 64;
@@ -50,7 +52,15 @@ enum End {
     WriterGone,
 }
 
-type CallOutcome = (u64, Context, bool, Result<ServiceResponse, ServiceError>);
+/// A finished service call: its id, context, `return_response`, the call's result and, when it
+/// succeeded, whether its state changes were committed.
+type CallOutcome = (
+    u64,
+    Context,
+    bool,
+    Result<ServiceResponse, ServiceError>,
+    Result<(), String>,
+);
 type PendingCall = Pin<Box<dyn Future<Output = CallOutcome> + Send>>;
 
 pub(super) async fn run(
@@ -58,6 +68,7 @@ pub(super) async fn run(
     tokens: &dyn TokenCheck,
     settings: &WebSocketSettings,
     events: &SharedEventJson,
+    durability: &Durability,
     socket: WebSocket,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -70,6 +81,7 @@ pub(super) async fn run(
         home,
         settings,
         shared: events,
+        durability,
         tx,
         subscription: None,
         subscriptions: BTreeMap::new(),
@@ -260,6 +272,8 @@ struct Session<'a> {
     settings: &'a WebSocketSettings,
     /// Event JSON shared with the other connections.
     shared: &'a SharedEventJson,
+    /// What a successful service call waits for before its result is sent.
+    durability: &'a Durability,
     tx: mpsc::Sender<Outgoing>,
     /// The connection's bus subscription, made at the first `subscribe_events`.
     subscription: Option<Subscription>,
@@ -464,17 +478,22 @@ impl Session<'_> {
         context.origin = Some("websocket_api".into());
         let services = self.home.services.clone();
         let call_context = context.clone();
+        let durability = self.durability.clone();
         self.calls.push(Box::pin(async move {
             let result = services
                 .call(&domain, &service, Value::Object(data), call_context)
                 .await;
-            (id, context, return_response, result)
+            let saved = match &result {
+                Ok(_) => durability.committed().await,
+                Err(_) => Ok(()),
+            };
+            (id, context, return_response, result, saved)
         }));
     }
 
     fn finish_call(
         &mut self,
-        (id, context, return_response, result): CallOutcome,
+        (id, context, return_response, result, saved): CallOutcome,
     ) -> Result<(), Stop> {
         // The call's events are queued already: send them before its result.
         while let Some(event) = self.subscription.as_mut().and_then(Subscription::try_recv) {
@@ -482,6 +501,11 @@ impl Session<'_> {
         }
         self.forward_events()?;
         match result {
+            Ok(_) if let Err(message) = saved => self.send(protocol::error_message(
+                &Value::from(id),
+                ErrorCode::UnknownError,
+                &message,
+            )),
             Ok(response) => {
                 let mut result = serde_json::json!({ "context": context });
                 if return_response {
@@ -559,21 +583,6 @@ async fn recv_events(subscription: Option<&mut Subscription>, buffer: &mut Vec<E
         Some(sub) => sub.recv_many(buffer, EVENT_BATCH).await,
         None => std::future::pending().await,
     }
-}
-
-/// An error and its sources, joined by `: `.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let part = inner.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

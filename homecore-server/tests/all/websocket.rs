@@ -116,3 +116,42 @@ async fn rest_writes_arrive_as_events_and_commands_answer() {
     let unknown = next_json(&mut ws).await.expect("error");
     assert_eq!(unknown["success"], false, "{unknown}");
 }
+
+/// A `call_service` result means the call's state changes are in the database, as a REST
+/// call's answer does (docs/adr/0010-persistence.md): read back through a second connection
+/// to the file the moment the result arrives (the recorder's own interval is 20 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_service_result_waits_until_its_changes_are_committed() {
+    let s = TestServer::start().await;
+    let database = s.server.startup().database.clone();
+    let mut ws = authed(&s).await;
+    for (id, state) in [(1, "on"), (2, "off"), (3, "on")] {
+        send_json(
+            &mut ws,
+            json!({
+                "id": id, "type": "call_service", "domain": "input_boolean", "service": "toggle",
+                "target": {"entity_id": "input_boolean.vacation_mode"},
+            }),
+        )
+        .await;
+        let result = next_json(&mut ws).await.expect("result");
+        assert_eq!(
+            (result["id"].clone(), result["success"].clone()),
+            (json!(id), json!(true)),
+            "{result}"
+        );
+        let stored = homecore_store::Store::open(&database)
+            .expect("a second connection opens")
+            .load_states()
+            .expect("readable");
+        let vacation = stored
+            .iter()
+            .find(|state| state.entity_id().as_str() == "input_boolean.vacation_mode")
+            .map(|state| state.state().to_owned());
+        assert_eq!(
+            vacation.as_deref(),
+            Some(state),
+            "committed before call {id}'s result"
+        );
+    }
+}
