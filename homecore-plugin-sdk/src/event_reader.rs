@@ -36,8 +36,41 @@ impl std::fmt::Display for Malformed {
 /// Boxed, so that a result without a value fits a register: the reader returns one per token.
 type Read<T> = Result<T, Box<Malformed>>;
 
-/// Reads a `StateChangedEvent` from the whole of `text`.
+/// Reads a `StateChangedEvent` from the whole of `text`: in the host's own layout (see
+/// [`host_layout`]) when it is written that way, else by the general reader.
 pub(crate) fn state_changed(text: &str) -> Read<StateChangedEvent<'_>> {
+    match host_layout(text) {
+        Some(event) => Ok(event),
+        None => any_layout(text),
+    }
+}
+
+/// The fast path: `text` exactly as the host writes it — members in the ABI reference's
+/// order, no whitespace, `origin` present only when set — read by matching the fixed parts
+/// (keys, brackets, separators) as literals instead of reading and dispatching on keys.
+/// `None` as soon as anything differs, malformed input included: the general reader then
+/// reads it again (and reports the error), so this path changes no result, only the cost.
+fn host_layout(text: &str) -> Option<StateChangedEvent<'_>> {
+    let mut r = Reader { text, pos: 0 };
+    r.literal(b"{\"entity_id\":")?;
+    let entity_id = r.string().ok()?;
+    r.literal(b",\"old_state\":")?;
+    let old_state = r.host_state()?;
+    r.literal(b",\"new_state\":")?;
+    let new_state = r.host_state()?;
+    r.literal(b",\"context\":")?;
+    let context = r.host_context()?;
+    r.literal(b"}")?;
+    (r.pos == text.len()).then_some(StateChangedEvent {
+        entity_id,
+        old_state,
+        new_state,
+        context,
+    })
+}
+
+/// The general reader: members in any order, whitespace, unknown members.
+fn any_layout(text: &str) -> Read<StateChangedEvent<'_>> {
     let mut r = Reader { text, pos: 0 };
     let mut entity_id = None;
     let mut old_state = None;
@@ -181,6 +214,82 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Steps over `expected` when the text continues with exactly these bytes. Inlined with
+    /// a literal of known length, this is a few word loads compared with constants.
+    #[inline(always)]
+    fn literal<const N: usize>(&mut self, expected: &[u8; N]) -> Option<()> {
+        let rest = self.bytes().get(self.pos..self.pos + N)?;
+        let word = |bytes: &[u8], at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        if N >= 8 {
+            // Whole words, then the last eight bytes (overlapping the last word).
+            let mut at = 0;
+            while at + 8 <= N {
+                if word(rest, at)? != word(expected, at)? {
+                    return None;
+                }
+                at += 8;
+            }
+            if word(rest, N - 8)? != word(expected, N - 8)? {
+                return None;
+            }
+        } else if rest != expected {
+            return None;
+        }
+        self.pos += N;
+        Some(())
+    }
+
+    /// A state or `null` in the host's layout (see [`host_layout`]).
+    fn host_state(&mut self) -> Option<Option<State<'a>>> {
+        if self.literal(b"null").is_some() {
+            return Some(None);
+        }
+        self.literal(b"{\"entity_id\":")?;
+        let entity_id = self.string().ok()?;
+        self.literal(b",\"state\":")?;
+        let state = self.string().ok()?;
+        self.literal(b",\"attributes\":")?;
+        let attributes = self.raw().ok()?;
+        self.literal(b",\"last_changed\":")?;
+        let last_changed = self.string().ok()?;
+        self.literal(b",\"last_updated\":")?;
+        let last_updated = self.string().ok()?;
+        self.literal(b",\"context\":")?;
+        let context = self.host_context()?;
+        self.literal(b"}")?;
+        Some(Some(State {
+            entity_id,
+            state,
+            attributes,
+            last_changed,
+            last_updated,
+            context,
+        }))
+    }
+
+    /// A context in the host's layout: `origin` only when set.
+    fn host_context(&mut self) -> Option<Context<'a>> {
+        self.literal(b"{\"id\":")?;
+        let id = self.string().ok()?;
+        self.literal(b",\"parent_id\":")?;
+        let parent_id = self.optional_string().ok()?;
+        self.literal(b",\"user_id\":")?;
+        let user_id = self.optional_string().ok()?;
+        let origin = match self.literal(b",\"origin\":") {
+            Some(()) => self.optional_string().ok()?,
+            None => None,
+        };
+        self.literal(b"}")?;
+        Some(Context {
+            id,
+            parent_id,
+            user_id,
+            origin,
+        })
+    }
+
     #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
         self.skip_whitespace();
@@ -321,19 +430,24 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Any JSON value, unparsed but checked by serde_json.
+    /// Any JSON value, unparsed but checked by serde_json (which also finds its end: one
+    /// pass over the value).
     fn raw(&mut self) -> Read<&'a RawValue> {
         self.skip_whitespace();
         let start = self.pos;
-        self.skip_value()?;
         let text = self.text;
-        let slice = text.get(start..self.pos).unwrap_or_default();
-        serde_json::from_str(slice).map_err(|e| {
+        let rest = text.get(start..).unwrap_or_default();
+        let mut de = serde_json::Deserializer::from_str(rest);
+        let raw = <&RawValue as serde::Deserialize>::deserialize(&mut de).map_err(|e| {
             Box::new(Malformed {
                 what: format!("a JSON value: {e}"),
                 at: start,
             })
-        })
+        })?;
+        // serde_json skips whitespace before a value, and there is none here: the raw text
+        // starts at `start`.
+        self.pos = start + raw.get().len();
+        Ok(raw)
     }
 
     /// Steps over one value by matching brackets and strings, without checking its contents.
@@ -456,6 +570,89 @@ mod tests {
                 .to_owned(),
         );
         out
+    }
+
+    /// Payloads in the host's layout (`homecore-plugins`' event cache writes them so):
+    /// escapes, `null` states, set and unset optional context members.
+    fn host_payloads() -> Vec<String> {
+        let contexts = [
+            r#"{"id":"01JDQ3X5Z8W6R4T2Y9V7N3M1K5","parent_id":null,"user_id":null}"#,
+            r#"{"id":"c1","parent_id":"01JDQ3X5Z8W6R4T2Y9V7N3M1K5","user_id":"u \"q\" \\","origin":"motion_lights"}"#,
+            r#"{"id":"c2","parent_id":null,"user_id":null,"origin":"caf\u00e9"}"#,
+        ];
+        let attributes = [
+            "{}",
+            r#"{"device_class":"motion","friendly_name":"Hall \"main\" motion","n":12}"#,
+            r#"{"nested":{"list":[1,2.5,-3e2,true,false,null,"]}"],"o":{}}}"#,
+        ];
+        let state = |i: usize| {
+            format!(
+                r#"{{"entity_id":"binary_sensor.hall_motion","state":"{}","attributes":{},"last_changed":"2026-12-03T10:00:00.000000+00:00","last_updated":"2026-12-03T10:00:01.123456+00:00","context":{}}}"#,
+                ["on", r#"off \"quoted\""#, r"caf\u00e9 \n"][i % 3],
+                attributes[i % 3],
+                contexts[i % 3],
+            )
+        };
+        (0..6)
+            .map(|i| {
+                let old = if i == 4 { "null".to_owned() } else { state(i) };
+                let new = if i == 5 { "null".to_owned() } else { state(i + 1) };
+                format!(
+                    r#"{{"entity_id":"binary_sensor.hall_motion","old_state":{old},"new_state":{new},"context":{}}}"#,
+                    contexts[(i + 2) % 3]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hosts_layout_takes_the_fast_path_with_the_same_result() {
+        for text in host_payloads() {
+            let reference: StateChangedEvent<'_> =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            let fast =
+                host_layout(&text).unwrap_or_else(|| panic!("not the host's layout: {text}"));
+            assert!(same(&fast, &reference), "{text}");
+            assert!(same(&state_changed(&text).expect("reads"), &reference));
+        }
+        // Any other layout (here: members sorted, as serde_json without `preserve_order`
+        // writes them) is left to the general reader, with the same result.
+        for text in host_payloads() {
+            let sorted: std::collections::BTreeMap<String, Value> =
+                serde_json::from_str(&text).expect("JSON");
+            let sorted = serde_json::to_string(&sorted).expect("serializes");
+            assert!(host_layout(&sorted).is_none(), "{sorted}");
+            let reference: StateChangedEvent<'_> = serde_json::from_str(&sorted).expect("reads");
+            assert!(same(&state_changed(&sorted).expect("reads"), &reference));
+        }
+    }
+
+    #[test]
+    fn a_damaged_host_payload_leaves_the_fast_path_and_is_an_error() {
+        for text in host_payloads() {
+            for cut in 0..text.len() {
+                let Some(prefix) = text.get(..cut) else {
+                    continue;
+                };
+                assert!(host_layout(prefix).is_none(), "{prefix:?}");
+                assert!(state_changed(prefix).is_err(), "{prefix:?}");
+            }
+            // Trailing bytes, a malformed attribute value, a duplicate member.
+            for bad in [
+                format!("{text}x"),
+                text.replacen(r#""attributes":{"#, r#""attributes":{"a":tru,"#, 1),
+                format!(r#"{},"entity_id":"a.b"}}"#, &text[..text.len() - 1]),
+            ] {
+                if bad != text {
+                    assert!(host_layout(&bad).is_none(), "{bad}");
+                    assert!(state_changed(&bad).is_err(), "{bad}");
+                }
+            }
+            // Whitespace after the payload is well-formed: the general reader takes it.
+            let spaced = format!("{text} ");
+            assert!(host_layout(&spaced).is_none());
+            assert!(state_changed(&spaced).is_ok());
+        }
     }
 
     fn same(a: &StateChangedEvent<'_>, b: &StateChangedEvent<'_>) -> bool {

@@ -78,7 +78,10 @@ impl ContextId {
         Self(value)
     }
 
-    fn encode(self) -> [u8; 26] {
+    /// The id's text (26 Crockford base32 characters, as [`fmt::Display`] writes it) as
+    /// ASCII bytes, without a formatter: for serializers on a hot path.
+    #[must_use]
+    pub fn to_bytes(self) -> [u8; 26] {
         let mut out = [0u8; 26];
         let mut v = self.0;
         for slot in out.iter_mut().rev() {
@@ -122,7 +125,7 @@ impl FromStr for ContextId {
 
 impl fmt::Display for ContextId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = self.encode();
+        let bytes = self.to_bytes();
         f.write_str(std::str::from_utf8(&bytes).expect("Crockford alphabet is ASCII"))
     }
 }
@@ -135,7 +138,7 @@ impl fmt::Debug for ContextId {
 
 impl Serialize for ContextId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes = self.encode();
+        let bytes = self.to_bytes();
         serializer.serialize_str(std::str::from_utf8(&bytes).expect("Crockford alphabet is ASCII"))
     }
 }

@@ -1,10 +1,10 @@
 //! Events serialized once and shared by every WASM plugin that receives them.
 
-use std::collections::VecDeque;
-use std::io::Write as _;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use homecore::chrono::{DateTime, Datelike, Timelike, Utc};
+use homecore::serde_json::Value;
 use homecore::{Context, CustomEvent, State, StateChanged};
 
 use crate::wasm::store_data::lock_poisoned_ok;
@@ -28,30 +28,74 @@ pub(crate) fn custom_event_bytes(event: &CustomEvent) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// A ring of recently serialized state changes, keyed by the event's allocation, and one of
-/// recently serialized states, keyed by the state's allocation. Holding the `Arc`s keeps the
-/// addresses from being reused while the entries live.
+/// Recently serialized state changes, keyed by the event's allocation, and recently
+/// serialized states, keyed by the state's allocation.
 #[derive(Default)]
 pub(crate) struct EventCache {
-    recent: Mutex<VecDeque<CachedEvent>>,
-    states: Mutex<VecDeque<CachedState>>,
+    recent: Mutex<Recent<StateChanged>>,
+    states: Mutex<Recent<State>>,
 }
 
-/// An event and its wire bytes.
-type CachedEvent = (Arc<StateChanged>, Arc<[u8]>);
+/// The wire bytes of the last `capacity` values serialized, found by the value's address
+/// (one hash lookup, hit or miss). Holding the `Arc`s keeps the addresses from being reused
+/// while the entries live.
+struct Recent<T> {
+    order: VecDeque<Arc<T>>,
+    bytes: HashMap<usize, Arc<[u8]>, foldhash::fast::RandomState>,
+    capacity: usize,
+}
 
-/// A state and its wire bytes.
-type CachedState = (Arc<State>, Arc<[u8]>);
+impl<T> Recent<T> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::with_capacity(capacity),
+            bytes: HashMap::with_capacity_and_hasher(
+                capacity,
+                foldhash::fast::RandomState::default(),
+            ),
+            capacity,
+        }
+    }
+
+    fn get(&self, value: &Arc<T>) -> Option<Arc<[u8]>> {
+        self.bytes.get(&(Arc::as_ptr(value) as usize)).cloned()
+    }
+
+    /// Keeps `bytes` for `value`, forgetting the oldest entry when full. A value another
+    /// caller inserted meanwhile keeps its first bytes (equal ones).
+    fn insert(&mut self, value: &Arc<T>, bytes: &Arc<[u8]>) {
+        let key = Arc::as_ptr(value) as usize;
+        if self.bytes.contains_key(&key) {
+            return;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.bytes.remove(&(Arc::as_ptr(&oldest) as usize));
+        }
+        self.order.push_back(Arc::clone(value));
+        self.bytes.insert(key, Arc::clone(bytes));
+    }
+}
+
+impl Default for Recent<StateChanged> {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+}
+
+impl Default for Recent<State> {
+    fn default() -> Self {
+        Self::with_capacity(STATE_CAPACITY)
+    }
+}
 
 impl EventCache {
     /// The wire bytes of `event` (`wire::StateChangedEvent`), serialized at most once while it
-    /// stays in the ring.
+    /// stays among the recent ones.
     pub(crate) fn state_changed(&self, event: &Arc<StateChanged>) -> Arc<[u8]> {
-        {
-            let recent = lock_poisoned_ok(&self.recent);
-            if let Some((_, bytes)) = recent.iter().rev().find(|(e, _)| Arc::ptr_eq(e, event)) {
-                return Arc::clone(bytes);
-            }
+        if let Some(bytes) = lock_poisoned_ok(&self.recent).get(event) {
+            return bytes;
         }
         let old = event.old_state.as_ref().map(|s| self.state(s));
         let new = event.new_state.as_ref().map(|s| self.state(s));
@@ -67,29 +111,18 @@ impl EventCache {
         write_context(&mut out, &event.context);
         out.push(b'}');
         let bytes: Arc<[u8]> = Arc::from(out);
-        let mut recent = lock_poisoned_ok(&self.recent);
-        if recent.len() == CAPACITY {
-            recent.pop_front();
-        }
-        recent.push_back((Arc::clone(event), Arc::clone(&bytes)));
+        lock_poisoned_ok(&self.recent).insert(event, &bytes);
         bytes
     }
 
-    /// The wire bytes of `state` (`wire::State`), serialized at most once while it stays in
-    /// the ring.
+    /// The wire bytes of `state` (`wire::State`), serialized at most once while it stays
+    /// among the recent ones.
     fn state(&self, state: &Arc<State>) -> Arc<[u8]> {
-        {
-            let states = lock_poisoned_ok(&self.states);
-            if let Some((_, bytes)) = states.iter().rev().find(|(s, _)| Arc::ptr_eq(s, state)) {
-                return Arc::clone(bytes);
-            }
+        if let Some(bytes) = lock_poisoned_ok(&self.states).get(state) {
+            return bytes;
         }
         let bytes: Arc<[u8]> = Arc::from(state_bytes(state));
-        let mut states = lock_poisoned_ok(&self.states);
-        if states.len() == STATE_CAPACITY {
-            states.pop_front();
-        }
-        states.push_back((Arc::clone(state), Arc::clone(&bytes)));
+        lock_poisoned_ok(&self.states).insert(state, &bytes);
         bytes
     }
 }
@@ -103,10 +136,7 @@ fn state_bytes(state: &State) -> Vec<u8> {
     out.extend_from_slice(b",\"state\":");
     write_str(&mut out, state.state());
     out.extend_from_slice(b",\"attributes\":");
-    if serde_json::to_writer(&mut out, state.attributes()).is_err() {
-        // Attributes are a JSON object by construction; this cannot fail.
-        out.extend_from_slice(b"{}");
-    }
+    write_object(&mut out, state.attributes().as_map());
     out.extend_from_slice(b",\"last_changed\":");
     write_timestamp(&mut out, state.last_changed());
     out.extend_from_slice(b",\"last_updated\":");
@@ -119,11 +149,15 @@ fn state_bytes(state: &State) -> Vec<u8> {
 
 /// A context as `{"id":..,"parent_id":..,"user_id":..}` plus `"origin"` when set.
 fn write_context(out: &mut Vec<u8>, context: &Context) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{{\"id\":\"{}\",\"parent_id\":", context.id);
+    // Context ids are ULIDs: 26 ASCII characters that need no escaping.
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(&context.id.to_bytes());
+    out.extend_from_slice(b"\",\"parent_id\":");
     match context.parent_id {
         Some(parent) => {
-            let _ = write!(out, "\"{parent}\"");
+            out.push(b'"');
+            out.extend_from_slice(&parent.to_bytes());
+            out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -135,6 +169,33 @@ fn write_context(out: &mut Vec<u8>, context: &Context) {
     if let Some(origin) = &context.origin {
         out.extend_from_slice(b",\"origin\":");
         write_str(out, origin);
+    }
+    out.push(b'}');
+}
+
+/// A JSON object, as serde_json writes it: members in order, the common scalar values written
+/// directly, numbers and nested values by serde_json.
+fn write_object(out: &mut Vec<u8>, map: &serde_json::Map<String, Value>) {
+    out.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        match value {
+            Value::String(text) => write_str(out, text),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Object(inner) => write_object(out, inner),
+            Value::Number(_) | Value::Array(_) => {
+                if serde_json::to_writer(&mut *out, value).is_err() {
+                    // A `Value` always serializes; keep the output JSON regardless.
+                    out.extend_from_slice(b"null");
+                }
+            }
+        }
     }
     out.push(b'}');
 }
@@ -159,7 +220,9 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
 /// A timestamp as `homecore::format_timestamp` writes it (`2024-03-01T12:00:00.123456+00:00`),
 /// formatted by hand for four-digit years; others (and leap seconds) take chrono's path.
 fn write_timestamp(out: &mut Vec<u8>, at: DateTime<Utc>) {
-    let (year, nanos) = (at.year(), at.nanosecond());
+    // The naive UTC time once: each of `DateTime`'s own accessors converts again.
+    let naive = at.naive_utc();
+    let (year, nanos) = (naive.year(), naive.nanosecond());
     let Ok(year) = u32::try_from(year) else {
         return write_str(out, &homecore::format_timestamp(at));
     };
@@ -174,11 +237,11 @@ fn write_timestamp(out: &mut Vec<u8>, at: DateTime<Utc>) {
         }
     };
     put(1, 4, year);
-    put(6, 2, at.month());
-    put(9, 2, at.day());
-    put(12, 2, at.hour());
-    put(15, 2, at.minute());
-    put(18, 2, at.second());
+    put(6, 2, naive.month());
+    put(9, 2, naive.day());
+    put(12, 2, naive.hour());
+    put(15, 2, naive.minute());
+    put(18, 2, naive.second());
     put(21, 6, nanos / 1000);
     out.extend_from_slice(&text);
 }
@@ -252,7 +315,13 @@ mod tests {
             "friendly_name": "Hall \"main\" light\t\u{1F4A1}",
             "brightness": 77,
             "rgb": [1, 2, 3],
-            "nested": {"a": null, "b": 1.5},
+            "nested": {"a": null, "b": 1.5, "t": true, "f": false, "k\"ey": {"deep": [{"x": "y"}]}},
+            "negative": -3,
+            "big": 18_446_744_073_709_551_615u64,
+            "float": 2.5e-8,
+            "empty": {},
+            "on": true,
+            "none": null,
         }))
         .expect("object");
         let id: EntityId = "light.hall".parse().expect("valid");
@@ -330,11 +399,34 @@ mod tests {
         let shared = first.new_state.as_ref().expect("present");
         let states = lock_poisoned_ok(&cache.states);
         assert_eq!(
-            states.len(),
+            states.order.len(),
             1,
             "serialized once, found again by its allocation"
         );
-        assert!(Arc::ptr_eq(&states[0].0, shared));
+        assert!(Arc::ptr_eq(&states.order[0], shared));
+        assert!(states.get(shared).is_some());
+    }
+
+    #[test]
+    fn the_oldest_entry_is_forgotten_when_full_and_a_repeat_insert_is_ignored() {
+        let mut recent = Recent::<u32>::with_capacity(2);
+        let values: Vec<Arc<u32>> = (0..3).map(Arc::new).collect();
+        let bytes = |n: u8| -> Arc<[u8]> { Arc::from(vec![n]) };
+        recent.insert(&values[0], &bytes(0));
+        recent.insert(&values[0], &bytes(9));
+        assert_eq!(
+            recent.get(&values[0]).as_deref(),
+            Some(&[0u8][..]),
+            "first bytes kept"
+        );
+        recent.insert(&values[1], &bytes(1));
+        recent.insert(&values[2], &bytes(2));
+        assert_eq!(recent.get(&values[0]), None, "evicted");
+        assert_eq!(recent.get(&values[1]).as_deref(), Some(&[1u8][..]));
+        assert_eq!(recent.get(&values[2]).as_deref(), Some(&[2u8][..]));
+        assert_eq!((recent.order.len(), recent.bytes.len()), (2, 2));
+        // An equal value in another allocation is another entry.
+        assert_eq!(recent.get(&Arc::new(1)), None);
     }
 
     #[test]
