@@ -155,3 +155,28 @@ async fn a_call_service_result_waits_until_its_changes_are_committed() {
         );
     }
 }
+
+/// A message far larger than a connection's 16 KiB read buffer arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_read_buffer_arrives_whole() {
+    let s = TestServer::start().await;
+    let mut ws = authed(&s).await;
+    let pad = "x".repeat(200 * 1024);
+    send_json(
+        &mut ws,
+        json!({
+            "id": 1, "type": "call_service", "domain": "input_boolean", "service": "toggle",
+            "target": {"entity_id": "input_boolean.vacation_mode"}, "service_data": {"pad": pad},
+        }),
+    )
+    .await;
+    let result = next_json(&mut ws).await.expect("result");
+    let shown = result.to_string().chars().take(300).collect::<String>();
+    assert_eq!(
+        (result["id"].clone(), result["type"].clone()),
+        (json!(1), json!("result")),
+        "{shown}"
+    );
+    // Read whole and parsed: the service saw the call (and refused or ran it), not a cut message.
+    assert_ne!(result["error"]["code"], "invalid_format", "{shown}");
+}
