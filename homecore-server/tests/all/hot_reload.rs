@@ -21,7 +21,7 @@ use homecore_server::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, send, test_config};
+use crate::support::{TestServer, eventually_within, listed_domains, send, test_config};
 
 /// A publisher key and a scratch directory to build packages in, outside the plugins
 /// directory.
@@ -119,14 +119,21 @@ fn plugins_dir(data: &tempfile::TempDir) -> PathBuf {
 }
 
 /// Waits up to a minute (compiling a module on a loaded machine takes seconds).
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(60), check).await;
+}
+
+/// A server whose plugins directory holds `publisher`'s example 1.0.0, trusted, with the
+/// watcher on or off; the data directory lives as long as the caller keeps it.
+async fn start_with_example(
+    publisher: &Publisher,
+    hot_reload: bool,
+) -> (tempfile::TempDir, PathBuf, TestServer) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let plugins = plugins_dir(&data);
+    install(&publisher.example("1.0.0"), &plugins, EXAMPLE_DOMAIN);
+    let s = TestServer::start_config(config(&data, publisher, hot_reload)).await;
+    (data, plugins, s)
 }
 
 /// The registry's (version, lifecycle) for `domain`.
@@ -236,10 +243,7 @@ fn tick_counter(seen: Arc<Mutex<Vec<u64>>>) -> PluginSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_version_on_disk_is_swapped_in_while_other_plugins_miss_no_event() {
     let publisher = Publisher::new("tests");
-    let data = tempfile::tempdir().expect("tempdir");
-    let plugins = plugins_dir(&data);
-    install(&publisher.example("1.0.0"), &plugins, EXAMPLE_DOMAIN);
-    let s = TestServer::start_config(config(&data, &publisher, true)).await;
+    let (_data, plugins, s) = start_with_example(&publisher, true).await;
     assert!(is_running(&s, EXAMPLE_DOMAIN, "1.0.0"));
     let seen = Arc::new(Mutex::new(Vec::new()));
     s.server
@@ -505,10 +509,7 @@ async fn a_bundle_written_in_small_pieces_loads_only_when_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_package_is_unloaded_and_native_plugins_stay() {
     let publisher = Publisher::new("tests");
-    let data = tempfile::tempdir().expect("tempdir");
-    let plugins = plugins_dir(&data);
-    install(&publisher.example("1.0.0"), &plugins, EXAMPLE_DOMAIN);
-    let s = TestServer::start_config(config(&data, &publisher, true)).await;
+    let (_data, plugins, s) = start_with_example(&publisher, true).await;
     assert!(is_running(&s, EXAMPLE_DOMAIN, "1.0.0"));
 
     std::fs::remove_dir_all(plugins.join(EXAMPLE_DOMAIN)).expect("removes");
@@ -516,14 +517,8 @@ async fn a_removed_package_is_unloaded_and_native_plugins_stay() {
         s.server.api().registry().get(EXAMPLE_DOMAIN).is_none()
     })
     .await;
-    let (_, body) = send(s.get("/api/homecore/plugins")).await;
-    let domains: Vec<&str> = body["plugins"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|p| p["domain"].as_str())
-        .collect();
-    assert!(!domains.contains(&EXAMPLE_DOMAIN), "{domains:?}");
+    let domains = listed_domains(&s).await;
+    assert!(!domains.iter().any(|d| d == EXAMPLE_DOMAIN), "{domains:?}");
     for native in ["input_boolean", "input_number", "motion_lights"] {
         assert_eq!(
             running(&s, native).map(|(_, l)| l),
@@ -544,11 +539,8 @@ async fn a_removed_package_is_unloaded_and_native_plugins_stay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_reload_re_verifies_the_package_on_disk() {
     let publisher = Publisher::new("tests");
-    let data = tempfile::tempdir().expect("tempdir");
-    let plugins = plugins_dir(&data);
-    install(&publisher.example("1.0.0"), &plugins, EXAMPLE_DOMAIN);
     // The watcher is off: only the API reloads.
-    let s = TestServer::start_config(config(&data, &publisher, false)).await;
+    let (_data, plugins, s) = start_with_example(&publisher, false).await;
     let reload = format!("/api/homecore/plugins/{EXAMPLE_DOMAIN}/reload");
 
     let (status, body) = send(s.post(&reload)).await;

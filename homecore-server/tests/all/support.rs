@@ -113,12 +113,34 @@ pub(crate) async fn send(request: RequestBuilder) -> (u16, Value) {
 }
 
 /// Waits until `check` holds (polling every 10 ms, up to 10 s).
-pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..1000 {
+pub(crate) async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), check).await;
+}
+
+/// Waits until `check` holds, polling every 10 ms, up to `limit`.
+pub(crate) async fn eventually_within(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> bool,
+) {
+    let polls = limit.as_millis() / 10;
+    for _ in 0..polls {
         if check() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// The domains `GET /api/homecore/plugins` lists.
+pub(crate) async fn listed_domains(s: &TestServer) -> Vec<String> {
+    let (status, body) = send(s.get("/api/homecore/plugins")).await;
+    assert_eq!(status, 200, "{body}");
+    body["plugins"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["domain"].as_str().map(str::to_owned))
+        .collect()
 }
