@@ -223,7 +223,8 @@ impl<'a> Reader<'a> {
             Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
         };
         if N >= 8 {
-            // Whole words, then the last eight bytes (overlapping the last word).
+            // Whole words, then the last eight bytes when a partial word is left (overlapping
+            // the last whole word).
             let mut at = 0;
             while at + 8 <= N {
                 if word(rest, at)? != word(expected, at)? {
@@ -231,7 +232,7 @@ impl<'a> Reader<'a> {
                 }
                 at += 8;
             }
-            if word(rest, N - 8)? != word(expected, N - 8)? {
+            if !N.is_multiple_of(8) && word(rest, N - 8)? != word(expected, N - 8)? {
                 return None;
             }
         } else if rest != expected {

@@ -27,14 +27,13 @@ use homecore_plugins::{PluginInfo, PluginManifest, PluginRegistry, RegistryError
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use semver::Version;
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::plugin_config::check_plugin_config;
 use crate::rest::error_chain;
-use crate::server::{Candidate, configure, example_default_config};
+use crate::server::{Candidate, configure};
 use crate::{ConfigProblem, PluginConfig, RejectedPlugin};
 
 /// The list behind `GET /api/homecore/plugins`' `rejected`, shared with the API.
@@ -313,11 +312,10 @@ impl PackageReloader {
         {
             return Ok((info.clone(), false));
         }
-        let candidate = Candidate {
-            spec: package.into_spec(Value::Object(serde_json::Map::new()), None),
-            default_config: example_default_config(domain),
-        };
-        let spec = configure(candidate, entry.cloned().unwrap_or_default());
+        let spec = configure(
+            Candidate::from_package(package),
+            entry.cloned().unwrap_or_default(),
+        );
         let problems = check_plugin_config(&spec.manifest, &spec.config);
         if !problems.is_empty() {
             return Err(ReloadError::Config {
@@ -488,15 +486,14 @@ impl Pending {
     /// Takes the domains quiet for `debounce` at `now`, in order, and whether to rescan.
     fn take_due(&mut self, now: Instant, debounce: Duration) -> (Vec<String>, bool) {
         let due = |last: &Instant| *last + debounce <= now;
-        let domains: Vec<String> = self
-            .domains
-            .iter()
-            .filter(|(_, last)| due(last))
-            .map(|(domain, _)| domain.clone())
-            .collect();
-        for domain in &domains {
-            self.domains.remove(domain);
-        }
+        let mut domains = Vec::new();
+        self.domains.retain(|domain, last| {
+            let take = due(last);
+            if take {
+                domains.push(domain.clone());
+            }
+            !take
+        });
         let rescan = self.rescan.is_some_and(|last| due(&last));
         if rescan {
             self.rescan = None;

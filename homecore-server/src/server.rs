@@ -229,8 +229,20 @@ fn native_candidates() -> Result<Vec<Candidate>, StartError> {
 }
 
 /// The config the WASM example gets when the operator gives none.
-pub(crate) fn example_default_config(domain: &str) -> Option<Value> {
+fn example_default_config(domain: &str) -> Option<Value> {
     (domain == "motion_lights_wasm").then(|| serde_json::json!({"rooms": ["hall"]}))
+}
+
+impl Candidate {
+    /// A verified package, before the operator's configuration is applied (at startup and
+    /// at every reload).
+    pub(crate) fn from_package(package: homecore_package::VerifiedPackage) -> Self {
+        let default_config = example_default_config(package.domain());
+        Self {
+            spec: package.into_spec(Value::Object(serde_json::Map::new()), None),
+            default_config,
+        }
+    }
 }
 
 /// Starts the server: see the module docs.
@@ -297,13 +309,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map(|p| (p.domain().to_owned(), crate::hot_reload::PackageId::of(p)))
         .collect();
     let mut candidates = natives;
-    for package in discovery.accepted {
-        let default_config = example_default_config(package.domain());
-        candidates.push(Candidate {
-            spec: package.into_spec(Value::Object(serde_json::Map::new()), None),
-            default_config,
-        });
-    }
+    candidates.extend(discovery.accepted.into_iter().map(Candidate::from_package));
 
     let known: BTreeMap<String, &PluginManifest> = candidates
         .iter()

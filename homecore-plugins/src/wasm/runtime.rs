@@ -28,15 +28,6 @@ pub enum WasmtimeError {
         /// What Wasmtime reported.
         reason: String,
     },
-    /// The compiled-module cache could not be set up. No longer returned: an unusable cache
-    /// directory is logged and the runtime compiles every module instead.
-    #[error("module cache at {path} unusable: {reason}")]
-    Cache {
-        /// The cache directory.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
 }
 
 /// A module source (by its allocation) and its linked module.

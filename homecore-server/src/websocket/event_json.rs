@@ -1,11 +1,12 @@
 //! Event JSON shared by every connection: each event is serialized once, by the first
 //! connection that forwards it, and the others reuse the text (docs/adr/0009-server.md).
 
+use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use homecore::{CustomEvent, Event, StateChanged};
+use homecore::Event;
 
 /// The JSON of the events still in flight, by event identity.
 ///
@@ -22,32 +23,17 @@ pub(super) struct SharedEventJson {
 
 #[derive(Default)]
 struct Recent {
-    by_address: HashMap<usize, (WeakEvent, Arc<str>)>,
+    by_address: HashMap<usize, (Weak<dyn Any + Send + Sync>, Arc<str>)>,
     /// The addresses, oldest first.
     order: VecDeque<usize>,
 }
 
-/// An event's allocation, kept reserved without keeping the event alive.
-enum WeakEvent {
-    StateChanged(Weak<StateChanged>),
-    Custom(Weak<CustomEvent>),
-}
-
-impl WeakEvent {
-    fn is_dead(&self) -> bool {
-        match self {
-            Self::StateChanged(weak) => weak.strong_count() == 0,
-            Self::Custom(weak) => weak.strong_count() == 0,
-        }
-    }
-}
-
 impl SharedEventJson {
-    /// Shares the JSON of up to `capacity` live events (at least 1).
+    /// Shares the JSON of up to `capacity` live events.
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             recent: Mutex::default(),
-            capacity: capacity.max(1),
+            capacity,
         }
     }
 
@@ -80,14 +66,12 @@ impl SharedEventJson {
         if misses.is_empty() {
             return;
         }
-        for &i in &misses {
-            out[i] = Some(serialize(&events[i]));
-        }
+        let fresh: Vec<(usize, Arc<str>)> =
+            misses.iter().map(|&i| (i, serialize(&events[i]))).collect();
         let mut recent = self.lock();
-        for &i in &misses {
-            if let Some(json) = &out[i] {
-                recent.insert(&events[i], Arc::clone(json), self.capacity);
-            }
+        for (i, json) in fresh {
+            recent.insert(&events[i], Arc::clone(&json), self.capacity);
+            out[i] = Some(json);
         }
     }
 
@@ -104,14 +88,12 @@ impl SharedEventJson {
 
 impl Recent {
     fn insert(&mut self, event: &Event, json: Arc<str>, capacity: usize) {
-        let weak = match event {
-            Event::StateChanged(change) => WeakEvent::StateChanged(Arc::downgrade(change)),
-            Event::Custom(custom) => WeakEvent::Custom(Arc::downgrade(custom)),
-            // A kind of event this module does not know is not shared.
+        // The event's allocation, kept reserved without keeping the event alive. A kind of
+        // event this module does not know is not shared.
+        let (address, weak) = match event {
+            Event::StateChanged(change) => reserve(change),
+            Event::Custom(custom) => reserve(custom),
             _ => return,
-        };
-        let Some(address) = address(event) else {
-            return;
         };
         // Two connections that missed the same event both serialized it; the first insert
         // stands.
@@ -123,7 +105,7 @@ impl Recent {
             let dead = self
                 .by_address
                 .get(&oldest)
-                .is_none_or(|(weak, _)| weak.is_dead());
+                .is_none_or(|(weak, _)| weak.strong_count() == 0);
             if !dead && self.order.len() <= capacity {
                 break;
             }
@@ -134,6 +116,12 @@ impl Recent {
 }
 
 /// The address of the event's shared allocation (`None` for a kind this module does not know).
+/// An event's address and a `Weak` that keeps its allocation reserved.
+fn reserve<T: Any + Send + Sync>(event: &Arc<T>) -> (usize, Weak<dyn Any + Send + Sync>) {
+    let weak: Weak<T> = Arc::downgrade(event);
+    (Arc::as_ptr(event).addr(), weak)
+}
+
 fn address(event: &Event) -> Option<usize> {
     match event {
         Event::StateChanged(change) => Some(Arc::as_ptr(change).addr()),
@@ -151,7 +139,7 @@ fn serialize(event: &Event) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homecore::EventType;
+    use homecore::{CustomEvent, EventType};
 
     fn event(n: u64) -> Event {
         Event::Custom(Arc::new(CustomEvent {
