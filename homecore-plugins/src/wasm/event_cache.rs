@@ -97,54 +97,101 @@ impl EventCache {
         if let Some(bytes) = lock_poisoned_ok(&self.recent).get(event) {
             return bytes;
         }
-        let old = event.old_state.as_ref().map(|s| self.state(s));
-        let new = event.new_state.as_ref().map(|s| self.state(s));
-        let state_len = |s: &Option<Arc<[u8]>>| s.as_ref().map_or(4, |b| b.len());
-        let mut out = Vec::with_capacity(state_len(&old) + state_len(&new) + 192);
-        out.extend_from_slice(b"{\"entity_id\":");
-        write_str(&mut out, event.entity_id.as_str());
-        for (key, state) in [(&b",\"old_state\":"[..], &old), (b",\"new_state\":", &new)] {
-            out.extend_from_slice(key);
-            out.extend_from_slice(state.as_deref().unwrap_or(b"null"));
-        }
-        out.extend_from_slice(b",\"context\":");
-        write_context(&mut out, &event.context);
-        out.push(b'}');
-        let bytes: Arc<[u8]> = Arc::from(out);
+        let [old, new] = self.states(event);
+        let bytes = with_scratch(|out| {
+            out.extend_from_slice(b"{\"entity_id\":");
+            write_str(out, event.entity_id.as_str());
+            for (key, state) in [(&b",\"old_state\":"[..], &old), (b",\"new_state\":", &new)] {
+                out.extend_from_slice(key);
+                out.extend_from_slice(state.as_deref().unwrap_or(b"null"));
+            }
+            out.extend_from_slice(b",\"context\":");
+            write_context(out, &event.context);
+            out.push(b'}');
+        });
         lock_poisoned_ok(&self.recent).insert(event, &bytes);
         bytes
     }
 
-    /// The wire bytes of `state` (`wire::State`), serialized at most once while it stays
-    /// among the recent ones.
-    fn state(&self, state: &Arc<State>) -> Arc<[u8]> {
-        if let Some(bytes) = lock_poisoned_ok(&self.states).get(state) {
-            return bytes;
+    /// The wire bytes of the event's old and new state (`wire::State`), each serialized at most
+    /// once while it stays among the recent ones: one lock to find both (the old state is
+    /// usually the previous change's new state), serialization outside it, one lock to keep
+    /// what was made.
+    fn states(&self, event: &StateChanged) -> [Option<Arc<[u8]>>; 2] {
+        let (old, new) = (event.old_state.as_ref(), event.new_state.as_ref());
+        let (mut old_bytes, mut new_bytes) = {
+            let states = lock_poisoned_ok(&self.states);
+            (
+                old.and_then(|s| states.get(s)),
+                new.and_then(|s| states.get(s)),
+            )
+        };
+        let made_old = old
+            .filter(|_| old_bytes.is_none())
+            .map(|s| (s, state_bytes(s)));
+        let made_new = new
+            .filter(|_| new_bytes.is_none())
+            .map(|s| (s, state_bytes(s)));
+        if made_old.is_some() || made_new.is_some() {
+            let mut states = lock_poisoned_ok(&self.states);
+            for (state, bytes) in made_old.iter().chain(made_new.iter()) {
+                states.insert(state, bytes);
+            }
         }
-        let bytes: Arc<[u8]> = Arc::from(state_bytes(state));
-        lock_poisoned_ok(&self.states).insert(state, &bytes);
-        bytes
+        old_bytes = old_bytes.or(made_old.map(|(_, b)| b));
+        new_bytes = new_bytes.or(made_new.map(|(_, b)| b));
+        [old_bytes, new_bytes]
     }
 }
 
+/// Writes with `write` into this thread's reusable buffer and returns a shared copy of the
+/// result: one allocation of the exact size, where building a `Vec` and converting it would
+/// allocate twice and copy once more.
+fn with_scratch(write: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            write(&mut out);
+            let bytes = Arc::from(&out[..]);
+            // A rare huge payload does not keep its buffer for the thread's lifetime.
+            if out.capacity() > SCRATCH_KEPT {
+                *out = Vec::new();
+            }
+            bytes
+        }
+        // Not reentrant in practice; a fresh buffer keeps it correct if it ever is.
+        Err(_) => {
+            let mut out = Vec::new();
+            write(&mut out);
+            Arc::from(out)
+        }
+    })
+}
+
+/// The largest scratch buffer a thread keeps between serializations.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
 /// `state` in the wire shape: the same bytes as its `Serialize` implementation, written
 /// without going through a serializer for the fields that need no escaping.
-fn state_bytes(state: &State) -> Vec<u8> {
-    let mut out = Vec::with_capacity(320);
-    out.extend_from_slice(b"{\"entity_id\":");
-    write_str(&mut out, state.entity_id().as_str());
-    out.extend_from_slice(b",\"state\":");
-    write_str(&mut out, state.state());
-    out.extend_from_slice(b",\"attributes\":");
-    write_object(&mut out, state.attributes().as_map());
-    out.extend_from_slice(b",\"last_changed\":");
-    write_timestamp(&mut out, state.last_changed());
-    out.extend_from_slice(b",\"last_updated\":");
-    write_timestamp(&mut out, state.last_updated());
-    out.extend_from_slice(b",\"context\":");
-    write_context(&mut out, state.context());
-    out.push(b'}');
-    out
+fn state_bytes(state: &State) -> Arc<[u8]> {
+    with_scratch(|out| {
+        out.extend_from_slice(b"{\"entity_id\":");
+        write_str(out, state.entity_id().as_str());
+        out.extend_from_slice(b",\"state\":");
+        write_str(out, state.state());
+        out.extend_from_slice(b",\"attributes\":");
+        write_object(out, state.attributes().as_map());
+        out.extend_from_slice(b",\"last_changed\":");
+        write_timestamp(out, state.last_changed());
+        out.extend_from_slice(b",\"last_updated\":");
+        write_timestamp(out, state.last_updated());
+        out.extend_from_slice(b",\"context\":");
+        write_context(out, state.context());
+        out.push(b'}');
+    })
 }
 
 /// A context as `{"id":..,"parent_id":..,"user_id":..}` plus `"origin"` when set.
@@ -203,18 +250,45 @@ fn write_object(out: &mut Vec<u8>, map: &serde_json::Map<String, Value>) {
 /// A JSON string. Text without quotes, backslashes or control characters (entity ids, states,
 /// timestamps, almost everything) is copied as is; anything else goes through serde_json.
 fn write_str(out: &mut Vec<u8>, text: &str) {
-    let needs_escape = text.bytes().fold(false, |acc, b| {
-        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if needs_escape {
+    if needs_escape(text.as_bytes()) {
         if serde_json::to_writer(&mut *out, text).is_err() {
             out.extend_from_slice(b"\"\"");
         }
     } else {
+        out.reserve(text.len() + 2);
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     }
+}
+
+/// Whether `bytes` holds a quote, a backslash or a control character, looked for eight bytes
+/// at a time (most strings here are a few words long).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const fn splat(b: u8) -> u64 {
+        u64::from_ne_bytes([b; 8])
+    }
+    const LOW: u64 = splat(0x01);
+    const HIGH: u64 = splat(0x80);
+    // Nonzero exactly when some byte of `x` is zero (the positions of the bits above the
+    // first such byte may be wrong, which a yes/no answer does not care about).
+    let zero_in = |x: u64| x.wrapping_sub(LOW) & !x & HIGH;
+    let word_needs = |w: u64| {
+        zero_in(w ^ splat(b'"'))
+            | zero_in(w ^ splat(b'\\'))
+            | (w.wrapping_sub(splat(0x20)) & !w & HIGH)
+            != 0
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let word = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        word_needs(u64::from_le_bytes(word))
+    };
+    // Whole words, then the last eight bytes (overlapping the last whole word).
+    (0..bytes.len() / 8).any(|i| word(i * 8)) || word(bytes.len() - 8)
 }
 
 /// A timestamp as `homecore::format_timestamp` writes it (`2024-03-01T12:00:00.123456+00:00`),
@@ -358,7 +432,7 @@ mod tests {
         let cache = EventCache::default();
         for state in &cases {
             assert_eq!(
-                String::from_utf8(state_bytes(state)).expect("utf-8"),
+                String::from_utf8(state_bytes(state).to_vec()).expect("utf-8"),
                 serde_json::to_string(&**state).expect("serializes")
             );
         }
@@ -427,6 +501,21 @@ mod tests {
         assert_eq!((recent.order.len(), recent.bytes.len()), (2, 2));
         // An equal value in another allocation is another entry.
         assert_eq!(recent.get(&Arc::new(1)), None);
+    }
+
+    #[test]
+    fn needs_escape_finds_every_byte_that_needs_one_at_every_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let expected = b < 0x20 || b == b'"' || b == b'\\';
+                    assert_eq!(needs_escape(&bytes), expected, "{b:#x} at {at} of {len}");
+                }
+            }
+            assert!(!needs_escape(&vec![0xc3; len]), "non-ASCII needs no escape");
+        }
     }
 
     #[test]
