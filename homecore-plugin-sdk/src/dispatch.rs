@@ -81,7 +81,7 @@ fn status_of(result: Result<()>) -> i32 {
 /// The whole payload is checked for UTF-8 once and then parsed as a `str`: parsing bytes would
 /// validate every string token again (a third of the parse in a 700-byte state change).
 fn decode<'a, T: serde::Deserialize<'a>>(what: &str, payload: &'a [u8]) -> Result<T, i32> {
-    let text = std::str::from_utf8(payload)
+    let text = crate::ffi::payload_text(payload)
         .map_err(|err| fail(Status::BadJson, &format!("malformed {what} payload: {err}")))?;
     serde_json::from_str(text)
         .map_err(|err| fail(Status::BadJson, &format!("malformed {what} payload: {err}")))
@@ -141,7 +141,7 @@ pub(crate) fn on_state_changed(payload: &[u8]) -> i32 {
             &format!("malformed state_changed payload: {err}"),
         )
     };
-    let event = match std::str::from_utf8(payload) {
+    let event = match crate::ffi::payload_text(payload) {
         Ok(text) => event_reader::state_changed(text),
         Err(err) => return malformed(&err),
     };

@@ -7,7 +7,7 @@ use homecore_abi::v1::{self, Status, log_level, wire};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::{Error, OwnedState, Result, ServiceResult, State, ffi};
+use crate::{Error, OwnedState, RawJson, Result, ServiceResult, State, ffi};
 
 /// Bytes of the buffer the SDK offers the host for a call's result. A larger result (a state
 /// with big attributes, a big stored value) is fetched with the `take_result` import into a
@@ -162,7 +162,7 @@ pub fn get_state(entity_id: &str) -> Result<Option<OwnedState>> {
     with_result(
         "state_get",
         |out| ffi::state_get(entity_id.as_bytes(), out),
-        |bytes| parse_json::<State<'_>>("state_get", bytes).map(OwnedState::from),
+        |bytes| parse_json::<State<'_>>("state_get", bytes).and_then(OwnedState::try_from),
     )
 }
 
@@ -192,12 +192,13 @@ pub fn with_state<R>(entity_id: &str, f: impl FnOnce(Option<&State<'_>>) -> R) -
 }
 
 /// Writes an entity's state with attributes given as JSON text (`None`: no attributes). Pass
-/// another state's `attributes` to keep them unchanged. Answers whether anything changed.
+/// another state's `attributes` to keep them unchanged: they go to the host as they are,
+/// unparsed (the host checks them). Answers whether anything changed.
 ///
 /// # Errors
 /// [`Error::Host`] with `Denied` without write permission, `InvalidEntityId`, `InvalidState`
-/// (over 255 characters), `NotAnObject`, `LoopGuard`, …
-pub fn set_state(entity_id: &str, state: &str, attributes: Option<&RawValue>) -> Result<bool> {
+/// (over 255 characters), `InvalidJson`, `NotAnObject`, `LoopGuard`, …
+pub fn set_state(entity_id: &str, state: &str, attributes: Option<RawJson<'_>>) -> Result<bool> {
     let attrs = attributes.map_or(&[][..], |raw| raw.get().as_bytes());
     check_bool(
         "state_set",
@@ -295,7 +296,7 @@ fn service_call_request<D: Serialize + ?Sized>(
             |out| ffi::service_call(buf, out),
             |bytes| {
                 parse_json::<wire::ServiceResult<'_>>("service_call", bytes)
-                    .map(ServiceResult::from)
+                    .and_then(ServiceResult::try_from)
             },
         )
     })?;

@@ -37,7 +37,7 @@
 //!         let Some(new) = &event.new_state else { return Ok(()) };
 //!         // Keep the light's attributes: pass them through without parsing them.
 //!         let light = sdk::get_state(&self.light)?;
-//!         sdk::set_state(&self.light, &new.state, light.as_ref().map(|l| &*l.attributes))?;
+//!         sdk::set_state(&self.light, &new.state, light.as_ref().map(|l| (&*l.attributes).into()))?;
 //!         let flips = sdk::kv_get("flips")?
 //!             .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
 //!             .unwrap_or(0);
@@ -110,7 +110,9 @@
 
 pub use homecore_abi;
 pub use homecore_abi::v1::Status;
-pub use homecore_abi::v1::wire::{Context, CustomEvent, ServiceCall, State, StateChangedEvent};
+pub use homecore_abi::v1::wire::{
+    Context, CustomEvent, RawJson, ServiceCall, State, StateChangedEvent,
+};
 
 mod dispatch;
 mod error;

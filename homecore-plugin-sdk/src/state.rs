@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use homecore_abi::v1::wire;
+use homecore_abi::v1::wire::{self, RawJson};
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -44,16 +44,22 @@ fn owned_context(context: Context<'_>) -> Context<'static> {
     }
 }
 
-impl From<State<'_>> for OwnedState {
-    fn from(state: State<'_>) -> Self {
-        Self {
+impl TryFrom<State<'_>> for OwnedState {
+    type Error = crate::Error;
+
+    /// Owns `state`, checking its attributes (an event's are not checked until read).
+    ///
+    /// # Errors
+    /// [`Error::Json`](crate::Error::Json) when the attributes are not JSON.
+    fn try_from(state: State<'_>) -> Result<Self> {
+        Ok(Self {
             entity_id: owned(state.entity_id),
             state: owned(state.state),
-            attributes: state.attributes.to_owned(),
+            attributes: state.attributes.checked()?.to_owned(),
             last_changed: owned(state.last_changed),
             last_updated: owned(state.last_updated),
             context: owned_context(state.context),
-        }
+        })
     }
 }
 
@@ -64,7 +70,7 @@ impl OwnedState {
         State {
             entity_id: Cow::Borrowed(&self.entity_id),
             state: Cow::Borrowed(&self.state),
-            attributes: &self.attributes,
+            attributes: RawJson::from(&*self.attributes),
             last_changed: Cow::Borrowed(&self.last_changed),
             last_updated: Cow::Borrowed(&self.last_updated),
             context: wire::Context {
@@ -95,16 +101,18 @@ pub struct ServiceResult {
     pub response: Option<Box<RawValue>>,
 }
 
-impl From<wire::ServiceResult<'_>> for ServiceResult {
-    fn from(result: wire::ServiceResult<'_>) -> Self {
-        Self {
+impl TryFrom<wire::ServiceResult<'_>> for ServiceResult {
+    type Error = crate::Error;
+
+    fn try_from(result: wire::ServiceResult<'_>) -> Result<Self> {
+        Ok(Self {
             changed_states: result
                 .changed_states
                 .into_iter()
-                .map(OwnedState::from)
-                .collect(),
+                .map(OwnedState::try_from)
+                .collect::<Result<_>>()?,
             response: result.response.map(RawValue::to_owned),
-        }
+        })
     }
 }
 
@@ -213,7 +221,7 @@ mod tests {
             "last_changed":"2024-01-01T00:00:00.000000+00:00","last_updated":"2024-01-01T00:00:01.000000+00:00",
             "context":{"id":"01H","parent_id":null,"user_id":"u\u0031","origin":"motion_lights"}}"#;
         let wire: State<'_> = serde_json::from_str(json).expect("valid");
-        let owned = OwnedState::from(wire);
+        let owned = OwnedState::try_from(wire).expect("attributes are JSON");
         assert_eq!(owned.entity_id, "light.hall");
         assert_eq!(owned.context.user_id.as_deref(), Some("u1"));
         assert_eq!(
@@ -228,6 +236,16 @@ mod tests {
         let back: State<'_> = serde_json::from_str(&again).expect("valid");
         assert_eq!(back.attributes.get(), owned.attributes.get());
         assert_eq!(back.context, owned.as_wire().context);
+    }
+
+    #[test]
+    fn owning_a_state_checks_attributes_an_event_left_unchecked() {
+        let json = r#"{"entity_id":"light.hall","state":"on","attributes":{"a":1},
+            "last_changed":"t","last_updated":"t","context":{"id":"01H"}}"#;
+        let mut state: State<'_> = serde_json::from_str(json).expect("valid");
+        state.attributes = RawJson::unchecked(r#"{"a":}"#);
+        let err = OwnedState::try_from(state).expect_err("malformed attributes");
+        assert!(matches!(err, crate::Error::Json(_)), "{err:?}");
     }
 
     #[test]

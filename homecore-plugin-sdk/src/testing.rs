@@ -186,7 +186,7 @@ impl Fake {
         wire::State {
             entity_id: Cow::Borrowed(id),
             state: Cow::Borrowed(&s.state),
-            attributes: &s.attributes,
+            attributes: wire::RawJson::from(&*s.attributes),
             last_changed: Cow::Borrowed(&s.last_changed),
             last_updated: Cow::Borrowed(&s.last_updated),
             context: wire::Context {

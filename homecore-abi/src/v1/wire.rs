@@ -2,14 +2,75 @@
 //!
 //! Field names follow Home Assistant's (a state is `{entity_id, state, attributes,
 //! last_changed, last_updated, context}`). The types borrow from the input where they can, and
-//! keep `attributes` and other free-form data as [`RawValue`], so a guest pays for parsing only
-//! what it reads.
+//! keep `attributes` and other free-form data unparsed ([`RawValue`], or [`RawJson`] for a
+//! state's attributes, which a guest does not even check until it reads them), so a guest pays
+//! for parsing only what it reads.
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+
+/// JSON text as it appeared in a payload, unparsed, and checked only when read.
+///
+/// Deserializing one with serde checks it (it is read as a [`RawValue`]); a reader that found
+/// its end by matching brackets may wrap it unchecked ([`RawJson::unchecked`]), and then
+/// [`RawJson::checked`] is where malformed text is reported. The host only ever sends
+/// well-formed JSON, so a guest that never reads a state's attributes never pays for checking
+/// them. Serializing one checks it first and fails on malformed text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RawJson<'a> {
+    text: &'a str,
+}
+
+impl<'a> RawJson<'a> {
+    /// Wraps `text` without checking it.
+    #[must_use]
+    pub const fn unchecked(text: &'a str) -> Self {
+        Self { text }
+    }
+
+    /// The text as received (not checked: see [`RawJson::checked`]).
+    #[must_use]
+    pub const fn get(&self) -> &'a str {
+        self.text
+    }
+
+    /// The text, checked to be one JSON value.
+    ///
+    /// # Errors
+    /// serde_json's error when it is not.
+    pub fn checked(&self) -> Result<&'a RawValue, serde_json::Error> {
+        serde_json::from_str(self.text)
+    }
+}
+
+impl<'a> From<&'a RawValue> for RawJson<'a> {
+    fn from(raw: &'a RawValue) -> Self {
+        Self::unchecked(raw.get())
+    }
+}
+
+impl core::fmt::Debug for RawJson<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("RawJson").field(&self.text).finish()
+    }
+}
+
+impl Serialize for RawJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.checked()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(deserializer).map(Self::from)
+    }
+}
 
 /// A change's cause (Home Assistant's context, plus the plugin that made it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,9 +98,9 @@ pub struct State<'a> {
     /// The state string.
     #[serde(borrow)]
     pub state: Cow<'a, str>,
-    /// A JSON object, unparsed.
+    /// A JSON object, unparsed (and, in events a guest reads, unchecked until read).
     #[serde(borrow)]
-    pub attributes: &'a RawValue,
+    pub attributes: RawJson<'a>,
     /// ISO-8601 with microseconds and `+00:00`.
     #[serde(borrow)]
     pub last_changed: Cow<'a, str>,
