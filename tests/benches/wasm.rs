@@ -29,8 +29,8 @@ use divan::Bencher;
 use divan::counter::ItemsCount;
 use homecore::{Attributes, Context, EntityId, Home};
 use homecore_plugins::{
-    PluginManifest, PluginRegistry, PluginRuntime, PluginSource, PluginSpec, WasmtimeConfig,
-    WasmtimeRuntime,
+    HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginRegistry, PluginRuntime,
+    PluginSource, PluginSpec, WasmtimeConfig, WasmtimeRuntime,
 };
 use homecore_tests::guest::{example_manifest, example_wasm};
 use serde_json::json;
@@ -288,6 +288,124 @@ mod event {
         let info = registry.get("motion_lights_wasm").expect("loaded");
         assert_eq!(info.stats.errors, 0, "{info:?}");
         assert_eq!(info.stats.mailbox_dropped, 0, "{info:?}");
+    }
+
+    /// Holds the [`PluginContext`] a native probe plugin is given at setup, so the delivery
+    /// bench can drive a WASM instance with a real context (grants, quotas, timers).
+    struct Probe {
+        slot: Arc<std::sync::Mutex<Option<PluginContext>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl HomeCorePlugin for Probe {
+        async fn setup(
+            &mut self,
+            ctx: &PluginContext,
+            _config: &serde_json::Value,
+        ) -> Result<(), PluginError> {
+            *self.slot.lock().expect("not poisoned") = Some(ctx.clone());
+            Ok(())
+        }
+
+        async fn on_state_changed(
+            &mut self,
+            _ctx: &PluginContext,
+            _event: &homecore::StateChanged,
+        ) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    /// `EVENTS` fresh state changes of the hall sensor ("on" again, new attributes), each
+    /// one's old state being the previous one's new state, as the bus delivers them.
+    fn fresh_events(
+        home: &Home,
+        sub: &mut homecore::Subscription,
+        id: &EntityId,
+        next: &mut u64,
+    ) -> Vec<Arc<homecore::StateChanged>> {
+        let ctx = Context::new();
+        (0..EVENTS)
+            .map(|_| {
+                *next += 1;
+                let attrs = Attributes::try_from(
+                    json!({"device_class": "motion", "friendly_name": "Hall motion", "n": *next}),
+                )
+                .expect("object");
+                home.states.set(id, "on", attrs, &ctx).expect("valid");
+                let event = sub.try_recv().expect("published");
+                Arc::clone(event.as_state_changed().expect("a state change"))
+            })
+            .collect()
+    }
+
+    /// One state change delivered to the reference plugin's instance by the runtime, as the
+    /// issue counts it: serialize the event once (the old state is already serialized, as the
+    /// previous event's new state), `hc_alloc` + copy in, the guest SDK reads it and the plugin
+    /// makes its one host call (`timer_cancel`), fuel and epoch deadline on. No bus, mailbox or
+    /// task switch (`homecore_end_to_end` has those).
+    #[divan::bench]
+    fn homecore_delivery(bencher: Bencher<'_, '_>) {
+        let rt = current_thread();
+        let home = Home::new();
+        let registry = PluginRegistry::new(home.clone());
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let mut probe_manifest: serde_json::Value =
+            serde_json::from_str(&example_manifest()).expect("json");
+        probe_manifest["domain"] = json!("delivery_probe");
+        probe_manifest["homecore"]["runtime"] = json!("native");
+        probe_manifest["homecore"]
+            .as_object_mut()
+            .expect("object")
+            .remove("module");
+        let probe_manifest = PluginManifest::from_value(probe_manifest).expect("valid manifest");
+        let probe_slot = Arc::clone(&slot);
+        rt.block_on(registry.load(PluginSpec::new(
+            probe_manifest,
+            PluginSource::native(move || Probe {
+                slot: Arc::clone(&probe_slot),
+            }),
+        )))
+        .expect("probe loads");
+        let ctx = slot
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("probe set up");
+        let runtime = WasmtimeRuntime::new(WasmtimeConfig::default()).expect("engine");
+        let mut instance = rt
+            .block_on(runtime.load(&manifest(), &PluginSource::Wasm(bytes())))
+            .expect("loads");
+        rt.block_on(instance.setup(&ctx, &json!({"rooms": ["hall"], "quiet_seconds": 120})))
+            .expect("setup");
+        let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
+        let mut sub = home
+            .bus
+            .subscribe(
+                [homecore::EventFilter::AllStateChanges],
+                usize::try_from(EVENTS).expect("small"),
+            )
+            .expect("ok");
+        let mut next = 0;
+        // The first "on" turns the light on; every later one is the measured path.
+        for event in fresh_events(&home, &mut sub, &id, &mut next) {
+            rt.block_on(instance.on_state_changed(&ctx, &event))
+                .expect("delivered");
+        }
+        bencher
+            .counter(ItemsCount::new(EVENTS))
+            .with_inputs(|| fresh_events(&home, &mut sub, &id, &mut next))
+            .bench_local_values(|events| {
+                rt.block_on(async {
+                    for event in &events {
+                        instance
+                            .on_state_changed(&ctx, event)
+                            .await
+                            .expect("delivered");
+                    }
+                });
+                events
+            });
     }
 
     struct Bare {
