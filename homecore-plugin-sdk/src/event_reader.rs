@@ -53,7 +53,7 @@ pub(crate) fn state_changed(text: &str) -> Read<StateChangedEvent<'_>> {
 fn host_layout(text: &str) -> Option<StateChangedEvent<'_>> {
     let mut r = Reader { text, pos: 0 };
     r.literal(b"{\"entity_id\":")?;
-    let entity_id = r.string().ok()?;
+    let entity_id = r.host_string()?;
     r.literal(b",\"old_state\":")?;
     let old_state = r.host_state()?;
     r.literal(b",\"new_state\":")?;
@@ -248,15 +248,15 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         self.literal(b"{\"entity_id\":")?;
-        let entity_id = self.string().ok()?;
+        let entity_id = self.host_string()?;
         self.literal(b",\"state\":")?;
-        let state = self.string().ok()?;
+        let state = self.host_string()?;
         self.literal(b",\"attributes\":")?;
         let attributes = self.raw().ok()?;
         self.literal(b",\"last_changed\":")?;
-        let last_changed = self.string().ok()?;
+        let last_changed = self.host_string()?;
         self.literal(b",\"last_updated\":")?;
-        let last_updated = self.string().ok()?;
+        let last_updated = self.host_string()?;
         self.literal(b",\"context\":")?;
         let context = self.host_context()?;
         self.literal(b"}")?;
@@ -273,13 +273,13 @@ impl<'a> Reader<'a> {
     /// A context in the host's layout: `origin` only when set.
     fn host_context(&mut self) -> Option<Context<'a>> {
         self.literal(b"{\"id\":")?;
-        let id = self.string().ok()?;
+        let id = self.host_string()?;
         self.literal(b",\"parent_id\":")?;
-        let parent_id = self.optional_string().ok()?;
+        let parent_id = self.host_optional_string()?;
         self.literal(b",\"user_id\":")?;
-        let user_id = self.optional_string().ok()?;
+        let user_id = self.host_optional_string()?;
         let origin = match self.literal(b",\"origin\":") {
-            Some(()) => self.optional_string().ok()?,
+            Some(()) => self.host_optional_string()?,
             None => None,
         };
         self.literal(b"}")?;
@@ -400,6 +400,32 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn string(&mut self) -> Read<Cow<'a, str>> {
         self.expect(b'"')?;
+        self.string_contents()
+    }
+
+    /// A string that starts exactly here, in the host's layout (no whitespace to skip).
+    #[inline(always)]
+    fn host_string(&mut self) -> Option<Cow<'a, str>> {
+        if self.bytes().get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        self.pos += 1;
+        self.string_contents().ok()
+    }
+
+    /// A string or `null` that starts exactly here, in the host's layout.
+    #[inline(always)]
+    fn host_optional_string(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.literal(b"null").is_some() {
+            Some(None)
+        } else {
+            self.host_string().map(Some)
+        }
+    }
+
+    /// The rest of a string whose opening quote was just consumed.
+    #[inline(always)]
+    fn string_contents(&mut self) -> Read<Cow<'a, str>> {
         let start = self.pos;
         let (end, escaped) = self.string_end()?;
         self.pos = end + 1;
