@@ -116,7 +116,8 @@ impl TryFrom<wire::ServiceResult<'_>> for ServiceResult {
     }
 }
 
-/// Parses unparsed JSON (attributes, event or service data) into `T`, which may borrow from it.
+/// Parses unparsed JSON (attributes, event or service data: a [`RawJson`] or a `RawValue`) into
+/// `T`, which may borrow from it. Unchecked attributes are checked here, as they are parsed.
 ///
 /// ```
 /// use serde_json::value::RawValue;
@@ -130,12 +131,13 @@ impl TryFrom<wire::ServiceResult<'_>> for ServiceResult {
 ///
 /// # Errors
 /// [`Error::Json`](crate::Error::Json) when the JSON does not have `T`'s shape.
-pub fn from_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T> {
-    Ok(serde_json::from_str(raw.get())?)
+pub fn from_raw<'a, T: Deserialize<'a>>(raw: impl Into<RawJson<'a>>) -> Result<T> {
+    Ok(serde_json::from_str(raw.into().get())?)
 }
 
 /// One member of a JSON object (attributes, event data), parsed into `T`; `None` when the
-/// object has no such member. Only that member is parsed; the others are skipped over.
+/// object has no such member. Only that member is parsed; the others are skipped over (and
+/// checked: malformed JSON is an error).
 ///
 /// ```
 /// use serde_json::value::RawValue;
@@ -149,12 +151,16 @@ pub fn from_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T> {
 /// # Errors
 /// [`Error::Json`](crate::Error::Json) when `raw` is not an object or the member does not have
 /// `T`'s shape.
-pub fn attribute<'a, T: Deserialize<'a>>(raw: &'a RawValue, name: &str) -> Result<Option<T>> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+pub fn attribute<'a, T: Deserialize<'a>>(
+    raw: impl Into<RawJson<'a>>,
+    name: &str,
+) -> Result<Option<T>> {
+    let mut de = serde_json::Deserializer::from_str(raw.into().get());
     let found = de.deserialize_map(Member {
         name,
         found: PhantomData,
     })?;
+    de.end()?;
     Ok(found)
 }
 
@@ -236,6 +242,27 @@ mod tests {
         let back: State<'_> = serde_json::from_str(&again).expect("valid");
         assert_eq!(back.attributes.get(), owned.attributes.get());
         assert_eq!(back.context, owned.as_wire().context);
+    }
+
+    #[test]
+    fn reading_unchecked_attributes_checks_them() {
+        let good = RawJson::unchecked(r#"{"brightness": 77, "other": [1, {"x": null}]}"#);
+        assert_eq!(
+            attribute::<u8>(good, "brightness").expect("valid"),
+            Some(77)
+        );
+        assert_eq!(attribute::<u8>(good, "missing").expect("valid"), None);
+        for bad in [
+            r#"{"brightness": 77, "other": }"#,
+            r#"{"brightness": 77} x"#,
+        ] {
+            let raw = RawJson::unchecked(bad);
+            assert!(attribute::<u8>(raw, "brightness").is_err(), "{bad}");
+            assert!(from_raw::<serde_json::Value>(raw).is_err(), "{bad}");
+            assert!(raw.checked().is_err(), "{bad}");
+        }
+        // JSON, but not an object.
+        assert!(attribute::<u8>(RawJson::unchecked("[1]"), "brightness").is_err());
     }
 
     #[test]

@@ -52,6 +52,12 @@ impl<'a> From<&'a RawValue> for RawJson<'a> {
     }
 }
 
+impl<'a> From<&'a alloc::boxed::Box<RawValue>> for RawJson<'a> {
+    fn from(raw: &'a alloc::boxed::Box<RawValue>) -> Self {
+        Self::unchecked(raw.get())
+    }
+}
+
 impl core::fmt::Debug for RawJson<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_tuple("RawJson").field(&self.text).finish()
@@ -186,4 +192,28 @@ pub struct ServiceResult<'a> {
     /// The service's response data, if any.
     #[serde(borrow, default)]
     pub response: Option<&'a RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: &str = r#"{"entity_id":"light.hall","state":"on","attributes":{"b":77},"last_changed":"t","last_updated":"t","context":{"id":"c","parent_id":null,"user_id":null}}"#;
+
+    #[test]
+    fn raw_json_is_checked_by_serde_both_ways_and_when_asked() {
+        let state: State<'_> = serde_json::from_str(STATE).expect("valid");
+        assert_eq!(state.attributes.get(), r#"{"b":77}"#);
+        assert!(state.attributes.checked().is_ok());
+        // Deserializing checks.
+        let bad = STATE.replace(r#"{"b":77}"#, r#"{"b":}"#);
+        assert!(serde_json::from_str::<State<'_>>(&bad).is_err());
+        // Unchecked text is reported when checked, and refused when serialized.
+        let mut unchecked = state.clone();
+        unchecked.attributes = RawJson::unchecked(r#"{"b":}"#);
+        assert!(unchecked.attributes.checked().is_err());
+        assert!(serde_json::to_string(&unchecked).is_err());
+        // Well-formed text serializes as it is.
+        assert_eq!(serde_json::to_string(&state).expect("serializes"), STATE);
+    }
 }
