@@ -4,7 +4,10 @@
 //!
 //! Loads the reference plugin 100 and then 1,000 times (one module compiled once, one `Store`
 //! and instance per plugin, each set up), and prints the growth of the process's resident set
-//! (VmRSS from /proc/self/status) divided by the number of instances.
+//! (VmRSS from /proc/self/status) divided by the number of instances. It also prints the growth
+//! of the proportional set size (Pss from /proc/self/smaps_rollup), which counts a page shared
+//! by n mappings as 1/n in each: every instance maps the module's data image from the same
+//! memory file, and RSS counts those pages once per instance.
 
 use std::sync::Arc;
 
@@ -14,15 +17,24 @@ use homecore_plugins::{
 };
 use homecore_tests::guest::{example_manifest, example_wasm};
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// The value in KiB of the line starting with `key` in the proc file `path`; 0 when absent.
+fn proc_kib(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    proc_kib("/proc/self/status", "VmRSS:")
+}
+
+fn pss_kib() -> u64 {
+    proc_kib("/proc/self/smaps_rollup", "Pss:")
 }
 
 fn spec(i: usize, bytes: &Arc<[u8]>, manifest: &serde_json::Value) -> PluginSpec {
@@ -58,6 +70,7 @@ async fn main() {
         let mut loaded = 1;
         for target in [100usize, 1000] {
             let before = rss_kib();
+            let pss_before = pss_kib();
             let from = loaded;
             let specs: Vec<_> = (from..=target)
                 .map(|i| spec(i, &bytes, &manifest))
@@ -66,9 +79,11 @@ async fn main() {
             assert_eq!(report.started().len(), target + 1 - from, "{report:?}");
             loaded = target + 1;
             let after = rss_kib();
-            let per = (after.saturating_sub(before)) as f64 / (target + 1 - from) as f64;
+            let count = (target + 1 - from) as f64;
+            let per = (after.saturating_sub(before)) as f64 / count;
+            let pss_per = (pss_kib().saturating_sub(pss_before)) as f64 / count;
             println!(
-                "{label}: {target} instances: +{} KiB for {} instances = {per:.1} KiB each (RSS now {after} KiB)",
+                "{label}: {target} instances: +{} KiB for {} instances = {per:.1} KiB each (RSS now {after} KiB); PSS {pss_per:.1} KiB each",
                 after.saturating_sub(before),
                 target + 1 - from
             );
