@@ -13,8 +13,10 @@
 //! event handling).
 //!
 //! Its results equal serde_json's for every well-formed payload (tested against it, key order,
-//! whitespace, escapes and unknown members included); malformed input outside the attributes
-//! is an error, never a panic, and malformed attributes are an error when read.
+//! whitespace, escapes and unknown members included). Malformed input is an error, never a
+//! panic, except inside what is stepped over unchecked: malformed attributes are an error when
+//! read, and malformed unknown members are never looked at (unbalanced brackets or an
+//! unterminated string anywhere are always an error: the reader cannot find the end).
 
 use std::borrow::Cow;
 
@@ -50,6 +52,7 @@ pub(crate) fn state_changed(text: &str) -> Read<StateChangedEvent<'_>> {
 /// (keys, brackets, separators) as literals instead of reading and dispatching on keys.
 /// `None` as soon as anything differs, malformed input included: the general reader then
 /// reads it again (and reports the error), so this path changes no result, only the cost.
+/// (Attributes are not checked by either reader: see [`RawJson`].)
 fn host_layout(text: &str) -> Option<StateChangedEvent<'_>> {
     let mut r = Reader { text, pos: 0 };
     r.literal(b"{\"entity_id\":")?;
@@ -646,7 +649,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_host_payload_leaves_the_fast_path_and_is_an_error() {
+    fn a_damaged_host_payload_leaves_the_fast_path_and_is_an_error_or_unchecked_attributes() {
         for text in host_payloads() {
             for cut in 0..text.len() {
                 let Some(prefix) = text.get(..cut) else {

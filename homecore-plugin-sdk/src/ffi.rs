@@ -312,8 +312,8 @@ mod stand_in {
 /// # Errors
 /// `from_utf8`'s error when the payload is not UTF-8.
 pub(crate) fn payload_text(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
-    if is_ascii(bytes) {
-        // SAFETY: `is_ascii` checked that every byte is below 0x80, and ASCII is valid UTF-8.
+    if all_ascii(bytes) {
+        // SAFETY: `all_ascii` checked that every byte is below 0x80, and ASCII is valid UTF-8.
         Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
         std::str::from_utf8(bytes)
@@ -322,7 +322,7 @@ pub(crate) fn payload_text(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
 
 /// Whether every byte is below 0x80: four eight-byte words or-ed together per step, then
 /// words, then bytes.
-fn is_ascii(bytes: &[u8]) -> bool {
+fn all_ascii(bytes: &[u8]) -> bool {
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let word = |chunk: &[u8]| {
         let mut w = [0u8; 8];

@@ -3,10 +3,11 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use homecore_abi::v1::{self, Status, log_level, wire};
+use homecore_abi::v1::{self, Status, log_level};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::state::{ServiceAnswer, StateAnswer};
 use crate::{Error, OwnedState, RawJson, Result, ServiceResult, State, ffi};
 
 /// Bytes of the buffer the SDK offers the host for a call's result. A larger result (a state
@@ -162,7 +163,7 @@ pub fn get_state(entity_id: &str) -> Result<Option<OwnedState>> {
     with_result(
         "state_get",
         |out| ffi::state_get(entity_id.as_bytes(), out),
-        |bytes| parse_json::<State<'_>>("state_get", bytes).and_then(OwnedState::try_from),
+        |bytes| parse_json::<StateAnswer<'_>>("state_get", bytes).map(OwnedState::from),
     )
 }
 
@@ -192,13 +193,19 @@ pub fn with_state<R>(entity_id: &str, f: impl FnOnce(Option<&State<'_>>) -> R) -
 }
 
 /// Writes an entity's state with attributes given as JSON text (`None`: no attributes). Pass
-/// another state's `attributes` to keep them unchanged: they go to the host as they are,
-/// unparsed (the host checks them). Answers whether anything changed.
+/// another state's `attributes` (or an [`OwnedState::raw_attributes`]) to keep them unchanged:
+/// they go to the host as they are, unparsed (the host checks them). Answers whether anything
+/// changed.
 ///
 /// # Errors
 /// [`Error::Host`] with `Denied` without write permission, `InvalidEntityId`, `InvalidState`
-/// (over 255 characters), `InvalidJson`, `NotAnObject`, `LoopGuard`, …
+/// (over 255 characters), `BadJson` (attributes that are not JSON), `NotAnObject`,
+/// `LoopGuard`, …; [`Error::Json`] for empty attribute text (the ABI would read it as "no
+/// attributes").
 pub fn set_state(entity_id: &str, state: &str, attributes: Option<RawJson<'_>>) -> Result<bool> {
+    if let Some(raw) = attributes.filter(|raw| raw.get().is_empty()) {
+        raw.checked()?;
+    }
     let attrs = attributes.map_or(&[][..], |raw| raw.get().as_bytes());
     check_bool(
         "state_set",
@@ -294,10 +301,7 @@ fn service_call_request<D: Serialize + ?Sized>(
         with_result(
             "service_call",
             |out| ffi::service_call(buf, out),
-            |bytes| {
-                parse_json::<wire::ServiceResult<'_>>("service_call", bytes)
-                    .and_then(ServiceResult::try_from)
-            },
+            |bytes| parse_json::<ServiceAnswer<'_>>("service_call", bytes).map(ServiceResult::from),
         )
     })?;
     // A service call never answers NotFound for "no result"; treat it as the status it is.
@@ -511,6 +515,26 @@ mod tests {
     }
 
     #[test]
+    fn attributes_pass_through_unparsed_and_empty_text_is_refused() {
+        let host = FakeHost::new();
+        host.put_state("light.hall", "on", json!({"brightness": 3}));
+        let hall = get_state("light.hall").expect("readable").expect("exists");
+        set_state("light.desk", "on", Some(hall.raw_attributes())).expect("written");
+        assert_eq!(
+            host.attributes("light.desk"),
+            Some(json!({"brightness": 3}))
+        );
+        let err = set_state("light.desk", "off", Some(RawJson::unchecked("")))
+            .expect_err("empty text is not JSON");
+        assert!(matches!(err, Error::Json(_)), "{err:?}");
+        assert_eq!(
+            host.state("light.desk").as_deref(),
+            Some("on"),
+            "nothing written"
+        );
+    }
+
+    #[test]
     fn writes_report_changes_and_host_refusals() {
         let host = FakeHost::new();
         assert!(set_state("switch.a", "on", None).expect("written"));
@@ -578,7 +602,7 @@ mod tests {
         )
         .expect("json");
         assert_eq!(buf, br#"{"domain":"a","service":"b"}"#);
-        let parsed: wire::ServiceRequest<'_> =
+        let parsed: homecore_abi::v1::wire::ServiceRequest<'_> =
             serde_json::from_slice(&buf).expect("the wire shape");
         assert!(parsed.data.is_none());
     }

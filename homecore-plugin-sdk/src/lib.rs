@@ -37,7 +37,7 @@
 //!         let Some(new) = &event.new_state else { return Ok(()) };
 //!         // Keep the light's attributes: pass them through without parsing them.
 //!         let light = sdk::get_state(&self.light)?;
-//!         sdk::set_state(&self.light, &new.state, light.as_ref().map(|l| (&*l.attributes).into()))?;
+//!         sdk::set_state(&self.light, &new.state, light.as_ref().map(|l| l.raw_attributes()))?;
 //!         let flips = sdk::kv_get("flips")?
 //!             .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
 //!             .unwrap_or(0);
@@ -80,10 +80,11 @@
 //!   against the permissions the manifest asked for and the operator granted, and a refusal is
 //!   an [`Error::Host`] with [`Status::Denied`]. Return it with `?`: the call fails, the
 //!   message reaches the host's log.
-//! - **JSON stays unparsed until read.** Events borrow from the payload; attributes and event
-//!   data are [`RawValue`](serde_json::value::RawValue)s. Pass them through untouched
-//!   ([`set_state`] takes raw attributes), read one member with [`attribute`], or a whole
-//!   shape with [`from_raw`]. Nothing is parsed that the plugin does not read.
+//! - **JSON stays unparsed until read.** Events borrow from the payload; a state's attributes
+//!   are [`RawJson`], not even checked until read, and event data a
+//!   [`RawValue`](serde_json::value::RawValue). Pass them through untouched ([`set_state`]
+//!   takes raw attributes), read one member with [`attribute`], or a whole shape with
+//!   [`from_raw`]. Nothing is parsed that the plugin does not read.
 //! - **Timers instead of threads.** There are no threads or async runtime in the sandbox:
 //!   [`start_timer`] asks the host to call [`Plugin::on_timer`] later with a token of the
 //!   plugin's choosing (starting a pending token restarts it; [`cancel_timer`] cancels).

@@ -37,8 +37,11 @@ pub trait Plugin: Default + 'static {
     /// Reacts to a change of an entity the plugin subscribed to. Writes it makes carry a
     /// child of the event's context.
     ///
-    /// Attributes arrive unparsed ([`RawValue`]); parse only what you read, e.g. with
-    /// [`attribute`](crate::attribute) or [`from_raw`](crate::from_raw).
+    /// Attributes arrive unparsed and unchecked ([`RawJson`](crate::RawJson)); parse only what
+    /// you read, e.g. with [`attribute`](crate::attribute) or [`from_raw`](crate::from_raw),
+    /// which check what they parse. (Should a host ever send malformed attributes, the event
+    /// is still delivered and reading them fails with [`Error::Json`](crate::Error::Json);
+    /// returned with `?`, that fails the call like any other error.)
     ///
     /// # Errors
     /// Counted and logged; repeated failures quarantine the plugin.

@@ -63,7 +63,66 @@ impl TryFrom<State<'_>> for OwnedState {
     }
 }
 
+/// A state as the host answers it (`state_get`, `service_call`): read in one pass, attributes
+/// checked and copied by the parse itself (converting a [`State`] would check them again).
+#[derive(Deserialize)]
+pub(crate) struct StateAnswer<'a> {
+    #[serde(borrow)]
+    entity_id: Cow<'a, str>,
+    #[serde(borrow)]
+    state: Cow<'a, str>,
+    attributes: Box<RawValue>,
+    #[serde(borrow)]
+    last_changed: Cow<'a, str>,
+    #[serde(borrow)]
+    last_updated: Cow<'a, str>,
+    #[serde(borrow)]
+    context: Context<'a>,
+}
+
+impl From<StateAnswer<'_>> for OwnedState {
+    fn from(answer: StateAnswer<'_>) -> Self {
+        Self {
+            entity_id: owned(answer.entity_id),
+            state: owned(answer.state),
+            attributes: answer.attributes,
+            last_changed: owned(answer.last_changed),
+            last_updated: owned(answer.last_updated),
+            context: owned_context(answer.context),
+        }
+    }
+}
+
+/// The `service_call` import's result as the host answers it (`wire::ServiceResult`'s shape).
+#[derive(Deserialize)]
+pub(crate) struct ServiceAnswer<'a> {
+    #[serde(borrow)]
+    changed_states: Vec<StateAnswer<'a>>,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
+}
+
+impl From<ServiceAnswer<'_>> for ServiceResult {
+    fn from(answer: ServiceAnswer<'_>) -> Self {
+        Self {
+            changed_states: answer
+                .changed_states
+                .into_iter()
+                .map(OwnedState::from)
+                .collect(),
+            response: answer.response.map(RawValue::to_owned),
+        }
+    }
+}
+
 impl OwnedState {
+    /// This state's attributes as the [`RawJson`] that [`set_state`](crate::set_state) and the
+    /// readers take.
+    #[must_use]
+    pub fn raw_attributes(&self) -> RawJson<'_> {
+        RawJson::from(&self.attributes)
+    }
+
     /// Borrows this state as the wire type.
     #[must_use]
     pub fn as_wire(&self) -> State<'_> {
@@ -104,6 +163,10 @@ pub struct ServiceResult {
 impl TryFrom<wire::ServiceResult<'_>> for ServiceResult {
     type Error = crate::Error;
 
+    /// Owns `result`, checking its states' attributes (see [`OwnedState`]'s conversion).
+    ///
+    /// # Errors
+    /// [`Error::Json`](crate::Error::Json) when some attributes are not JSON.
     fn try_from(result: wire::ServiceResult<'_>) -> Result<Self> {
         Ok(Self {
             changed_states: result
@@ -130,7 +193,8 @@ impl TryFrom<wire::ServiceResult<'_>> for ServiceResult {
 /// ```
 ///
 /// # Errors
-/// [`Error::Json`](crate::Error::Json) when the JSON does not have `T`'s shape.
+/// [`Error::Json`](crate::Error::Json) when the text is not JSON (unchecked attributes) or
+/// does not have `T`'s shape.
 pub fn from_raw<'a, T: Deserialize<'a>>(raw: impl Into<RawJson<'a>>) -> Result<T> {
     Ok(serde_json::from_str(raw.into().get())?)
 }
@@ -149,8 +213,9 @@ pub fn from_raw<'a, T: Deserialize<'a>>(raw: impl Into<RawJson<'a>>) -> Result<T
 /// ```
 ///
 /// # Errors
-/// [`Error::Json`](crate::Error::Json) when `raw` is not an object or the member does not have
-/// `T`'s shape.
+/// [`Error::Json`](crate::Error::Json) when `raw` is not a JSON object (malformed text,
+/// unchecked attributes included, or text after the object) or the member does not have `T`'s
+/// shape.
 pub fn attribute<'a, T: Deserialize<'a>>(
     raw: impl Into<RawJson<'a>>,
     name: &str,

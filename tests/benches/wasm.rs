@@ -339,8 +339,8 @@ mod event {
             .collect()
     }
 
-    /// One state change delivered to the reference plugin's instance by the runtime, as the
-    /// issue counts it: serialize the event once (the old state is already serialized, as the
+    /// One state change delivered to the reference plugin's instance by the runtime, as issue 3
+    /// (§8, "per-event delivery") counts it: serialize the event once (the old state is already serialized, as the
     /// previous event's new state), `hc_alloc` + copy in, the guest SDK reads it and the plugin
     /// makes its one host call (`timer_cancel`), fuel and epoch deadline on. No bus, mailbox or
     /// task switch (`homecore_end_to_end` has those).

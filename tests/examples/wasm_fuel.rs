@@ -5,8 +5,9 @@
 //!
 //! Prints the fuel of `hc_alloc` and of `hc_on_state_changed` for the benchmarks' 700-byte
 //! event (a repeated "on" of the hall sensor: the plugin answers with one host call) and for the
-//! same event with smaller attributes (the benchmark's `payload`). Unlike wall-clock figures on this noisy machine, these
-//! do not vary from run to run, so they show what a change to the guest SDK costs or saves.
+//! same event with smaller attributes (the benchmark's `payload`). Unlike wall-clock figures,
+//! these do not vary from run to run, so they show what a change to the guest SDK costs or
+//! saves.
 
 use homecore::{Attributes, Context, EntityId, Home};
 use homecore_tests::guest::example_wasm;

@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 /// its end by matching brackets may wrap it unchecked ([`RawJson::unchecked`]), and then
 /// [`RawJson::checked`] is where malformed text is reported. The host only ever sends
 /// well-formed JSON, so a guest that never reads a state's attributes never pays for checking
-/// them. Serializing one checks it first and fails on malformed text.
+/// them. Serializing one checks it first and fails on malformed text. Equality compares the
+/// text byte for byte (`{"a":1}` and `{ "a": 1 }` differ).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RawJson<'a> {
     text: &'a str,
@@ -37,7 +38,7 @@ impl<'a> RawJson<'a> {
         self.text
     }
 
-    /// The text, checked to be one JSON value.
+    /// The text, checked to be one JSON value (the result leaves out whitespace around it).
     ///
     /// # Errors
     /// serde_json's error when it is not.

@@ -151,24 +151,28 @@ fn with_scratch(write: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut out) => {
-            out.clear();
-            write(&mut out);
-            let bytes = Arc::from(&out[..]);
-            // A rare huge payload does not keep its buffer for the thread's lifetime.
-            if out.capacity() > SCRATCH_KEPT {
-                *out = Vec::new();
-            }
-            bytes
+    let mut write = Some(write);
+    let reused = SCRATCH.try_with(|scratch| {
+        let mut out = scratch.try_borrow_mut().ok()?;
+        out.clear();
+        (write.take()?)(&mut out);
+        let bytes = Arc::from(&out[..]);
+        // A rare huge payload does not keep its buffer for the thread's lifetime.
+        if out.capacity() > SCRATCH_KEPT {
+            *out = Vec::new();
         }
-        // Not reentrant in practice; a fresh buffer keeps it correct if it ever is.
-        Err(_) => {
-            let mut out = Vec::new();
-            write(&mut out);
-            Arc::from(out)
-        }
-    })
+        Some(bytes)
+    });
+    if let Ok(Some(bytes)) = reused {
+        return bytes;
+    }
+    // Not reentrant in practice, and nothing is serialized while the thread's locals are torn
+    // down; a fresh buffer keeps it correct if either ever happens (`write` has not run then).
+    let mut out = Vec::new();
+    if let Some(write) = write {
+        write(&mut out);
+    }
+    Arc::from(out)
 }
 
 /// The largest scratch buffer a thread keeps between serializations.
