@@ -10,6 +10,13 @@
 //! the directory and the file are ours and private. Anything unexpected (no file, a file that
 //! is not ours, a file Wasmtime refuses) is a miss: the module is compiled again and the entry
 //! replaced; the cache never turns into a load error.
+//!
+//! The directory is kept within a size limit ([`crate::WasmtimeConfig::cache_max_bytes`], 512
+//! MiB by default, as Wasmtime's own cache): when the runtime opens it and after every new
+//! artifact, the least recently used artifacts (by modification time, which a hit refreshes)
+//! are removed until the rest fits, and temporary files an interrupted writer left behind are
+//! removed after an hour. Only regular files of ours with the cache's names are ever removed;
+//! a process that still maps a removed artifact keeps its copy.
 
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
@@ -27,6 +34,15 @@ const FORMAT: &[u8] = b"homecore-artifact-cache-v1";
 /// Extension of a named artifact.
 const EXTENSION: &str = "cwasm";
 
+/// Extension of a temporary file being written (named `.<key>.<pid>.<n>.tmp`).
+const TEMP_EXTENSION: &str = "tmp";
+
+/// Default size limit of the directory's artifacts (Wasmtime's cache uses the same).
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 512 << 20;
+
+/// Age after which a temporary file is taken for a crashed writer's and removed.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A directory of compiled modules for one engine configuration.
 #[derive(Debug)]
 pub(crate) struct ArtifactCache {
@@ -35,6 +51,19 @@ pub(crate) struct ArtifactCache {
     engine_key: [u8; 32],
     /// The effective user id: the owner every directory and file must have.
     uid: u32,
+    /// Size limit of the directory's artifacts, bytes.
+    max_bytes: u64,
+}
+
+/// What one [`ArtifactCache::prune`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pruned {
+    /// Artifacts removed to get within the size limit.
+    pub(crate) artifacts: usize,
+    /// Their bytes.
+    pub(crate) bytes: u64,
+    /// Stale temporary files removed.
+    pub(crate) temporaries: usize,
 }
 
 /// Why the cache directory cannot be used (the runtime then runs without a disk cache).
@@ -116,7 +145,88 @@ impl ArtifactCache {
             dir: dir.to_owned(),
             engine_key: hasher.0.finalize().into(),
             uid,
+            max_bytes: DEFAULT_MAX_BYTES,
         })
+    }
+
+    /// This cache with a size limit of `max_bytes` for its artifacts.
+    pub(crate) fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Removes stale temporary files, then the least recently used artifacts until the rest
+    /// fit the size limit (`keep`, the artifact just stored, is never removed). Failures are
+    /// logged and skipped: pruning never fails a load.
+    pub(crate) fn prune(&self, keep: Option<&ArtifactKey>) -> Pruned {
+        let mut pruned = Pruned::default();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(path = %self.dir.display(), error = %e, "cannot list the compiled-module cache");
+                return pruned;
+            }
+        };
+        let keep = keep.map(|key| self.path(key));
+        let now = std::time::SystemTime::now();
+        let mut artifacts = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Only regular files of ours (not following links) with the cache's names.
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.file_type().is_file() || meta.uid() != self.uid {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(now);
+            match path.extension().and_then(|e| e.to_str()) {
+                Some(EXTENSION) if Some(&path) != keep.as_ref() => {
+                    artifacts.push((modified, meta.len(), path));
+                }
+                Some(EXTENSION) => {}
+                Some(TEMP_EXTENSION)
+                    if now.duration_since(modified).unwrap_or_default() > STALE_TEMP
+                        && fs::remove_file(&path).is_ok() =>
+                {
+                    pruned.temporaries += 1;
+                }
+                _ => {}
+            }
+        }
+        let kept_size = keep
+            .as_ref()
+            .and_then(|path| fs::symlink_metadata(path).ok())
+            .map_or(0, |meta| meta.len());
+        let mut total = kept_size + artifacts.iter().map(|(_, len, _)| len).sum::<u64>();
+        // Oldest first.
+        artifacts.sort_by_key(|(modified, _, _)| *modified);
+        for (_, len, path) in artifacts {
+            if total <= self.max_bytes {
+                break;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= len;
+                    pruned.artifacts += 1;
+                    pruned.bytes += len;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a compiled module from the cache");
+                }
+            }
+        }
+        if pruned != Pruned::default() {
+            tracing::info!(
+                path = %self.dir.display(),
+                artifacts = pruned.artifacts,
+                bytes = pruned.bytes,
+                temporaries = pruned.temporaries,
+                max_bytes = self.max_bytes,
+                "compiled-module cache pruned"
+            );
+        }
+        pruned
     }
 
     /// The key of a module whose SHA-256 is `module_sha256`, for this cache's engine.
@@ -170,6 +280,8 @@ impl ArtifactCache {
         if mode != 0o600 {
             return Err(Unusable::Mode { mode });
         }
+        // For the timestamp a hit refreshes (see below).
+        let refresh = file.try_clone().ok();
         // SAFETY: `Module::deserialize_open_file` requires the file to be an unmodified output
         // of `Module::serialize`/`Engine::precompile_module` that stays unchanged while the
         // module lives. This file was opened without following links, inside a directory that
@@ -179,14 +291,20 @@ impl ArtifactCache {
         // `Module::serialize` of a module this engine compiled to a fresh temporary file,
         // syncs it, and renames it into place, so a named file is complete and never written
         // again (a replacement is a new file renamed over the name; the mapped one is
-        // untouched). The name is the key of the module's SHA-256 and the engine's
-        // compatibility hash, so it holds code for this module and engine settings; Wasmtime
-        // still checks its own header (version, target, settings) and refuses a mismatch,
-        // which is a miss here.
+        // untouched; a hit only refreshes a file's modification time). The name is the key of
+        // the module's SHA-256 and the engine's compatibility hash, so it holds code for this
+        // module and engine settings; Wasmtime still checks its own header (version, target,
+        // settings) and refuses a mismatch, which is a miss here.
         let loaded = unsafe { Module::deserialize_open_file(engine, file) };
-        loaded.map_err(|e| Unusable::Refused {
+        let module = loaded.map_err(|e| Unusable::Refused {
             reason: format!("{e:#}"),
-        })
+        })?;
+        // A hit makes this the most recently used artifact (what `prune` keeps longest). Only
+        // the timestamp changes, never the bytes; a failure costs nothing but that order.
+        if let Some(file) = refresh {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        Ok(module)
     }
 
     /// Stores `module` (compiled from the module of `key` by this cache's engine) under `key`,
@@ -194,12 +312,15 @@ impl ArtifactCache {
     /// the next start compiles it again.
     pub(crate) fn store(&self, key: &ArtifactKey, module: &Module) {
         let path = self.path(key);
-        if let Err(e) = self.try_store(&path, module) {
-            tracing::warn!(
+        match self.try_store(&path, module) {
+            Ok(()) => {
+                self.prune(Some(key));
+            }
+            Err(e) => tracing::warn!(
                 path = %path.display(),
                 error = %e,
                 "could not store the compiled module; the next start will compile it again"
-            );
+            ),
         }
     }
 
@@ -209,7 +330,7 @@ impl ArtifactCache {
             .serialize()
             .map_err(|e| io::Error::other(format!("{e:#}")))?;
         let temp = self.dir.join(format!(
-            ".{}.{}.{}.tmp",
+            ".{}.{}.{}.{TEMP_EXTENSION}",
             path.file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("artifact"),
@@ -312,6 +433,79 @@ mod tests {
             .collect();
         assert_eq!(entries.len(), 1, "{entries:?}");
         entries.into_iter().next().expect("one entry")
+    }
+
+    /// Sets `path`'s modification time to `ago` before now.
+    fn age(path: &Path, ago: std::time::Duration) {
+        let when = std::time::SystemTime::now() - ago;
+        File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(when))
+            .expect("settable");
+    }
+
+    #[test]
+    fn the_least_recently_used_artifacts_go_when_over_the_limit() {
+        let dir = temp_dir("prune");
+        let engine = engine(true);
+        let module = module(&engine);
+        let probe = ArtifactCache::open(&dir, &engine).expect("opens");
+        let keys: Vec<ArtifactKey> = (0u8..3).map(|i| probe.key(&[i; 32])).collect();
+        probe.store(&keys[0], &module);
+        let size = fs::metadata(probe.path(&keys[0])).expect("stored").len();
+        // Room for two artifacts and a half.
+        let cache = probe.with_max_bytes(size * 5 / 2);
+        cache.store(&keys[1], &module);
+        age(&cache.path(&keys[0]), std::time::Duration::from_secs(300));
+        age(&cache.path(&keys[1]), std::time::Duration::from_secs(200));
+        // A hit makes the older one the most recently used.
+        assert!(cache.load(&engine, &keys[0]).is_some());
+        cache.store(&keys[2], &module);
+        assert!(cache.path(&keys[0]).exists(), "used last before the store");
+        assert!(
+            !cache.path(&keys[1]).exists(),
+            "the least recently used goes"
+        );
+        assert!(cache.path(&keys[2]).exists(), "the one just stored stays");
+        // A limit smaller than one artifact still keeps the one just stored.
+        let tiny = cache.with_max_bytes(1);
+        tiny.store(&keys[1], &module);
+        assert_eq!(only_entry(&dir), tiny.path(&keys[1]));
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn pruning_removes_stale_temporaries_and_nothing_that_is_not_the_caches() {
+        let dir = temp_dir("prune-temp");
+        let engine = engine(true);
+        let cache = ArtifactCache::open(&dir, &engine).expect("opens");
+        let stale = dir.join(".abc.1.0.tmp");
+        let fresh = dir.join(".abc.1.1.tmp");
+        let other = dir.join("notes.txt");
+        let link = dir.join("elsewhere.cwasm");
+        for path in [&stale, &fresh, &other] {
+            fs::write(path, b"x").expect("writable");
+        }
+        std::os::unix::fs::symlink(&other, &link).expect("symlink");
+        age(&stale, STALE_TEMP * 2);
+        age(&other, STALE_TEMP * 2);
+        let pruned = cache.with_max_bytes(0).prune(None);
+        assert_eq!(
+            pruned,
+            Pruned {
+                artifacts: 0,
+                bytes: 0,
+                temporaries: 1
+            }
+        );
+        assert!(!stale.exists());
+        assert!(fresh.exists() && other.exists());
+        assert!(
+            fs::symlink_metadata(&link).is_ok(),
+            "links are never followed or removed"
+        );
+        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -114,6 +114,10 @@ impl WasmtimeRuntime {
         #[cfg(unix)]
         let artifacts = config.cache_dir.as_deref().and_then(|dir| {
             ArtifactCache::open(dir, &engine)
+                .map(|cache| cache.with_max_bytes(config.cache_max_bytes))
+                .inspect(|cache| {
+                    cache.prune(None);
+                })
                 .map(Arc::new)
                 .inspect_err(|e| {
                     tracing::warn!(

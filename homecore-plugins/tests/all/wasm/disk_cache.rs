@@ -73,6 +73,28 @@ async fn a_restart_loads_the_compiled_module_from_disk() {
 }
 
 #[tokio::test]
+async fn a_cache_over_its_size_limit_is_pruned_when_the_runtime_opens_it() {
+    let dir = temp_dir("limit");
+    loads_and_runs(&runtime(&dir), PluginSource::Wasm(guest())).await;
+    assert_eq!(artifacts(&dir).len(), 1);
+    let small = WasmtimeRuntime::new(WasmtimeConfig {
+        cache_dir: Some(dir.clone()),
+        cache_max_bytes: 1,
+        ..WasmtimeConfig::default()
+    })
+    .expect("engine");
+    assert!(artifacts(&dir).is_empty(), "pruned when opened");
+    // The module is compiled again, and the artifact just stored stays whatever the limit.
+    loads_and_runs(&small, PluginSource::Wasm(guest())).await;
+    assert_eq!(
+        (small.compiled_modules(), small.modules_from_disk_cache()),
+        (1, 0)
+    );
+    assert_eq!(artifacts(&dir).len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn a_verified_digest_finds_the_same_artifact() {
     let dir = temp_dir("verified");
     loads_and_runs(&runtime(&dir), PluginSource::Wasm(guest())).await;
