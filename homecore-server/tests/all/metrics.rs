@@ -344,24 +344,41 @@ async fn metrics_report_known_traffic() {
     );
 }
 
+/// The `homecore_websocket_clients` gauge once it reads `expected` (the server counts a
+/// connection in its own task, so a client can see its handshake done first), or after 5 s.
+async fn websocket_clients_reaching(s: &TestServer, expected: f64) -> f64 {
+    let mut now = f64::NAN;
+    for _ in 0..500 {
+        now = value(
+            &scrape(s, "/metrics").await,
+            "homecore_websocket_clients",
+            &[],
+        );
+        if now == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    now
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_clients_are_counted_while_connected() {
     let s = TestServer::start().await;
     let (ws, _) = tokio_tungstenite::connect_async(s.ws_url())
         .await
         .expect("connected");
-    let clients = |samples: &[Sample]| value(samples, "homecore_websocket_clients", &[]);
-    assert_eq!(clients(&scrape(&s, "/metrics").await), 1.0);
+    assert_eq!(
+        websocket_clients_reaching(&s, 1.0).await,
+        1.0,
+        "the gauge counts the connected client"
+    );
     drop(ws);
-    let mut now = 1.0;
-    for _ in 0..500 {
-        now = clients(&scrape(&s, "/metrics").await);
-        if now == 0.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(now, 0.0, "the gauge goes down when the client leaves");
+    assert_eq!(
+        websocket_clients_reaching(&s, 0.0).await,
+        0.0,
+        "the gauge goes down when the client leaves"
+    );
     let samples = scrape(&s, "/metrics").await;
     assert_eq!(
         value(
