@@ -32,6 +32,7 @@ use homecore_plugins::{
     HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginRegistry, PluginRuntime,
     PluginSource, PluginSpec, WasmtimeConfig, WasmtimeRuntime,
 };
+use homecore_tests::bare::{BareGuest, state_changed_payload};
 use homecore_tests::guest::{example_manifest, example_wasm};
 use serde_json::json;
 use sha2::Digest as _;
@@ -206,34 +207,11 @@ mod event {
 
     const EVENTS: u64 = 1000;
 
-    /// The serialized `hc_on_state_changed` payload of a repeated "on" for the hall sensor
-    /// (the plugin answers with exactly one host call, `timer_cancel`).
-    fn payload(i: u64) -> Vec<u8> {
-        let home = Home::new();
-        let id: EntityId = "binary_sensor.hall_motion".parse().expect("valid");
-        let ctx = Context::new();
-        let mut sub = home
-            .bus
-            .subscribe([homecore::EventFilter::AllStateChanges], 4)
-            .expect("ok");
-        home.states
-            .set(&id, "on", Attributes::new(), &ctx)
-            .expect("valid");
-        let attrs = Attributes::try_from(
-            json!({"device_class": "motion", "friendly_name": "Hall motion", "n": i}),
+    /// The bench's `hc_on_state_changed` payload, the `n`th of a series.
+    fn payload(n: u64) -> Vec<u8> {
+        state_changed_payload(
+            json!({"device_class": "motion", "friendly_name": "Hall motion", "n": n}),
         )
-        .expect("object");
-        home.states.set(&id, "on", attrs, &ctx).expect("valid");
-        let _first = sub.try_recv();
-        let event = sub.try_recv().expect("second change");
-        let change = event.as_state_changed().expect("a state change");
-        serde_json::to_vec(&json!({
-            "entity_id": change.entity_id,
-            "old_state": change.old_state,
-            "new_state": change.new_state,
-            "context": change.context,
-        }))
-        .expect("serializes")
     }
 
     #[divan::bench]
@@ -408,88 +386,24 @@ mod event {
             });
     }
 
-    struct Bare {
-        store: wasmtime::Store<()>,
-        memory: wasmtime::Memory,
-        alloc: wasmtime::TypedFunc<i32, i32>,
-        on_state_changed: wasmtime::TypedFunc<(i32, i32), i32>,
-        limits: bool,
-    }
-
-    fn bare(limits: bool) -> Bare {
-        let mut config = wasmtime::Config::new();
-        config.consume_fuel(limits).epoch_interruption(limits);
-        let engine = wasmtime::Engine::new(&config).expect("engine");
-        let module = wasmtime::Module::new(&engine, example_wasm()).expect("compiles");
-        let mut store = wasmtime::Store::new(&engine, ());
+    /// Delivers `bytes` to the bare guest; with `limits`, fuel and epoch deadline are reset
+    /// first, as our runtime does before every call.
+    fn deliver(bare: &mut BareGuest, limits: bool, bytes: &[u8]) {
         if limits {
-            store.set_fuel(u64::MAX).expect("fuel on");
-            store.set_epoch_deadline(u64::MAX / 2);
+            bare.store.set_fuel(10_000_000).expect("fuel on");
+            bare.store.set_epoch_deadline(1000);
         }
-        let mut linker = wasmtime::Linker::new(&engine);
-        linker
-            .define_unknown_imports_as_default_values(&mut store, &module)
-            .expect("stubs");
-        let instance = linker
-            .instantiate(&mut store, &module)
-            .expect("instantiates");
-        let memory = instance.get_memory(&mut store, "memory").expect("memory");
-        let alloc = instance
-            .get_typed_func::<i32, i32>(&mut store, "hc_alloc")
-            .expect("alloc");
-        let setup = instance
-            .get_typed_func::<(i32, i32), i32>(&mut store, "hc_setup")
-            .expect("setup");
-        let on_state_changed = instance
-            .get_typed_func::<(i32, i32), i32>(&mut store, "hc_on_state_changed")
-            .expect("export");
-        let mut bare = Bare {
-            store,
-            memory,
-            alloc,
-            on_state_changed,
-            limits,
-        };
-        let config = br#"{"rooms":["hall"],"quiet_seconds":120}"#;
-        let (ptr, len) = bare.copy_in(config);
-        assert_eq!(
-            setup.call(&mut bare.store, (ptr, len)).expect("setup runs"),
-            0
-        );
-        bare
-    }
-
-    impl Bare {
-        fn copy_in(&mut self, bytes: &[u8]) -> (i32, i32) {
-            let len = i32::try_from(bytes.len()).expect("small");
-            let ptr = self.alloc.call(&mut self.store, len).expect("alloc");
-            self.memory
-                .write(&mut self.store, ptr as usize, bytes)
-                .expect("in bounds");
-            (ptr, len)
-        }
-
-        fn deliver(&mut self, bytes: &[u8]) {
-            if self.limits {
-                self.store.set_fuel(10_000_000).expect("fuel on");
-                self.store.set_epoch_deadline(1000);
-            }
-            let args = self.copy_in(bytes);
-            let status = self
-                .on_state_changed
-                .call(&mut self.store, args)
-                .expect("runs");
-            assert_eq!(status, 0);
-        }
+        let args = bare.copy_in(bytes);
+        assert_eq!(bare.on_state_changed(args), 0);
     }
 
     fn run_bare(bencher: Bencher<'_, '_>, limits: bool) {
-        let mut bare = bare(limits);
+        let mut bare = BareGuest::new(limits);
         let payloads: Vec<Vec<u8>> = (0..16).map(payload).collect();
         let mut i = 0;
         bencher.bench_local(|| {
             i = (i + 1) % payloads.len();
-            bare.deliver(&payloads[i]);
+            deliver(&mut bare, limits, &payloads[i]);
         });
     }
 

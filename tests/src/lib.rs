@@ -1,6 +1,7 @@
 //! Helpers shared by HomeCore's end-to-end tests (the tests live in `tests/end_to_end`).
 #![forbid(unsafe_code)]
 
+pub mod bare;
 pub mod guest;
 
 use std::time::Duration;

@@ -118,29 +118,27 @@ impl EventCache {
     /// usually the previous change's new state), serialization outside it, one lock to keep
     /// what was made.
     fn states(&self, event: &StateChanged) -> [Option<Arc<[u8]>>; 2] {
-        let (old, new) = (event.old_state.as_ref(), event.new_state.as_ref());
-        let (mut old_bytes, mut new_bytes) = {
-            let states = lock_poisoned_ok(&self.states);
-            (
-                old.and_then(|s| states.get(s)),
-                new.and_then(|s| states.get(s)),
-            )
+        let states = [event.old_state.as_ref(), event.new_state.as_ref()];
+        let mut bytes = {
+            let cache = lock_poisoned_ok(&self.states);
+            states.map(|state| state.and_then(|s| cache.get(s)))
         };
-        let made_old = old
-            .filter(|_| old_bytes.is_none())
-            .map(|s| (s, state_bytes(s)));
-        let made_new = new
-            .filter(|_| new_bytes.is_none())
-            .map(|s| (s, state_bytes(s)));
-        if made_old.is_some() || made_new.is_some() {
-            let mut states = lock_poisoned_ok(&self.states);
-            for (state, bytes) in made_old.iter().chain(made_new.iter()) {
-                states.insert(state, bytes);
+        let mut made = [false; 2];
+        for ((state, slot), made) in states.iter().zip(&mut bytes).zip(&mut made) {
+            if let (Some(state), None) = (state, &slot) {
+                *slot = Some(state_bytes(state));
+                *made = true;
             }
         }
-        old_bytes = old_bytes.or(made_old.map(|(_, b)| b));
-        new_bytes = new_bytes.or(made_new.map(|(_, b)| b));
-        [old_bytes, new_bytes]
+        if made.contains(&true) {
+            let mut cache = lock_poisoned_ok(&self.states);
+            for ((state, slot), made) in states.iter().zip(&bytes).zip(made) {
+                if let (Some(state), Some(bytes), true) = (state, slot, made) {
+                    cache.insert(state, bytes);
+                }
+            }
+        }
+        bytes
     }
 }
 
