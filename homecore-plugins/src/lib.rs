@@ -76,6 +76,7 @@
 // wasm/artifact_cache.rs (docs/adr/0012-artifact-cache.md).
 #![deny(unsafe_code)]
 
+mod budget;
 mod call_stats;
 mod context;
 mod dispatcher;
@@ -91,6 +92,11 @@ mod storage;
 #[cfg(feature = "wasmtime")]
 pub mod wasm;
 
+pub use crate::budget::{
+    DEFAULT_BURST_SECONDS, DEFAULT_EVENTS_PER_SECOND, DEFAULT_SERVICE_CALLS_PER_SECOND,
+    DEFAULT_STATE_WRITES_PER_SECOND, DEFAULT_SUBSCRIPTIONS, DEFAULT_TIMERS_PER_SECOND, Emission,
+    MIN_TIMER_DELAY,
+};
 pub use crate::call_stats::{CallLatency, LATENCY_BUCKETS, LatencySnapshot, PluginHook, SLOW_CALL};
 pub use crate::context::{
     HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS,

@@ -21,6 +21,19 @@ pub struct ResourceLimits {
     pub mailbox_capacity: Option<u32>,
     /// Bytes of key-value storage.
     pub storage_bytes: Option<u64>,
+    /// Subscriptions (entity ids, globs and event types) the plugin may hold at once.
+    pub subscriptions: Option<u32>,
+    /// State writes and removals per second, on average (see [`ResourceLimits::burst_seconds`]).
+    pub state_writes_per_second: Option<u32>,
+    /// Events fired per second, on average.
+    pub events_per_second: Option<u32>,
+    /// Service calls per second, on average.
+    pub service_calls_per_second: Option<u32>,
+    /// Timers started per second, on average (each start is one firing to come).
+    pub timers_per_second: Option<u32>,
+    /// How many seconds' worth of each rate a plugin may spend at once: the burst of a token
+    /// bucket whose refill is the rate.
+    pub burst_seconds: Option<u32>,
 }
 
 impl ResourceLimits {
@@ -42,6 +55,18 @@ impl ResourceLimits {
             host_calls_per_call: min(self.host_calls_per_call, policy.host_calls_per_call),
             mailbox_capacity: min(self.mailbox_capacity, policy.mailbox_capacity),
             storage_bytes: min(self.storage_bytes, policy.storage_bytes),
+            subscriptions: min(self.subscriptions, policy.subscriptions),
+            state_writes_per_second: min(
+                self.state_writes_per_second,
+                policy.state_writes_per_second,
+            ),
+            events_per_second: min(self.events_per_second, policy.events_per_second),
+            service_calls_per_second: min(
+                self.service_calls_per_second,
+                policy.service_calls_per_second,
+            ),
+            timers_per_second: min(self.timers_per_second, policy.timers_per_second),
+            burst_seconds: min(self.burst_seconds, policy.burst_seconds),
         }
     }
 }

@@ -67,6 +67,21 @@ impl NamePattern {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether, as an event-type pattern, everything it matches is an event type the core
+    /// owns ([`homecore::is_core_event_type`]): `state_changed`, `homeassistant_*`. Such a
+    /// pattern can never grant anything, so a manifest that lists it is refused.
+    #[must_use]
+    pub fn only_core_events(&self) -> bool {
+        let literal_end = self.0.find(['*', '?']).unwrap_or(self.0.len());
+        if literal_end == self.0.len() {
+            return homecore::is_core_event_type(&self.0);
+        }
+        let literal = &self.0[..literal_end];
+        homecore::CORE_EVENT_PREFIXES
+            .iter()
+            .any(|p| literal.starts_with(p))
+    }
 }
 
 impl TryFrom<String> for NamePattern {
@@ -93,7 +108,9 @@ pub struct Permissions {
     pub states_write: Vec<EntityGlob>,
     /// Services that may be called (`light.turn_on`, `light.*`).
     pub services: Vec<NamePattern>,
-    /// Event types that may be fired.
+    /// Event types that may be fired and listened to. Event types the core owns
+    /// ([`homecore::is_core_event_type`]: `state_changed`, `call_service`, `homeassistant_*`, …)
+    /// are never matched, whatever the pattern: only the core makes them.
     pub events: Vec<NamePattern>,
     /// Whether plugin-scoped key-value storage may be used.
     pub storage: bool,
@@ -144,10 +161,12 @@ impl Permissions {
             })
     }
 
-    /// Whether events of `event_type` may be fired.
+    /// Whether events of `event_type` may be fired (or listened to): never a type the core
+    /// owns.
     #[must_use]
     pub fn may_fire(&self, event_type: &str) -> bool {
-        self.events.iter().any(|p| p.matches(event_type))
+        !homecore::is_core_event_type(event_type)
+            && self.events.iter().any(|p| p.matches(event_type))
     }
 }
 
@@ -264,5 +283,49 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_value::<Permissions>(serde_json::json!({"bogus": 1})).is_err());
+    }
+
+    #[test]
+    fn no_pattern_grants_an_event_type_the_core_owns() {
+        let everything = Permissions::all();
+        for core in homecore::CORE_EVENT_TYPES {
+            assert!(!everything.may_fire(core), "{core}");
+        }
+        for core in [
+            "homeassistant_start",
+            "homecore_reloaded",
+            "entity_registry_updated",
+        ] {
+            assert!(!everything.may_fire(core), "{core}");
+            let literal = Permissions {
+                events: vec![NamePattern::new(core).expect("valid")],
+                ..Permissions::default()
+            };
+            assert!(!literal.may_fire(core), "{core}");
+        }
+        assert!(everything.may_fire("motion_detected"));
+        assert!(everything.may_fire("state_changed_by_me"));
+    }
+
+    #[test]
+    fn patterns_that_only_match_core_events_are_recognised() {
+        for only in [
+            "state_changed",
+            "call_service",
+            "homeassistant_*",
+            "homecore_?",
+            "device_registry_updated",
+        ] {
+            assert!(
+                NamePattern::new(only).expect("valid").only_core_events(),
+                "{only}"
+            );
+        }
+        for mixed in ["*", "state_*", "motion_*", "doorbell", "home*"] {
+            assert!(
+                !NamePattern::new(mixed).expect("valid").only_core_events(),
+                "{mixed}"
+            );
+        }
     }
 }

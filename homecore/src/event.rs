@@ -17,6 +17,61 @@ pub const MAX_EVENT_TYPE_LEN: usize = 64;
 /// The event type of state changes.
 pub const STATE_CHANGED: &str = "state_changed";
 
+/// Event types whose meaning the core owns: only the core makes them, never a plugin (a
+/// plugin that could fire `state_changed` could tell every client a lock is open while it stays
+/// locked). Home Assistant's own core event names, plus every type that starts with one of
+/// [`CORE_EVENT_PREFIXES`] or ends with one of [`CORE_EVENT_SUFFIXES`]; see
+/// [`is_core_event_type`].
+pub const CORE_EVENT_TYPES: &[&str] = &[
+    STATE_CHANGED,
+    "state_reported",
+    "call_service",
+    "service_registered",
+    "service_removed",
+    "component_loaded",
+    "core_config_updated",
+    "logbook_entry",
+    "logging_changed",
+    "themes_updated",
+    "panels_updated",
+    "lovelace_updated",
+    "user_added",
+    "user_updated",
+    "user_removed",
+    "automation_triggered",
+    "automation_reloaded",
+    "script_started",
+    "platform_discovered",
+    "persistent_notifications_updated",
+    "recorder_5min_statistics_generated",
+    "recorder_hourly_statistics_generated",
+];
+
+/// Prefixes of core-owned event types (`homeassistant_start`, `homeassistant_stop`, …, and
+/// HomeCore's own `homecore_*`).
+pub const CORE_EVENT_PREFIXES: &[&str] = &["homeassistant_", "homecore_"];
+
+/// Suffixes of core-owned event types (`entity_registry_updated`, `device_registry_updated`, …).
+pub const CORE_EVENT_SUFFIXES: &[&str] = &["_registry_updated"];
+
+/// Whether `event_type` is one the core owns ([`CORE_EVENT_TYPES`], [`CORE_EVENT_PREFIXES`],
+/// [`CORE_EVENT_SUFFIXES`]): plugins may neither fire nor subscribe to it.
+///
+/// ```
+/// assert!(homecore::is_core_event_type("state_changed"));
+/// assert!(homecore::is_core_event_type("homeassistant_start"));
+/// assert!(homecore::is_core_event_type("device_registry_updated"));
+/// assert!(!homecore::is_core_event_type("motion_detected"));
+/// ```
+#[must_use]
+pub fn is_core_event_type(event_type: &str) -> bool {
+    CORE_EVENT_TYPES.contains(&event_type)
+        || CORE_EVENT_PREFIXES
+            .iter()
+            .any(|p| event_type.starts_with(p))
+        || CORE_EVENT_SUFFIXES.iter().any(|s| event_type.ends_with(s))
+}
+
 /// Why a string is not a valid event type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -80,6 +135,12 @@ impl EventType {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the core owns this type ([`is_core_event_type`]).
+    #[must_use]
+    pub fn is_core_owned(&self) -> bool {
+        is_core_event_type(&self.0)
     }
 }
 

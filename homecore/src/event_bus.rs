@@ -59,6 +59,14 @@ pub enum EventBusError {
         /// The id.
         id: SubscriberId,
     },
+    /// The subscription already has as many filters as its cap allows.
+    #[error("subscriber {id:?} already has {max} filters")]
+    TooManyFilters {
+        /// The id.
+        id: SubscriberId,
+        /// The cap.
+        max: usize,
+    },
     /// A queue capacity of zero was asked for.
     #[error("queue capacity must be at least 1")]
     ZeroCapacity,
@@ -114,12 +122,28 @@ impl Subscriber {
 /// since every state change does two lookups here and SipHash was a fifth of a publish's cost.
 type Map<K, V> = HashMap<K, V, RandomState>;
 
+/// Globs of one kind, grouped by subscriber: a subscriber's globs are added and removed without
+/// scanning anyone else's.
+type GlobGroup = Map<SubscriberId, (Arc<Subscriber>, SmallVec<[EntityGlob; 1]>)>;
+
+/// Entity ids whose glob-matched subscribers are remembered at most; past it the memo starts
+/// over. A home has far fewer entities; the bound only caps a flood of distinct ids.
+const GLOB_MEMO_MAX: usize = 65_536;
+
 /// Subscriptions by what they select.
+///
+/// Exact ids are hashed; globs are grouped by literal domain (`light.*`) or kept apart when
+/// their domain has a wildcard (`*.kitchen_*`). Which glob subscribers want a change of an id
+/// is worked out once per id and remembered (`glob_memo`) until a glob is added or removed, so
+/// publishing costs the same however many globs subscribers hold: matching every glob happens
+/// only on an id's first change after the globs changed (docs/adr/0003-event-bus.md).
 #[derive(Default)]
 struct SubscriptionIndex {
     exact: Map<EntityId, Vec<Arc<Subscriber>>>,
-    by_domain: Map<Box<str>, Vec<(Arc<Subscriber>, EntityGlob)>>,
-    scanned: Vec<(Arc<Subscriber>, EntityGlob)>,
+    by_domain: Map<Box<str>, GlobGroup>,
+    scanned: GlobGroup,
+    glob_count: usize,
+    glob_memo: Map<EntityId, Box<[Arc<Subscriber>]>>,
     all_states: Vec<Arc<Subscriber>>,
     by_event_type: Map<EventType, Vec<Arc<Subscriber>>>,
     all_events: Vec<Arc<Subscriber>>,
@@ -128,22 +152,44 @@ struct SubscriptionIndex {
 
 impl SubscriptionIndex {
     fn insert(&mut self, sub: &Arc<Subscriber>, filter: &EventFilter) {
-        let sub = Arc::clone(sub);
+        fn add_glob(group: &mut GlobGroup, sub: &Arc<Subscriber>, glob: &EntityGlob) {
+            group
+                .entry(sub.id)
+                .or_insert_with(|| (Arc::clone(sub), SmallVec::new()))
+                .1
+                .push(glob.clone());
+        }
         match filter {
             EventFilter::Entity(glob) => match glob.kind() {
-                GlobKind::All => self.all_states.push(sub),
-                GlobKind::Exact(id) => self.exact.entry(id.clone()).or_default().push(sub),
-                GlobKind::Domain(domain) => self
-                    .by_domain
-                    .entry(domain.clone())
+                GlobKind::All => self.all_states.push(Arc::clone(sub)),
+                GlobKind::Exact(id) => self
+                    .exact
+                    .entry(id.clone())
                     .or_default()
-                    .push((sub, glob.clone())),
-                _ => self.scanned.push((sub, glob.clone())),
+                    .push(Arc::clone(sub)),
+                GlobKind::Domain(domain) => {
+                    add_glob(self.by_domain.entry(domain.clone()).or_default(), sub, glob);
+                    self.globs_changed(1);
+                }
+                _ => {
+                    add_glob(&mut self.scanned, sub, glob);
+                    self.globs_changed(1);
+                }
             },
-            EventFilter::EventType(t) => self.by_event_type.entry(t.clone()).or_default().push(sub),
-            EventFilter::AllStateChanges => self.all_states.push(sub),
-            EventFilter::AllEvents => self.all_events.push(sub),
+            EventFilter::EventType(t) => self
+                .by_event_type
+                .entry(t.clone())
+                .or_default()
+                .push(Arc::clone(sub)),
+            EventFilter::AllStateChanges => self.all_states.push(Arc::clone(sub)),
+            EventFilter::AllEvents => self.all_events.push(Arc::clone(sub)),
         }
+    }
+
+    /// Forgets every memoized glob match after globs were added (`added` > 0) or removed.
+    fn globs_changed(&mut self, added: isize) {
+        self.glob_count = self.glob_count.saturating_add_signed(added);
+        self.glob_memo.clear();
     }
 
     /// Removes one occurrence of `filter` for subscriber `id`.
@@ -152,6 +198,20 @@ impl SubscriptionIndex {
             if let Some(pos) = list.iter().position(is_it) {
                 list.remove(pos);
             }
+        }
+        /// Removes one occurrence of `glob` of subscriber `id`; whether it was there.
+        fn drop_glob(group: &mut GlobGroup, id: SubscriberId, glob: &EntityGlob) -> bool {
+            let Some((_, globs)) = group.get_mut(&id) else {
+                return false;
+            };
+            let Some(pos) = globs.iter().position(|g| g == glob) else {
+                return false;
+            };
+            globs.remove(pos);
+            if globs.is_empty() {
+                group.remove(&id);
+            }
+            true
         }
         match filter {
             EventFilter::Entity(glob) => match glob.kind() {
@@ -165,14 +225,22 @@ impl SubscriptionIndex {
                     }
                 }
                 GlobKind::Domain(domain) => {
-                    if let Some(list) = self.by_domain.get_mut(domain) {
-                        drop_one(list, |(s, g)| s.id == id && g == glob);
-                        if list.is_empty() {
-                            self.by_domain.remove(domain);
-                        }
+                    let (removed, emptied) = match self.by_domain.get_mut(domain) {
+                        Some(group) => (drop_glob(group, id, glob), group.is_empty()),
+                        None => (false, false),
+                    };
+                    if emptied {
+                        self.by_domain.remove(domain);
+                    }
+                    if removed {
+                        self.globs_changed(-1);
                     }
                 }
-                _ => drop_one(&mut self.scanned, |(s, g)| s.id == id && g == glob),
+                _ => {
+                    if drop_glob(&mut self.scanned, id, glob) {
+                        self.globs_changed(-1);
+                    }
+                }
             },
             EventFilter::EventType(t) => {
                 if let Some(list) = self.by_event_type.get_mut(t) {
@@ -187,25 +255,45 @@ impl SubscriptionIndex {
         }
     }
 
-    /// The distinct subscribers that want a change of `id`.
+    /// Makes sure the glob subscribers of `id` are memoized (see the type's docs).
+    fn memoize_globs(&mut self, id: &EntityId) {
+        if self.glob_count == 0 || self.glob_memo.contains_key(id.as_str()) {
+            return;
+        }
+        let mut matched: Vec<Arc<Subscriber>> = Vec::new();
+        let mut add_matches = |group: &GlobGroup| {
+            for (sub, globs) in group.values() {
+                if globs.iter().any(|g| g.matches(id)) {
+                    matched.push(Arc::clone(sub));
+                }
+            }
+        };
+        if let Some(group) = self.by_domain.get(id.domain()) {
+            add_matches(group);
+        }
+        add_matches(&self.scanned);
+        if self.glob_memo.len() >= GLOB_MEMO_MAX {
+            self.glob_memo.clear();
+        }
+        self.glob_memo
+            .insert(id.clone(), matched.into_boxed_slice());
+    }
+
+    /// The distinct subscribers that want a change of `id` (after [`Self::memoize_globs`]).
     fn state_targets<'a>(&'a self, id: &EntityId, out: &mut Targets<'a>) {
         if let Some(list) = self.exact.get(id.as_str()) {
             out.extend(list);
         }
-        if let Some(list) = self.by_domain.get(id.domain()) {
-            for (sub, glob) in list {
-                if glob.matches(id) {
-                    out.push(sub);
-                }
-            }
-        }
-        for (sub, glob) in &self.scanned {
-            if glob.matches(id) {
-                out.push(sub);
-            }
+        if let Some(list) = self.glob_memo.get(id.as_str()) {
+            out.extend(list);
         }
         out.extend(&self.all_states);
         out.extend(&self.all_events);
+    }
+
+    /// How many filters subscriber `id` has.
+    fn filter_count(&self, id: SubscriberId) -> Option<usize> {
+        self.filters.get(&id).map(|(_, filters)| filters.len())
     }
 }
 
@@ -330,6 +418,22 @@ impl EventBus {
     /// # Errors
     /// [`EventBusError::UnknownSubscriber`] when the subscription is gone.
     pub fn add_filter(&self, id: SubscriberId, filter: EventFilter) -> Result<(), EventBusError> {
+        self.add_filter_capped(id, filter, usize::MAX)
+    }
+
+    /// Adds a filter to an existing subscription unless it already has `max_filters` filters
+    /// (the cap a host puts on what one plugin may make the bus match). Adding a filter it
+    /// already has is a no-op, even at the cap.
+    ///
+    /// # Errors
+    /// [`EventBusError::UnknownSubscriber`] when the subscription is gone,
+    /// [`EventBusError::TooManyFilters`] at the cap.
+    pub fn add_filter_capped(
+        &self,
+        id: SubscriberId,
+        filter: EventFilter,
+        max_filters: usize,
+    ) -> Result<(), EventBusError> {
         let mut index = self.lock();
         let (sub, filters) = index
             .filters
@@ -338,10 +442,22 @@ impl EventBus {
         if filters.contains(&filter) {
             return Ok(());
         }
+        if filters.len() >= max_filters {
+            return Err(EventBusError::TooManyFilters {
+                id,
+                max: max_filters,
+            });
+        }
         filters.push(filter.clone());
         let sub = Arc::clone(sub);
         index.insert(&sub, &filter);
         Ok(())
+    }
+
+    /// How many filters subscription `id` has (`None` when it is gone).
+    #[must_use]
+    pub fn filter_count(&self, id: SubscriberId) -> Option<usize> {
+        self.lock().filter_count(id)
     }
 
     /// Removes a filter from a subscription; returns whether it was there.
@@ -375,11 +491,20 @@ impl EventBus {
     pub fn publish_state_changed(&self, event: StateChanged) {
         let event = Event::StateChanged(Arc::new(event));
         // The id is borrowed from the event rather than cloned (one reference count less).
-        self.publish_with(&event, |index, targets| {
-            if let Some(change) = event.as_state_changed() {
-                index.state_targets(&change.entity_id, targets);
-            }
-        });
+        let id = event.as_state_changed().map(|change| &change.entity_id);
+        self.publish_with(
+            &event,
+            |index| {
+                if let Some(id) = id {
+                    index.memoize_globs(id);
+                }
+            },
+            |index, targets| {
+                if let Some(id) = id {
+                    index.state_targets(id, targets);
+                }
+            },
+        );
     }
 
     /// Fires a generic event. Never blocks.
@@ -399,18 +524,23 @@ impl EventBus {
             context,
             time_fired: Utc::now(),
         }));
-        self.publish_with(&event, |index, targets| {
-            if let Some(list) = index.by_event_type.get(&event_type) {
-                targets.extend(list);
-            }
-            targets.extend(&index.all_events);
-        });
+        self.publish_with(
+            &event,
+            |_| {},
+            |index, targets| {
+                if let Some(list) = index.by_event_type.get(&event_type) {
+                    targets.extend(list);
+                }
+                targets.extend(&index.all_events);
+            },
+        );
         Ok(())
     }
 
     fn publish_with(
         &self,
         event: &Event,
+        prepare: impl FnOnce(&mut SubscriptionIndex),
         select: impl for<'a> Fn(&'a SubscriptionIndex, &mut Targets<'a>),
     ) {
         self.inner
@@ -419,9 +549,11 @@ impl EventBus {
             .fetch_add(1, Ordering::Relaxed);
         let mut closed: SmallVec<[SubscriberId; 2]> = SmallVec::new();
         {
-            let index = self.lock();
+            let mut guard = self.lock();
+            prepare(&mut guard);
+            let index = &*guard;
             let mut targets = Targets::default();
-            select(&index, &mut targets);
+            select(index, &mut targets);
             for sub in targets.0 {
                 if !sub.offer(event, &self.inner.counters) {
                     closed.push(sub.id);
@@ -896,5 +1028,122 @@ mod tests {
         let got: Vec<_> = subs.iter().map(Subscription::queued).collect();
         assert_eq!(got.iter().sum::<usize>(), 1);
         assert_eq!(got[4321], 1);
+    }
+
+    #[test]
+    fn glob_memo_follows_globs_added_and_removed() {
+        let bus = EventBus::new();
+        let mut a = bus.subscribe([], 64).expect("subscribed");
+        // First change of light.hall: nobody has a glob yet.
+        bus.publish_state_changed(change("light.hall"));
+        assert!(drain(&mut a).is_empty());
+        bus.add_filter(a.id(), glob("light.h*")).expect("added");
+        bus.publish_state_changed(change("light.hall"));
+        assert_eq!(drain(&mut a), ["light.hall"]);
+        // A second subscriber's wildcard-domain glob is seen at once, the first keeps its own.
+        let mut b = bus.subscribe([glob("*.hall")], 64).expect("subscribed");
+        bus.publish_state_changed(change("light.hall"));
+        assert_eq!(drain(&mut a), ["light.hall"]);
+        assert_eq!(drain(&mut b), ["light.hall"]);
+        assert!(bus.remove_filter(a.id(), &glob("light.h*")).expect("known"));
+        bus.publish_state_changed(change("light.hall"));
+        assert!(drain(&mut a).is_empty());
+        assert_eq!(drain(&mut b), ["light.hall"]);
+        drop(b);
+        bus.publish_state_changed(change("light.hall"));
+        assert!(drain(&mut a).is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_with_two_matching_globs_gets_one_copy() {
+        let bus = EventBus::new();
+        let mut a = bus
+            .subscribe([glob("light.*"), glob("*.hall"), glob("light.hall")], 64)
+            .expect("subscribed");
+        bus.publish_state_changed(change("light.hall"));
+        assert_eq!(drain(&mut a), ["light.hall"]);
+    }
+
+    #[test]
+    fn filters_are_capped_per_subscriber() {
+        let bus = EventBus::new();
+        let a = bus.subscribe([], 4).expect("subscribed");
+        for i in 0..3 {
+            bus.add_filter_capped(a.id(), glob(&format!("sensor.s{i}*")), 3)
+                .expect("under the cap");
+        }
+        assert_eq!(
+            bus.add_filter_capped(a.id(), glob("sensor.x*"), 3),
+            Err(EventBusError::TooManyFilters { id: a.id(), max: 3 })
+        );
+        // A filter it already has is not a new one.
+        bus.add_filter_capped(a.id(), glob("sensor.s0*"), 3)
+            .expect("already there");
+        assert_eq!(bus.filter_count(a.id()), Some(3));
+        let gone = a.id();
+        drop(a);
+        assert_eq!(bus.filter_count(gone), None);
+    }
+
+    /// Delivery through the index and its memo equals matching every glob directly, over
+    /// random globs added and removed between publishes.
+    #[test]
+    fn indexed_delivery_equals_matching_every_glob() {
+        const GLOBS: [&str; 10] = [
+            "light.*",
+            "light.h*",
+            "*.hall",
+            "*",
+            "l*.k?",
+            "sensor.s1",
+            "*.*_x",
+            "light.k?",
+            "s*.s*",
+            "light.hall",
+        ];
+        const IDS: [&str; 6] = [
+            "light.hall",
+            "light.k1",
+            "sensor.s1",
+            "sensor.a_x",
+            "lock.k2",
+            "light.kx",
+        ];
+        let bus = EventBus::new();
+        let mut subs: Vec<(Subscription, Vec<&str>)> = (0..4)
+            .map(|_| (bus.subscribe([], 1024).expect("subscribed"), Vec::new()))
+            .collect();
+        // A small deterministic generator: the test needs variety, not randomness.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % n as u64).expect("small")
+        };
+        for _ in 0..2_000 {
+            let which = next(subs.len());
+            let g = GLOBS[next(GLOBS.len())];
+            let (sub, held) = &mut subs[which];
+            if next(3) == 0 {
+                if let Some(pos) = held.iter().position(|h| *h == g) {
+                    held.remove(pos);
+                    assert!(bus.remove_filter(sub.id(), &glob(g)).expect("known"));
+                }
+            } else if !held.contains(&g) {
+                held.push(g);
+                bus.add_filter(sub.id(), glob(g)).expect("added");
+            }
+            let id = IDS[next(IDS.len())];
+            bus.publish_state_changed(change(id));
+            let entity = EntityId::new(id).expect("valid");
+            for (sub, held) in &mut subs {
+                let want = held
+                    .iter()
+                    .any(|g| EntityGlob::new(g).expect("valid").matches(&entity));
+                let got = drain(sub);
+                assert_eq!(got.len(), usize::from(want), "{id} for globs {held:?}");
+            }
+        }
     }
 }

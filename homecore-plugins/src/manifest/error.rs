@@ -146,6 +146,15 @@ pub enum ProblemKind {
         /// Why it is invalid.
         error: NamePatternError,
     },
+    /// An event-type pattern that matches only event types the core owns
+    /// (`homecore.permissions.events[i]`): only the core makes them, so it grants nothing.
+    #[error(
+        "{value:?} names event types only the core may make (state_changed, call_service, homeassistant_*, ...)"
+    )]
+    CoreEventType {
+        /// The pattern.
+        value: String,
+    },
     /// Not a semantic version (`version`).
     #[error("{value:?} is not a semantic version: {message}")]
     InvalidVersion {

@@ -27,6 +27,12 @@ const LIMIT_FIELDS: &[&str] = &[
     "host_calls_per_call",
     "mailbox_capacity",
     "storage_bytes",
+    "subscriptions",
+    "state_writes_per_second",
+    "events_per_second",
+    "service_calls_per_second",
+    "timers_per_second",
+    "burst_seconds",
 ];
 
 impl Checker {
@@ -126,7 +132,7 @@ impl Checker {
                 "states_read" => permissions.states_read = self.globs(here, value),
                 "states_write" => permissions.states_write = self.globs(here, value),
                 "services" => permissions.services = self.patterns(here, value),
-                "events" => permissions.events = self.patterns(here, value),
+                "events" => permissions.events = self.event_patterns(here, value),
                 "storage" => permissions.storage = self.boolean(here, value).unwrap_or(false),
                 _ => self.report(
                     here,
@@ -156,9 +162,35 @@ impl Checker {
     }
 
     fn patterns(&mut self, at: Path<'_>, value: Value) -> Vec<NamePattern> {
-        self.converted(at, value, |c, here, _, text| {
+        let patterns = self.patterns_with_index(at, value);
+        patterns.into_iter().map(|(_, pattern)| pattern).collect()
+    }
+
+    /// Event-type patterns; one that can only match event types the core owns is refused.
+    fn event_patterns(&mut self, at: Path<'_>, value: Value) -> Vec<NamePattern> {
+        let patterns = self.patterns_with_index(at, value);
+        patterns
+            .into_iter()
+            .filter_map(|(i, pattern)| {
+                if pattern.only_core_events() {
+                    self.report(
+                        at.index(i),
+                        ProblemKind::CoreEventType {
+                            value: cap(pattern.as_str()),
+                        },
+                    );
+                    None
+                } else {
+                    Some(pattern)
+                }
+            })
+            .collect()
+    }
+
+    fn patterns_with_index(&mut self, at: Path<'_>, value: Value) -> Vec<(usize, NamePattern)> {
+        self.converted(at, value, |c, here, i, text| {
             match NamePattern::new(&text) {
-                Ok(pattern) => Some(pattern),
+                Ok(pattern) => Some((i, pattern)),
                 Err(error) => {
                     c.report(
                         here,
@@ -188,12 +220,18 @@ impl Checker {
                 "host_calls_per_call" => {
                     limits.host_calls_per_call = self.limit(here, &value, u64::MAX);
                 }
-                "mailbox_capacity" => {
-                    limits.mailbox_capacity = self
-                        .limit(here, &value, u32::MAX.into())
-                        .and_then(|n| u32::try_from(n).ok());
-                }
+                "mailbox_capacity" => limits.mailbox_capacity = self.limit_u32(here, &value),
                 "storage_bytes" => limits.storage_bytes = self.limit(here, &value, u64::MAX),
+                "subscriptions" => limits.subscriptions = self.limit_u32(here, &value),
+                "state_writes_per_second" => {
+                    limits.state_writes_per_second = self.limit_u32(here, &value);
+                }
+                "events_per_second" => limits.events_per_second = self.limit_u32(here, &value),
+                "service_calls_per_second" => {
+                    limits.service_calls_per_second = self.limit_u32(here, &value);
+                }
+                "timers_per_second" => limits.timers_per_second = self.limit_u32(here, &value),
+                "burst_seconds" => limits.burst_seconds = self.limit_u32(here, &value),
                 _ => self.report(
                     here,
                     ProblemKind::UnknownField {
@@ -203,6 +241,12 @@ impl Checker {
             }
         }
         limits
+    }
+
+    /// A limit from 1 to `u32::MAX`, or `null` for the host's default.
+    fn limit_u32(&mut self, at: Path<'_>, value: &Value) -> Option<u32> {
+        self.limit(at, value, u32::MAX.into())
+            .and_then(|n| u32::try_from(n).ok())
     }
 
     /// A limit: an integer from 1 to `max`, or `null` for the host's default.

@@ -985,7 +985,13 @@ fn limits_are_positive_known_and_in_range() {
                         "call_timeout_ms",
                         "host_calls_per_call",
                         "mailbox_capacity",
-                        "storage_bytes"
+                        "storage_bytes",
+                        "subscriptions",
+                        "state_writes_per_second",
+                        "events_per_second",
+                        "service_calls_per_second",
+                        "timers_per_second",
+                        "burst_seconds"
                     ]
                 }
             ),
@@ -1049,4 +1055,67 @@ fn public_types_are_send_and_sync() {
     check::<ManifestProblem>();
     check::<ProblemKind>();
     check::<RuntimeKind>();
+}
+
+#[test]
+fn emission_budgets_and_subscription_caps_parse() {
+    let m = PluginManifest::from_value(with(
+        "/homecore/limits",
+        json!({
+            "subscriptions": 50,
+            "state_writes_per_second": 5,
+            "events_per_second": 2,
+            "service_calls_per_second": 1,
+            "timers_per_second": 3,
+            "burst_seconds": 4,
+        }),
+    ))
+    .expect("valid");
+    let limits = m.homecore.expect("section").limits;
+    assert_eq!(limits.subscriptions, Some(50));
+    assert_eq!(limits.state_writes_per_second, Some(5));
+    assert_eq!(limits.events_per_second, Some(2));
+    assert_eq!(limits.service_calls_per_second, Some(1));
+    assert_eq!(limits.timers_per_second, Some(3));
+    assert_eq!(limits.burst_seconds, Some(4));
+    assert_eq!(
+        problem(with("/homecore/limits", json!({"events_per_second": 0}))),
+        (
+            "homecore.limits.events_per_second".into(),
+            ProblemKind::NotPositive
+        )
+    );
+}
+
+/// The permission grammar cannot grant an event type the core owns: a pattern that only
+/// matches such types is refused where it stands; `*` is accepted (and never matches them).
+#[test]
+fn event_permissions_that_only_name_core_events_are_refused() {
+    let all = problems(with(
+        "/homecore/permissions",
+        json!({"events": ["motion_*", "state_changed", "homeassistant_*", "*", "call_service"]}),
+    ));
+    assert_eq!(
+        all,
+        [
+            (
+                "homecore.permissions.events[1]".into(),
+                ProblemKind::CoreEventType {
+                    value: "state_changed".into()
+                }
+            ),
+            (
+                "homecore.permissions.events[2]".into(),
+                ProblemKind::CoreEventType {
+                    value: "homeassistant_*".into()
+                }
+            ),
+            (
+                "homecore.permissions.events[4]".into(),
+                ProblemKind::CoreEventType {
+                    value: "call_service".into()
+                }
+            ),
+        ]
+    );
 }

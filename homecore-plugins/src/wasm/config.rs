@@ -52,8 +52,7 @@ impl Default for WasmtimeConfig {
                 fuel_per_call: Some(50_000_000),
                 call_timeout_ms: Some(500),
                 host_calls_per_call: Some(10_000),
-                mailbox_capacity: None,
-                storage_bytes: None,
+                ..ResourceLimits::default()
             },
             policy: ResourceLimits {
                 memory_bytes: Some(256 << 20),
@@ -61,8 +60,7 @@ impl Default for WasmtimeConfig {
                 fuel_per_call: Some(1_000_000_000),
                 call_timeout_ms: Some(10_000),
                 host_calls_per_call: Some(100_000),
-                mailbox_capacity: None,
-                storage_bytes: None,
+                ..ResourceLimits::default()
             },
             bytes_per_call: 16 << 20,
             max_wasm_stack: 512 << 10,
