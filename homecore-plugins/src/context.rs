@@ -1,261 +1,25 @@
 //! The plugin's only door to the host: every call is checked against the plugin's grant.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use homecore::{
-    Attributes, Context, EntityGlob, EntityGlobError, EntityId, EntityIdError, EventBusError,
-    EventFilter, EventType, EventTypeError, Home, ServiceError, ServiceName, ServiceResponse,
-    SetOutcome, State, StateError, SubscriberId,
+    Attributes, Context, EntityGlob, EntityId, EventFilter, EventType, ServiceName,
+    ServiceResponse, SetOutcome, State,
 };
 use serde_json::Value;
 
-use crate::call_stats::LatencyHistograms;
-use crate::{Grant, PluginStorage, StorageError};
+use crate::host::PluginHost;
+use crate::sync::lock;
+use crate::{HostAction, HostError};
 
 /// Most timers one plugin may have pending.
 pub const MAX_TIMERS: usize = 1024;
 
 /// Log lines longer than this many bytes are cut (at a character boundary) before logging.
 pub const MAX_LOG_LEN: usize = 1024;
-
-/// Log lines a plugin may write per second on average …
-pub const LOG_LINES_PER_SECOND: u32 = 50;
-
-/// … and in one burst.
-pub const LOG_BURST: u32 = 200;
-
-/// What a plugin tried to do, for [`HostError::Denied`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HostAction {
-    /// Read a state.
-    ReadState,
-    /// Write or remove a state.
-    WriteState,
-    /// Subscribe to state changes.
-    Subscribe,
-    /// Call a service.
-    CallService,
-    /// Fire an event (or subscribe to one).
-    FireEvent,
-    /// Use key-value storage.
-    Storage,
-    /// Register a service outside the plugin's own domain.
-    RegisterService,
-}
-
-impl fmt::Display for HostAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ReadState => "read state of",
-            Self::WriteState => "write state of",
-            Self::Subscribe => "subscribe to",
-            Self::CallService => "call service",
-            Self::FireEvent => "fire event",
-            Self::Storage => "use storage key",
-            Self::RegisterService => "register service",
-        })
-    }
-}
-
-/// Why a host call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HostError {
-    /// The plugin's grant does not allow the call.
-    #[error("plugin {plugin} may not {action} {target}")]
-    Denied {
-        /// The plugin.
-        plugin: String,
-        /// What it tried.
-        action: HostAction,
-        /// On what (entity id, glob, service, event type or key).
-        target: String,
-    },
-    /// An invalid entity id.
-    #[error(transparent)]
-    EntityId(#[from] EntityIdError),
-    /// An invalid glob.
-    #[error(transparent)]
-    Glob(#[from] EntityGlobError),
-    /// An invalid event type.
-    #[error(transparent)]
-    EventType(#[from] EventTypeError),
-    /// The state machine refused the write.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The service call failed.
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-    /// The event bus refused.
-    #[error(transparent)]
-    Bus(#[from] EventBusError),
-    /// Storage refused.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// A plugin called a service it provides itself from inside one of its own calls, which
-    /// would wait on itself forever.
-    #[error("plugin {plugin} called its own service {service}; call its logic directly instead")]
-    Reentrant {
-        /// The plugin.
-        plugin: String,
-        /// The service.
-        service: String,
-    },
-    /// The plugin already has [`MAX_TIMERS`] timers pending.
-    #[error("plugin {plugin} already has {max} timers pending")]
-    TooManyTimers {
-        /// The plugin.
-        plugin: String,
-        /// [`MAX_TIMERS`].
-        max: usize,
-    },
-    /// The plugin is no longer running.
-    #[error("plugin {plugin} is not running")]
-    NotRunning {
-        /// The plugin.
-        plugin: String,
-    },
-}
-
-/// A plugin's counters, shared with the registry; plain relaxed atomics, read at scrape time
-/// (docs/adr/0011-metrics-and-tracing.md).
-#[derive(Debug, Default)]
-pub(crate) struct PluginCounters {
-    pub(crate) events: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) denied: AtomicU64,
-    pub(crate) host_calls: AtomicU64,
-    pub(crate) logs_dropped: AtomicU64,
-    /// WASM fuel (instructions) consumed by calls into the plugin.
-    pub(crate) fuel_used: AtomicU64,
-    /// Times the plugin was quarantined.
-    pub(crate) quarantines: AtomicU64,
-    /// The capacity of the running plugin's mailbox.
-    pub(crate) mailbox_capacity: AtomicU64,
-    /// Call latency per hook.
-    pub(crate) latency: LatencyHistograms,
-}
-
-/// A token bucket limiting one plugin's log lines.
-struct LogLimiter {
-    tokens: f64,
-    last: Instant,
-}
-
-impl LogLimiter {
-    fn new() -> Self {
-        Self {
-            tokens: f64::from(LOG_BURST),
-            last: Instant::now(),
-        }
-    }
-
-    fn admit(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(LOG_LINES_PER_SECOND);
-        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// What the host knows of one loaded plugin; shared by all its [`PluginContext`]s.
-pub(crate) struct PluginHost {
-    pub(crate) domain: Arc<str>,
-    pub(crate) home: Home,
-    pub(crate) grant: Grant,
-    pub(crate) storage: Arc<dyn PluginStorage>,
-    pub(crate) storage_quota: u64,
-    pub(crate) counters: Arc<PluginCounters>,
-    pub(crate) subscriber: SubscriberId,
-    pub(crate) service_calls: crate::dispatcher::ControlSender,
-    pub(crate) call_timeout: Duration,
-    pub(crate) own_services: Mutex<Vec<ServiceName>>,
-    pub(crate) timers: Mutex<Timers>,
-    log_limiter: Mutex<LogLimiter>,
-}
-
-/// A plugin's pending timers: token → (deadline, the context that started it).
-#[derive(Default)]
-pub(crate) struct Timers {
-    pending: std::collections::HashMap<u64, (tokio::time::Instant, Context)>,
-}
-
-impl Timers {
-    /// The earliest deadline.
-    pub(crate) fn next_deadline(&self) -> Option<tokio::time::Instant> {
-        self.pending.values().map(|(at, _)| *at).min()
-    }
-
-    /// Removes and returns the timers due at `now`, earliest first.
-    pub(crate) fn take_due(&mut self, now: tokio::time::Instant) -> Vec<(u64, Context)> {
-        let mut due: Vec<(tokio::time::Instant, u64)> = self
-            .pending
-            .iter()
-            .filter(|(_, (at, _))| *at <= now)
-            .map(|(token, (at, _))| (*at, *token))
-            .collect();
-        due.sort_unstable();
-        due.into_iter()
-            .filter_map(|(_, token)| self.pending.remove(&token).map(|(_, cause)| (token, cause)))
-            .collect()
-    }
-}
-
-impl PluginHost {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "internal constructor called from one place"
-    )]
-    pub(crate) fn new(
-        domain: Arc<str>,
-        home: Home,
-        grant: Grant,
-        storage: Arc<dyn PluginStorage>,
-        storage_quota: u64,
-        counters: Arc<PluginCounters>,
-        subscriber: SubscriberId,
-        service_calls: crate::dispatcher::ControlSender,
-        call_timeout: Duration,
-    ) -> Self {
-        Self {
-            domain,
-            home,
-            grant,
-            storage,
-            storage_quota,
-            counters,
-            subscriber,
-            service_calls,
-            call_timeout,
-            own_services: Mutex::new(Vec::new()),
-            timers: Mutex::new(Timers::default()),
-            log_limiter: Mutex::new(LogLimiter::new()),
-        }
-    }
-
-    /// Unregisters the services this plugin registered.
-    pub(crate) fn unregister_services(&self) {
-        let names = std::mem::take(
-            &mut *self
-                .own_services
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for name in names {
-            self.home.services.unregister(&name);
-        }
-    }
-}
 
 /// Log severity for [`PluginContext::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -489,24 +253,15 @@ impl PluginContext {
     pub fn register_service(&self, service: &str) -> Result<(), HostError> {
         self.count_call();
         let name = ServiceName::new(&self.host.domain, service)?;
-        let mut own = self
-            .host
-            .own_services
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut own = lock(&self.host.own_services);
         if own.contains(&name) {
             // Registering again (e.g. a WASM plugin's setup re-run after re-instantiation) is a no-op.
             return Ok(());
         }
-        let handler = crate::dispatcher::PluginServiceHandler::new(
-            Arc::clone(&self.host.domain),
-            self.host.service_calls.clone(),
-            self.host.call_timeout,
-        );
         self.host
             .home
             .services
-            .register(name.clone(), Arc::new(handler))?;
+            .register(name.clone(), Arc::clone(&self.host.service_handler))?;
         own.push(name);
         Ok(())
     }
@@ -519,11 +274,7 @@ impl PluginContext {
     /// [`HostError::TooManyTimers`] past [`MAX_TIMERS`] pending timers.
     pub fn start_timer(&self, token: u64, delay: Duration) -> Result<(), HostError> {
         self.count_call();
-        let mut timers = self
-            .host
-            .timers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut timers = lock(&self.host.timers);
         if !timers.pending.contains_key(&token) && timers.pending.len() >= MAX_TIMERS {
             return Err(HostError::TooManyTimers {
                 plugin: self.host.domain.to_string(),
@@ -539,13 +290,7 @@ impl PluginContext {
     /// Cancels timer `token`; returns whether it was pending.
     pub fn cancel_timer(&self, token: u64) -> bool {
         self.count_call();
-        self.host
-            .timers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pending
-            .remove(&token)
-            .is_some()
+        lock(&self.host.timers).pending.remove(&token).is_some()
     }
 
     /// Logs a line under the plugin's name. Lines are cut to [`MAX_LOG_LEN`] bytes and limited
@@ -571,11 +316,7 @@ impl PluginContext {
     }
 
     fn admit_log(&self) -> bool {
-        self.host
-            .log_limiter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .admit()
+        self.host.admit_log()
     }
 
     fn check_storage(&self, key: &str) -> Result<(), HostError> {
@@ -649,12 +390,5 @@ mod tests {
         let c = cap(&s);
         assert!(c.len() <= MAX_LOG_LEN && c.len() >= MAX_LOG_LEN - 1);
         assert_eq!(cap("short"), "short");
-    }
-
-    #[test]
-    fn log_limiter_admits_a_burst_then_refuses() {
-        let mut l = LogLimiter::new();
-        let admitted = (0..LOG_BURST * 2).filter(|_| l.admit()).count();
-        assert!(admitted >= LOG_BURST as usize && admitted < (LOG_BURST as usize) + 5);
     }
 }

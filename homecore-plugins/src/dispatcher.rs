@@ -1,4 +1,4 @@
-//! One task per plugin: its mailbox, its calls, its failures.
+//! One task per plugin: its mailbox, its calls, its failures (the supervision rules).
 //!
 //! Each plugin is fed through its own bounded mailbox (an event-bus subscription) by its own
 //! task, so events reach it one at a time and in order, and a slow or failing plugin only ever
@@ -8,31 +8,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use homecore::{Event, ServiceCall, ServiceError, ServiceHandler, ServiceName, Subscription};
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use homecore::{Event, Subscription};
+use tokio::sync::mpsc;
 
 use crate::call_stats::{PluginHook, timed};
-use crate::context::PluginHost;
-use crate::registry::{Lifecycle, PluginEntry};
-use crate::{HostError, PluginContext, PluginError, PluginInstance};
+use crate::control::Control;
+use crate::entry::PluginEntry;
+use crate::host::PluginHost;
+use crate::sync::lock;
+use crate::{HostError, Lifecycle, PluginContext, PluginError, PluginInstance};
 
 /// Events taken from the mailbox per wake-up.
 const BATCH: usize = 64;
-
-/// Messages to a plugin's task other than events.
-pub(crate) enum Control {
-    /// Run one of the plugin's services.
-    CallService {
-        call: Box<ServiceCall>,
-        reply: oneshot::Sender<Result<Option<Value>, PluginError>>,
-    },
-    /// Tear the plugin down and end the task.
-    Stop { reply: oneshot::Sender<()> },
-}
-
-pub(crate) type ControlSender = mpsc::Sender<Control>;
 
 /// A running plugin: its instance, its mailbox and its control queue.
 pub(crate) struct PluginTask {
@@ -52,16 +39,11 @@ impl PluginTask {
         let mut batch = Vec::with_capacity(BATCH);
         let mut consecutive_failures = 0u32;
         loop {
-            let next_timer = self
-                .host
-                .timers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .next_deadline();
+            let next_timer = lock(&self.host.timers).next_deadline();
             tokio::select! {
                 biased;
                 () = sleep_until_some(next_timer) => {
-                    let due = self.host.timers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_due(tokio::time::Instant::now());
+                    let due = lock(&self.host.timers).take_due(tokio::time::Instant::now());
                     for (token, cause) in due {
                         let ctx = self.ctx.caused_by(&cause);
                         let (latency, plugin) = (&self.entry.counters.latency, &*self.entry.domain);
@@ -226,60 +208,5 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The handler registered for a plugin's service: forwards calls to the plugin's task.
-pub(crate) struct PluginServiceHandler {
-    domain: Arc<str>,
-    tx: ControlSender,
-    timeout: Duration,
-}
-
-impl PluginServiceHandler {
-    pub(crate) fn new(domain: Arc<str>, tx: ControlSender, timeout: Duration) -> Self {
-        Self {
-            domain,
-            tx,
-            timeout,
-        }
-    }
-
-    fn failed(&self, name: &ServiceName, err: impl Into<PluginError>) -> ServiceError {
-        ServiceError::Failed {
-            name: name.clone(),
-            source: Box::new(err.into()),
-        }
-    }
-}
-
-#[async_trait]
-impl ServiceHandler for PluginServiceHandler {
-    async fn call(&self, call: ServiceCall) -> Result<Option<Value>, ServiceError> {
-        let name = call.name.clone();
-        let not_running = || HostError::NotRunning {
-            plugin: self.domain.to_string(),
-        };
-        let (reply, answer) = oneshot::channel();
-        let exchange = async {
-            self.tx
-                .send(Control::CallService {
-                    call: Box::new(call),
-                    reply,
-                })
-                .await
-                .map_err(|_| PluginError::Host(not_running()))?;
-            answer.await.map_err(|_| PluginError::Host(not_running()))?
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(self.failed(&name, err)),
-            Err(_) => Err(self.failed(
-                &name,
-                PluginError::Timeout {
-                    limit_ms: self.timeout.as_millis() as u64,
-                },
-            )),
-        }
     }
 }

@@ -79,16 +79,27 @@
 mod budget;
 mod call_stats;
 mod context;
+mod control;
 mod dispatcher;
+mod entry;
+mod host;
+mod host_error;
 mod in_process;
+mod info;
+mod lifecycle;
 mod limits;
 mod manifest;
 mod permissions;
 mod plugin;
+mod policy;
 mod registry;
+mod registry_error;
 mod runtime;
+mod spec;
 mod start_order;
+mod start_report;
 mod storage;
+mod sync;
 #[cfg(feature = "wasmtime")]
 pub mod wasm;
 
@@ -98,21 +109,23 @@ pub use crate::budget::{
     MIN_TIMER_DELAY,
 };
 pub use crate::call_stats::{CallLatency, LATENCY_BUCKETS, LatencySnapshot, PluginHook, SLOW_CALL};
-pub use crate::context::{
-    HostAction, HostError, LOG_BURST, LOG_LINES_PER_SECOND, LogLevel, MAX_LOG_LEN, MAX_TIMERS,
-    PluginContext,
-};
+pub use crate::context::{LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext};
+pub use crate::host::{LOG_BURST, LOG_LINES_PER_SECOND};
+pub use crate::host_error::{HostAction, HostError};
 pub use crate::in_process::*;
+pub use crate::info::{PluginHealth, PluginInfo, PluginStats};
+pub use crate::lifecycle::Lifecycle;
 pub use crate::limits::*;
 pub use crate::manifest::*;
 pub use crate::permissions::*;
 pub use crate::plugin::*;
-pub use crate::registry::{
-    HostPolicy, Lifecycle, PluginHealth, PluginInfo, PluginRegistry, PluginSpec, PluginStats,
-    RegistryBuilder, RegistryError, StartReport,
-};
+pub use crate::policy::HostPolicy;
+pub use crate::registry::{PluginRegistry, RegistryBuilder};
+pub use crate::registry_error::RegistryError;
 pub use crate::runtime::*;
+pub use crate::spec::PluginSpec;
 pub use crate::start_order::*;
+pub use crate::start_report::StartReport;
 pub use crate::storage::*;
 #[cfg(feature = "wasmtime")]
 pub use crate::wasm::{WasmtimeConfig, WasmtimeError, WasmtimeRuntime};

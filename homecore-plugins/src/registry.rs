@@ -1,456 +1,26 @@
 //! The plugin registry: loads, starts in dependency order, supervises, reloads and unloads.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use homecore::{Home, SubscriptionStats};
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use homecore::Home;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::call_stats::{self, CallLatency, PluginHook};
-use crate::context::{PluginCounters, PluginHost};
-use crate::dispatcher::{Control, ControlSender, PluginTask};
+use crate::call_stats::{self, PluginHook};
+use crate::control::{Control, PluginServiceHandler};
+use crate::dispatcher::PluginTask;
+use crate::entry::PluginEntry;
+use crate::host::{PluginHost, PluginHostParts};
+use crate::sync::lock;
 use crate::{
-    DEFAULT_STORAGE_BYTES, Grant, HOST_API_VERSION, InProcessRuntime, LoadError, MemoryStorage,
-    OrderError, OrderItem, Permissions, PluginContext, PluginError, PluginInstance, PluginManifest,
-    PluginRuntime, PluginSource, PluginStorage, ResourceLimits, RuntimeKind, start_order,
+    DEFAULT_STORAGE_BYTES, Grant, HOST_API_VERSION, HostPolicy, InProcessRuntime, Lifecycle,
+    MemoryStorage, OrderError, OrderItem, PluginContext, PluginError, PluginInfo, PluginInstance,
+    PluginRuntime, PluginSpec, PluginStorage, RegistryError, RuntimeKind, StartReport, start_order,
 };
-
-/// A plugin's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Lifecycle {
-    /// Waiting for dependencies, loading, or running setup (with retries).
-    Loading,
-    /// Receiving events.
-    Running,
-    /// Tearing down.
-    Stopping,
-    /// Torn down (unloaded, or on the way to a reload).
-    Stopped,
-    /// Could not start; see the last error.
-    Failed,
-    /// Stopped after repeated failures; see the last error.
-    Quarantined,
-}
-
-impl Lifecycle {
-    /// Whether starting is over (running, or given up).
-    #[must_use]
-    pub fn is_settled(self) -> bool {
-        !matches!(self, Self::Loading)
-    }
-}
-
-/// Host-wide policy: caps on what manifests ask for, and how failures are handled.
-#[derive(Debug, Clone)]
-pub struct HostPolicy {
-    /// Upper bounds for every plugin's [`ResourceLimits`].
-    pub limits: ResourceLimits,
-    /// Mailbox capacity when the manifest sets none.
-    pub default_mailbox_capacity: u32,
-    /// Setup attempts before a plugin is marked failed.
-    pub setup_attempts: u32,
-    /// Delay before the first setup retry; doubles per retry …
-    pub backoff_initial: Duration,
-    /// … up to this.
-    pub backoff_max: Duration,
-    /// Consecutive failed calls after which a plugin is quarantined.
-    pub quarantine_after: u32,
-    /// Deadline for setup.
-    pub setup_timeout: Duration,
-    /// Deadline for a service call into a plugin.
-    pub call_timeout: Duration,
-    /// Deadline for teardown.
-    pub teardown_timeout: Duration,
-}
-
-impl Default for HostPolicy {
-    fn default() -> Self {
-        Self {
-            limits: ResourceLimits {
-                mailbox_capacity: Some(65_536),
-                storage_bytes: Some(64 << 20),
-                ..ResourceLimits::default()
-            },
-            default_mailbox_capacity: 1024,
-            setup_attempts: 4,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            quarantine_after: 5,
-            setup_timeout: Duration::from_secs(30),
-            call_timeout: Duration::from_secs(10),
-            teardown_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl HostPolicy {
-    /// The delay before setup retry number `retry` (1-based): capped exponential backoff.
-    #[must_use]
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(retry.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.backoff_initial
-            .saturating_mul(factor)
-            .min(self.backoff_max)
-    }
-}
-
-/// Why the registry refused or failed a plugin.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistryError {
-    /// A plugin with this domain is already loaded (or listed twice).
-    #[error("a plugin with domain {domain} is already loaded")]
-    DuplicateDomain {
-        /// The domain.
-        domain: String,
-    },
-    /// The plugin needs a host API version this host does not provide.
-    #[error("plugin {plugin} requires host API {required}, this host provides {host}")]
-    IncompatibleApi {
-        /// The plugin.
-        plugin: String,
-        /// What it requires.
-        required: semver::VersionReq,
-        /// What the host provides.
-        host: semver::Version,
-    },
-    /// The manifest's runtime kind and the code given differ.
-    #[error("plugin {plugin} declares runtime {declared:?} but its code is {given:?}")]
-    RuntimeMismatch {
-        /// The plugin.
-        plugin: String,
-        /// Declared in the manifest.
-        declared: RuntimeKind,
-        /// Given as source.
-        given: RuntimeKind,
-    },
-    /// No runtime for the plugin's kind.
-    #[error("no {kind:?} runtime is registered for plugin {plugin}")]
-    NoRuntime {
-        /// The plugin.
-        plugin: String,
-        /// The kind.
-        kind: RuntimeKind,
-    },
-    /// Dependency cycle, missing dependency, or a dependency that cannot start.
-    #[error(transparent)]
-    Order(#[from] OrderError),
-    /// A dependency failed to start.
-    #[error("plugin {plugin} not started: dependency {dependency} is {lifecycle:?}")]
-    DependencyFailed {
-        /// The plugin.
-        plugin: String,
-        /// The dependency.
-        dependency: String,
-        /// The dependency's state.
-        lifecycle: Lifecycle,
-    },
-    /// The runtime could not load the plugin.
-    #[error("plugin {plugin} could not be loaded")]
-    Load {
-        /// The plugin.
-        plugin: String,
-        /// Why.
-        #[source]
-        source: LoadError,
-    },
-    /// Setup failed on every attempt.
-    #[error("setup of plugin {plugin} failed {attempts} times; last error: {last_error}")]
-    SetupFailed {
-        /// The plugin.
-        plugin: String,
-        /// Attempts made.
-        attempts: u32,
-        /// The last attempt's error.
-        last_error: String,
-    },
-    /// No plugin with this domain.
-    #[error("no plugin with domain {domain} is loaded")]
-    NotFound {
-        /// The domain.
-        domain: String,
-    },
-    /// The plugin was unloaded while starting.
-    #[error("plugin {plugin} was unloaded while starting")]
-    Cancelled {
-        /// The plugin.
-        plugin: String,
-    },
-}
-
-/// A plugin to load: manifest, code, configuration and the operator's grant.
-#[derive(Debug, Clone)]
-pub struct PluginSpec {
-    /// The manifest.
-    pub manifest: Arc<PluginManifest>,
-    /// The code.
-    pub source: PluginSource,
-    /// The configuration passed to setup.
-    pub config: Value,
-    /// What the operator grants (`None`: everything the manifest declares).
-    pub grant: Option<Permissions>,
-}
-
-impl PluginSpec {
-    /// A spec with empty configuration and everything declared granted.
-    #[must_use]
-    pub fn new(manifest: PluginManifest, source: PluginSource) -> Self {
-        Self {
-            manifest: Arc::new(manifest),
-            source,
-            config: Value::Object(serde_json::Map::new()),
-            grant: None,
-        }
-    }
-
-    /// With this configuration.
-    #[must_use]
-    pub fn with_config(mut self, config: Value) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// With this operator grant.
-    #[must_use]
-    pub fn with_grant(mut self, grant: Permissions) -> Self {
-        self.grant = Some(grant);
-        self
-    }
-}
-
-/// A plugin's health.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PluginHealth {
-    /// Running and receiving events.
-    pub ready: bool,
-    /// The last error (setup, call, quarantine or dependency reason).
-    pub last_error: Option<String>,
-    /// Time since setup succeeded, while running.
-    pub uptime: Option<Duration>,
-    /// Setup attempts made by the current start.
-    pub setup_attempts: u32,
-    /// Failed calls in a row.
-    pub consecutive_failures: u32,
-}
-
-/// A plugin's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PluginStats {
-    /// Events delivered to the plugin.
-    pub events: u64,
-    /// Failed calls (events, service calls, setups).
-    pub errors: u64,
-    /// Host calls refused by the permission check.
-    pub denied: u64,
-    /// Host calls made.
-    pub host_calls: u64,
-    /// Events dropped because the mailbox was full.
-    pub mailbox_dropped: u64,
-    /// Log lines dropped by the rate limit.
-    pub logs_dropped: u64,
-    /// Events waiting in the mailbox (queued, not yet handled) while the plugin runs.
-    pub mailbox_depth: u64,
-    /// The mailbox's capacity while the plugin runs (0 before its first start).
-    pub mailbox_capacity: u64,
-    /// WASM fuel (guest instructions) consumed by calls into the plugin; 0 for native plugins.
-    pub fuel_used: u64,
-    /// Times the plugin was quarantined.
-    pub quarantines: u64,
-}
-
-/// A snapshot of one plugin, as [`PluginRegistry::list`] returns it.
-#[derive(Debug, Clone)]
-pub struct PluginInfo {
-    /// The plugin's domain.
-    pub domain: String,
-    /// Its manifest.
-    pub manifest: Arc<PluginManifest>,
-    /// Its runtime kind.
-    pub runtime: RuntimeKind,
-    /// Its lifecycle state.
-    pub lifecycle: Lifecycle,
-    /// Its health.
-    pub health: PluginHealth,
-    /// Its counters.
-    pub stats: PluginStats,
-    /// How long calls into it took, per hook.
-    pub latency: CallLatency,
-}
-
-#[derive(Debug, Clone)]
-struct Status {
-    lifecycle: Lifecycle,
-    last_error: Option<String>,
-    running_since: Option<Instant>,
-    setup_attempts: u32,
-    consecutive_failures: u32,
-}
-
-/// The registry's record of one plugin.
-pub(crate) struct PluginEntry {
-    pub(crate) domain: Arc<str>,
-    spec: PluginSpec,
-    pub(crate) counters: Arc<PluginCounters>,
-    status: watch::Sender<Status>,
-    control: Mutex<Option<ControlSender>>,
-    task: Mutex<Option<JoinHandle<()>>>,
-    mailbox: Mutex<Option<SubscriptionStats>>,
-    retired_drops: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl PluginEntry {
-    fn new(spec: PluginSpec) -> Self {
-        let (status, _) = watch::channel(Status {
-            lifecycle: Lifecycle::Loading,
-            last_error: None,
-            running_since: None,
-            setup_attempts: 0,
-            consecutive_failures: 0,
-        });
-        Self {
-            domain: spec.manifest.domain.as_str().into(),
-            spec,
-            counters: Arc::default(),
-            status,
-            control: Mutex::new(None),
-            task: Mutex::new(None),
-            mailbox: Mutex::new(None),
-            retired_drops: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn set_lifecycle(&self, lifecycle: Lifecycle, reason: Option<String>) {
-        self.status.send_modify(|s| {
-            s.lifecycle = lifecycle;
-            s.running_since = (lifecycle == Lifecycle::Running).then(Instant::now);
-            if reason.is_some() {
-                s.last_error = reason;
-            }
-        });
-    }
-
-    pub(crate) fn record_error(&self, err: &PluginError, consecutive_failures: u32) {
-        tracing::warn!(plugin = %self.domain, error = %err, consecutive_failures, "plugin call failed");
-        let text = err.to_string();
-        self.status.send_modify(|s| {
-            s.last_error = Some(text);
-            s.consecutive_failures = consecutive_failures;
-        });
-        // Counted after the error is visible: `info` reads the count first, so a snapshot that
-        // counts this error also shows it (or a later one).
-        self.counters.errors.fetch_add(1, Ordering::Release);
-    }
-
-    /// Ends the failure streak shown in the plugin's health.
-    pub(crate) fn clear_failures(&self) {
-        self.status.send_modify(|s| s.consecutive_failures = 0);
-    }
-
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.status.borrow().last_error.clone()
-    }
-
-    fn lifecycle(&self) -> Lifecycle {
-        self.status.borrow().lifecycle
-    }
-
-    fn set_mailbox(&self, stats: Option<SubscriptionStats>) {
-        if let Some(old) = std::mem::replace(&mut *lock(&self.mailbox), stats) {
-            self.retired_drops
-                .fetch_add(old.dropped(), Ordering::Relaxed);
-        }
-    }
-
-    fn info(&self) -> PluginInfo {
-        let c = &self.counters;
-        // Before the status: see `record_error`.
-        let errors = c.errors.load(Ordering::Acquire);
-        let status = self.status.borrow().clone();
-        let events = c.events.load(Ordering::Relaxed);
-        let (mailbox_dropped, mailbox_depth) = {
-            let mailbox = lock(&self.mailbox);
-            let retired = self.retired_drops.load(Ordering::Relaxed);
-            // Every event queued into the running mailbox is counted in `events` when the task
-            // takes it, so the difference is what still waits.
-            mailbox.as_ref().map_or((retired, 0), |m| {
-                let depth = if status.lifecycle == Lifecycle::Running {
-                    m.delivered().saturating_sub(events)
-                } else {
-                    0
-                };
-                (retired + m.dropped(), depth)
-            })
-        };
-        PluginInfo {
-            domain: self.domain.to_string(),
-            manifest: Arc::clone(&self.spec.manifest),
-            runtime: self.spec.manifest.runtime(),
-            lifecycle: status.lifecycle,
-            health: PluginHealth {
-                ready: status.lifecycle == Lifecycle::Running,
-                last_error: status.last_error,
-                uptime: status.running_since.map(|t| t.elapsed()),
-                setup_attempts: status.setup_attempts,
-                consecutive_failures: status.consecutive_failures,
-            },
-            stats: PluginStats {
-                events,
-                errors,
-                denied: c.denied.load(Ordering::Relaxed),
-                host_calls: c.host_calls.load(Ordering::Relaxed),
-                mailbox_dropped,
-                logs_dropped: c.logs_dropped.load(Ordering::Relaxed),
-                mailbox_depth,
-                mailbox_capacity: c.mailbox_capacity.load(Ordering::Relaxed),
-                fuel_used: c.fuel_used.load(Ordering::Relaxed),
-                quarantines: c.quarantines.load(Ordering::Relaxed),
-            },
-            latency: c.latency.snapshot(),
-        }
-    }
-}
-
-/// What [`PluginRegistry::load_all`] did with each plugin, in the order given.
-#[derive(Debug, Default)]
-pub struct StartReport {
-    /// Each plugin's domain and outcome.
-    pub outcomes: Vec<(String, Result<(), RegistryError>)>,
-}
-
-impl StartReport {
-    /// Domains now running.
-    #[must_use]
-    pub fn started(&self) -> Vec<&str> {
-        self.outcomes
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(d, _)| d.as_str())
-            .collect()
-    }
-
-    /// The error for `domain`, if it did not start.
-    #[must_use]
-    pub fn error(&self, domain: &str) -> Option<&RegistryError> {
-        self.outcomes
-            .iter()
-            .find(|(d, _)| d == domain)
-            .and_then(|(_, r)| r.as_ref().err())
-    }
-}
 
 struct RegistryInner {
     home: Home,
@@ -580,7 +150,10 @@ impl PluginRegistry {
     pub async fn load_all(&self, specs: Vec<PluginSpec>) -> StartReport {
         let mut outcomes: Vec<(String, Option<Result<(), RegistryError>>)> =
             Vec::with_capacity(specs.len());
-        let mut accepted: Vec<Arc<PluginEntry>> = Vec::new();
+        // Each accepted plugin's entry and the index of its outcome, by domain. Domains in this
+        // map are unique: a duplicate is refused before it gets here.
+        let mut accepted: Vec<(Arc<PluginEntry>, usize)> = Vec::new();
+        let mut by_domain: HashMap<String, usize> = HashMap::new();
         let mut seen = BTreeSet::new();
         for spec in specs {
             let domain = spec.manifest.domain.clone();
@@ -607,7 +180,8 @@ impl PluginRegistry {
             }
             match self.check_compatible(&entry.spec) {
                 Ok(()) => {
-                    accepted.push(entry);
+                    by_domain.insert(domain.clone(), accepted.len());
+                    accepted.push((entry, outcomes.len()));
                     outcomes.push((domain, None));
                 }
                 Err(err) => {
@@ -623,11 +197,11 @@ impl PluginRegistry {
             .iter()
             .filter(|e| matches!(e.lifecycle(), Lifecycle::Running | Lifecycle::Loading))
             .map(|e| e.key().clone())
-            .filter(|d| !accepted.iter().any(|a| *a.domain == **d))
+            .filter(|d| !by_domain.contains_key(d))
             .collect();
         let items: Vec<OrderItem<'_>> = accepted
             .iter()
-            .map(|e| OrderItem {
+            .map(|(e, _)| OrderItem {
                 domain: &e.domain,
                 dependencies: &e.spec.manifest.dependencies,
                 after_dependencies: &e.spec.manifest.after_dependencies,
@@ -635,38 +209,32 @@ impl PluginRegistry {
             .collect();
         let order = start_order(&items, &available);
 
-        let mut waiting: Vec<(String, oneshot::Receiver<Result<(), RegistryError>>)> = Vec::new();
         for (domain, err) in order.refused {
-            if let Some(entry) = accepted.iter().find(|e| *e.domain == *domain) {
-                tracing::error!(plugin = %domain, error = %err, "plugin not started");
-                entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
-            }
-            if let Some(slot) = outcomes
-                .iter_mut()
-                .find(|(d, r)| *d == domain && r.is_none())
-            {
-                slot.1 = Some(Err(err.into()));
-            }
+            let Some(&i) = by_domain.get(&domain) else {
+                continue;
+            };
+            let (entry, outcome) = &accepted[i];
+            tracing::error!(plugin = %domain, error = %err, "plugin not started");
+            entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
+            outcomes[*outcome].1 = Some(Err(err.into()));
         }
+        let mut waiting: Vec<(usize, oneshot::Receiver<Result<(), RegistryError>>)> =
+            Vec::with_capacity(order.order.len());
         for domain in &order.order {
-            let entry = accepted
-                .iter()
-                .find(|e| *e.domain == **domain)
+            let i = *by_domain
+                .get(domain)
                 .expect("ordered domains come from the accepted list");
-            waiting.push((domain.clone(), self.spawn_start(Arc::clone(entry))));
+            let (entry, outcome) = &accepted[i];
+            waiting.push((*outcome, self.spawn_start(Arc::clone(entry))));
         }
-        for (domain, rx) in waiting {
+        for (outcome, rx) in waiting {
+            let (domain, slot) = &mut outcomes[outcome];
             let result = rx.await.unwrap_or_else(|_| {
                 Err(RegistryError::Cancelled {
                     plugin: domain.clone(),
                 })
             });
-            if let Some(slot) = outcomes
-                .iter_mut()
-                .find(|(d, r)| *d == domain && r.is_none())
-            {
-                slot.1 = Some(result);
-            }
+            *slot = Some(result);
         }
         StartReport {
             outcomes: outcomes
@@ -866,17 +434,20 @@ impl PluginRegistry {
             .as_ref()
             .map(|h| h.permissions.clone())
             .unwrap_or_default();
-        let host = Arc::new(PluginHost::new(
-            Arc::clone(&entry.domain),
-            self.inner.home.clone(),
-            Grant::new(declared, entry.spec.grant.clone()),
-            Arc::clone(&self.inner.storage),
-            limits.storage_bytes.unwrap_or(DEFAULT_STORAGE_BYTES),
-            Arc::clone(&entry.counters),
-            mailbox.id(),
-            control_tx.clone(),
-            policy.call_timeout,
-        ));
+        let host = Arc::new(PluginHost::new(PluginHostParts {
+            domain: Arc::clone(&entry.domain),
+            home: self.inner.home.clone(),
+            grant: Grant::new(declared, entry.spec.grant.clone()),
+            storage: Arc::clone(&self.inner.storage),
+            storage_quota: limits.storage_bytes.unwrap_or(DEFAULT_STORAGE_BYTES),
+            counters: Arc::clone(&entry.counters),
+            subscriber: mailbox.id(),
+            service_handler: Arc::new(PluginServiceHandler::new(
+                Arc::clone(&entry.domain),
+                control_tx.clone(),
+                policy.call_timeout,
+            )),
+        }));
         let ctx = PluginContext::new(Arc::clone(&host));
         let setup = call_stats::timed(
             &entry.counters.latency,
@@ -1059,24 +630,5 @@ impl PluginRegistry {
         for domain in rest {
             let _ = self.unload(&domain).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let p = HostPolicy {
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(500),
-            ..HostPolicy::default()
-        };
-        assert_eq!(p.backoff(1), Duration::from_millis(100));
-        assert_eq!(p.backoff(2), Duration::from_millis(200));
-        assert_eq!(p.backoff(3), Duration::from_millis(400));
-        assert_eq!(p.backoff(4), Duration::from_millis(500));
-        assert_eq!(p.backoff(40), Duration::from_millis(500));
     }
 }

@@ -1,0 +1,181 @@
+//! What the host keeps for one loaded plugin and shares with all its contexts: identity,
+//! grant, storage, counters, timers and the log limiter.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use homecore::{Context, Home, ServiceHandler, ServiceName, SubscriberId};
+
+use crate::call_stats::LatencyHistograms;
+use crate::sync::lock;
+use crate::{Grant, PluginStorage};
+
+/// Log lines a plugin may write per second on average …
+pub const LOG_LINES_PER_SECOND: u32 = 50;
+
+/// … and in one burst.
+pub const LOG_BURST: u32 = 200;
+
+/// A plugin's counters, shared with the registry; plain relaxed atomics, read at scrape time
+/// (docs/adr/0011-metrics-and-tracing.md).
+#[derive(Debug, Default)]
+pub(crate) struct PluginCounters {
+    pub(crate) events: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) denied: AtomicU64,
+    pub(crate) host_calls: AtomicU64,
+    pub(crate) logs_dropped: AtomicU64,
+    /// WASM fuel (instructions) consumed by calls into the plugin.
+    pub(crate) fuel_used: AtomicU64,
+    /// Times the plugin was quarantined.
+    pub(crate) quarantines: AtomicU64,
+    /// The capacity of the running plugin's mailbox.
+    pub(crate) mailbox_capacity: AtomicU64,
+    /// Call latency per hook.
+    pub(crate) latency: LatencyHistograms,
+}
+
+/// A token bucket limiting one plugin's log lines.
+struct LogLimiter {
+    tokens: f64,
+    last: Instant,
+}
+
+impl LogLimiter {
+    fn new() -> Self {
+        Self {
+            tokens: f64::from(LOG_BURST),
+            last: Instant::now(),
+        }
+    }
+
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(LOG_LINES_PER_SECOND);
+        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the host knows of one loaded plugin; shared by all its [`PluginContext`]s.
+pub(crate) struct PluginHost {
+    pub(crate) domain: Arc<str>,
+    pub(crate) home: Home,
+    pub(crate) grant: Grant,
+    pub(crate) storage: Arc<dyn PluginStorage>,
+    pub(crate) storage_quota: u64,
+    pub(crate) counters: Arc<PluginCounters>,
+    pub(crate) subscriber: SubscriberId,
+    pub(crate) service_handler: Arc<dyn ServiceHandler>,
+    pub(crate) own_services: Mutex<Vec<ServiceName>>,
+    pub(crate) timers: Mutex<Timers>,
+    log_limiter: Mutex<LogLimiter>,
+}
+
+/// A plugin's pending timers: token → (deadline, the context that started it).
+#[derive(Default)]
+pub(crate) struct Timers {
+    pub(crate) pending: HashMap<u64, (tokio::time::Instant, Context)>,
+}
+
+impl Timers {
+    /// The earliest deadline.
+    pub(crate) fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.pending.values().map(|(at, _)| *at).min()
+    }
+
+    /// Removes and returns the timers due at `now`, earliest first.
+    pub(crate) fn take_due(&mut self, now: tokio::time::Instant) -> Vec<(u64, Context)> {
+        let mut due: Vec<(tokio::time::Instant, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(token, (at, _))| (*at, *token))
+            .collect();
+        due.sort_unstable();
+        due.into_iter()
+            .filter_map(|(_, token)| self.pending.remove(&token).map(|(_, cause)| (token, cause)))
+            .collect()
+    }
+}
+
+/// Everything [`PluginHost::new`] needs, by name.
+pub(crate) struct PluginHostParts {
+    /// The plugin's domain.
+    pub(crate) domain: Arc<str>,
+    /// The home it acts on.
+    pub(crate) home: Home,
+    /// What it may do.
+    pub(crate) grant: Grant,
+    /// Its key-value storage …
+    pub(crate) storage: Arc<dyn PluginStorage>,
+    /// … and the quota there, in bytes.
+    pub(crate) storage_quota: u64,
+    /// Its counters (shared with the registry's entry).
+    pub(crate) counters: Arc<PluginCounters>,
+    /// Its mailbox's subscriber id on the bus.
+    pub(crate) subscriber: SubscriberId,
+    /// The handler registered for each of its services (forwards to its task).
+    pub(crate) service_handler: Arc<dyn ServiceHandler>,
+}
+
+impl PluginHost {
+    pub(crate) fn new(parts: PluginHostParts) -> Self {
+        let PluginHostParts {
+            domain,
+            home,
+            grant,
+            storage,
+            storage_quota,
+            counters,
+            subscriber,
+            service_handler,
+        } = parts;
+        Self {
+            domain,
+            home,
+            grant,
+            storage,
+            storage_quota,
+            counters,
+            subscriber,
+            service_handler,
+            own_services: Mutex::new(Vec::new()),
+            timers: Mutex::new(Timers::default()),
+            log_limiter: Mutex::new(LogLimiter::new()),
+        }
+    }
+
+    /// Unregisters the services this plugin registered.
+    pub(crate) fn unregister_services(&self) {
+        let names = std::mem::take(&mut *lock(&self.own_services));
+        for name in names {
+            self.home.services.unregister(&name);
+        }
+    }
+
+    /// Whether the log limiter admits one more line.
+    pub(crate) fn admit_log(&self) -> bool {
+        lock(&self.log_limiter).admit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limiter_admits_a_burst_then_refuses() {
+        let mut l = LogLimiter::new();
+        let admitted = (0..LOG_BURST * 2).filter(|_| l.admit()).count();
+        assert!(admitted >= LOG_BURST as usize && admitted < (LOG_BURST as usize) + 5);
+    }
+}

@@ -1,0 +1,87 @@
+//! Why the registry refused or failed a plugin.
+
+use crate::{Lifecycle, LoadError, OrderError, RuntimeKind};
+
+/// Why the registry refused or failed a plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A plugin with this domain is already loaded (or listed twice).
+    #[error("a plugin with domain {domain} is already loaded")]
+    DuplicateDomain {
+        /// The domain.
+        domain: String,
+    },
+    /// The plugin needs a host API version this host does not provide.
+    #[error("plugin {plugin} requires host API {required}, this host provides {host}")]
+    IncompatibleApi {
+        /// The plugin.
+        plugin: String,
+        /// What it requires.
+        required: semver::VersionReq,
+        /// What the host provides.
+        host: semver::Version,
+    },
+    /// The manifest's runtime kind and the code given differ.
+    #[error("plugin {plugin} declares runtime {declared:?} but its code is {given:?}")]
+    RuntimeMismatch {
+        /// The plugin.
+        plugin: String,
+        /// Declared in the manifest.
+        declared: RuntimeKind,
+        /// Given as source.
+        given: RuntimeKind,
+    },
+    /// No runtime for the plugin's kind.
+    #[error("no {kind:?} runtime is registered for plugin {plugin}")]
+    NoRuntime {
+        /// The plugin.
+        plugin: String,
+        /// The kind.
+        kind: RuntimeKind,
+    },
+    /// Dependency cycle, missing dependency, or a dependency that cannot start.
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    /// A dependency failed to start.
+    #[error("plugin {plugin} not started: dependency {dependency} is {lifecycle:?}")]
+    DependencyFailed {
+        /// The plugin.
+        plugin: String,
+        /// The dependency.
+        dependency: String,
+        /// The dependency's state.
+        lifecycle: Lifecycle,
+    },
+    /// The runtime could not load the plugin.
+    #[error("plugin {plugin} could not be loaded")]
+    Load {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// Setup failed on every attempt.
+    #[error("setup of plugin {plugin} failed {attempts} times; last error: {last_error}")]
+    SetupFailed {
+        /// The plugin.
+        plugin: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// No plugin with this domain.
+    #[error("no plugin with domain {domain} is loaded")]
+    NotFound {
+        /// The domain.
+        domain: String,
+    },
+    /// The plugin was unloaded while starting.
+    #[error("plugin {plugin} was unloaded while starting")]
+    Cancelled {
+        /// The plugin.
+        plugin: String,
+    },
+}
