@@ -160,11 +160,6 @@ impl EmissionBudget {
         }
     }
 
-    /// The rates this budget holds the plugin to.
-    pub(crate) fn rates(&self) -> Rates {
-        self.rates
-    }
-
     /// Spends one `kind` at `now`, or says why not.
     pub(crate) fn spend(&mut self, kind: Emission, now: Instant) -> Result<(), OverBudget> {
         let per_second = self.rates.per_second(kind);

@@ -6,17 +6,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use homecore::{
-    Attributes, Context, EntityGlob, EntityId, EventFilter, EventType, ServiceName,
+    Attributes, Context, EntityGlob, EntityId, EventBusError, EventFilter, EventType, ServiceName,
     ServiceResponse, SetOutcome, State,
 };
 use serde_json::Value;
 
 use crate::host::PluginHost;
+use crate::host_error::DenyReason;
 use crate::sync::lock;
-use crate::{HostAction, HostError};
+use crate::{Emission, HostAction, HostError, MIN_TIMER_DELAY};
 
 /// Most timers one plugin may have pending.
 pub const MAX_TIMERS: usize = 1024;
+
+/// Timers at least this long start a causal chain of their own; shorter ones continue the
+/// chain of the call that started them ([`PluginContext::start_timer`]).
+pub const TIMER_STARTS_NEW_CHAIN: Duration = Duration::from_secs(1);
 
 /// Log lines longer than this many bytes are cut (at a character boundary) before logging.
 pub const MAX_LOG_LEN: usize = 1024;
@@ -82,15 +87,64 @@ impl PluginContext {
     }
 
     fn deny(&self, action: HostAction, target: &str) -> HostError {
+        self.deny_because(action, target, DenyReason::NotGranted)
+    }
+
+    fn deny_because(&self, action: HostAction, target: &str, reason: DenyReason) -> HostError {
         self.host.counters.denied.fetch_add(1, Ordering::Relaxed);
         if self.admit_log() {
-            tracing::warn!(plugin = %self.host.domain, %action, target = %cap(target), "host call denied");
+            tracing::warn!(plugin = %self.host.domain, %action, target = %cap(target), %reason, "host call denied");
         }
         HostError::Denied {
             plugin: self.host.domain.to_string(),
             action,
             target: cap(target).to_owned(),
+            reason,
         }
+    }
+
+    /// Spends one `kind` from the plugin's budget ([`crate::Emission`]).
+    fn spend(&self, kind: Emission) -> Result<(), HostError> {
+        self.host.spend(kind).map_err(|over| {
+            if self.admit_log() {
+                tracing::warn!(plugin = %self.host.domain, what = %over.kind, per_second = over.per_second, "over budget");
+            }
+            HostError::QuotaExceeded {
+                plugin: self.host.domain.to_string(),
+                what: over.kind,
+                per_second: over.per_second,
+                burst: over.burst,
+            }
+        })
+    }
+
+    /// Adds a filter to the plugin's mailbox within its subscription cap.
+    fn add_filter(&self, filter: EventFilter) -> Result<(), HostError> {
+        let max = self.host.max_subscriptions;
+        match self
+            .host
+            .home
+            .bus
+            .add_filter_capped(self.host.subscriber, filter, max)
+        {
+            Err(EventBusError::TooManyFilters { .. }) => Err(HostError::TooManySubscriptions {
+                plugin: self.host.domain.to_string(),
+                max,
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    /// Refuses event types the core owns, whatever the grant says.
+    fn check_not_core_owned(&self, event_type: &EventType) -> Result<(), HostError> {
+        if event_type.is_core_owned() {
+            return Err(self.deny_because(
+                HostAction::FireEvent,
+                event_type.as_str(),
+                DenyReason::CoreOwnedEvent,
+            ));
+        }
+        Ok(())
     }
 
     /// Adds WASM fuel consumed by one call to the plugin's counters.
@@ -139,6 +193,7 @@ impl PluginContext {
         if !self.host.grant.may_write(entity_id) {
             return Err(self.deny(HostAction::WriteState, entity_id.as_str()));
         }
+        self.spend(Emission::StateWrite)?;
         Ok(self
             .host
             .home
@@ -155,6 +210,7 @@ impl PluginContext {
         if !self.host.grant.may_write(entity_id) {
             return Err(self.deny(HostAction::WriteState, entity_id.as_str()));
         }
+        self.spend(Emission::StateWrite)?;
         Ok(self
             .host
             .home
@@ -167,43 +223,40 @@ impl PluginContext {
     ///
     /// # Errors
     /// [`HostError::Glob`] for a bad pattern, [`HostError::Denied`] unless the plugin may read
-    /// every entity the pattern can match.
+    /// every entity the pattern can match, [`HostError::TooManySubscriptions`] past the
+    /// plugin's cap ([`crate::ResourceLimits::subscriptions`]).
     pub fn subscribe(&self, pattern: &str) -> Result<(), HostError> {
         self.count_call();
         let glob = EntityGlob::new(pattern)?;
         if !self.host.grant.may_read_all_of(&glob) {
             return Err(self.deny(HostAction::Subscribe, pattern));
         }
-        self.host
-            .home
-            .bus
-            .add_filter(self.host.subscriber, EventFilter::Entity(glob))?;
-        Ok(())
+        self.add_filter(EventFilter::Entity(glob))
     }
 
     /// Subscribes the plugin to generic events of `event_type`; they arrive at
-    /// [`crate::HomeCorePlugin::on_event`]. Needs the same permission as firing them.
+    /// [`crate::HomeCorePlugin::on_event`]. Needs the same permission as firing them; event
+    /// types the core owns ([`homecore::is_core_event_type`]) are never delivered to plugins.
     ///
     /// # Errors
-    /// [`HostError::EventType`] or [`HostError::Denied`].
+    /// [`HostError::EventType`], [`HostError::Denied`], or [`HostError::TooManySubscriptions`]
+    /// past the plugin's cap ([`crate::ResourceLimits::subscriptions`]).
     pub fn subscribe_events(&self, event_type: &str) -> Result<(), HostError> {
         self.count_call();
         let event_type = EventType::new(event_type)?;
+        self.check_not_core_owned(&event_type)?;
         if !self.host.grant.may_fire(event_type.as_str()) {
             return Err(self.deny(HostAction::FireEvent, event_type.as_str()));
         }
-        self.host
-            .home
-            .bus
-            .add_filter(self.host.subscriber, EventFilter::EventType(event_type))?;
-        Ok(())
+        self.add_filter(EventFilter::EventType(event_type))
     }
 
-    /// Calls `domain.service` with `data`; returns the states it changed.
+    /// Calls `domain.service` with `data`; returns the states it changed that the plugin may
+    /// read (a call it may make never shows it states it may not read).
     ///
     /// # Errors
-    /// [`HostError::Denied`], [`HostError::Reentrant`] for the plugin's own services, or the
-    /// service's error.
+    /// [`HostError::Denied`], [`HostError::Reentrant`] for the plugin's own services,
+    /// [`HostError::QuotaExceeded`] over the plugin's budget, or the service's error.
     pub async fn call_service(
         &self,
         domain: &str,
@@ -220,24 +273,33 @@ impl PluginContext {
                 service: format!("{domain}.{service}"),
             });
         }
-        Ok(self
+        self.spend(Emission::ServiceCall)?;
+        let mut response = self
             .host
             .home
             .services
             .call(domain, service, data, self.write_context())
-            .await?)
+            .await?;
+        response
+            .changed_states
+            .retain(|state| self.host.grant.may_read(state.entity_id()));
+        Ok(response)
     }
 
     /// Fires a generic event.
     ///
     /// # Errors
-    /// [`HostError::EventType`], [`HostError::Denied`], or [`HostError::Bus`] (loop guard).
+    /// [`HostError::EventType`], [`HostError::Denied`] (also for every event type the core
+    /// owns, such as `state_changed`: [`homecore::is_core_event_type`]),
+    /// [`HostError::QuotaExceeded`] over the plugin's budget, or [`HostError::Bus`] (loop guard).
     pub fn fire_event(&self, event_type: &str, data: Value) -> Result<(), HostError> {
         self.count_call();
         let event_type = EventType::new(event_type)?;
+        self.check_not_core_owned(&event_type)?;
         if !self.host.grant.may_fire(event_type.as_str()) {
             return Err(self.deny(HostAction::FireEvent, event_type.as_str()));
         }
+        self.spend(Emission::Event)?;
         Ok(self
             .host
             .home
@@ -266,14 +328,37 @@ impl PluginContext {
         Ok(())
     }
 
-    /// Starts (or restarts) timer `token`: after `delay`,
-    /// [`crate::HomeCorePlugin::on_timer`] is called with it on the plugin's task. Writes made
-    /// then carry a child of this call's cause, so a delayed reaction stays in its chain.
+    /// Starts (or restarts) timer `token`: after `delay` (at least [`MIN_TIMER_DELAY`]),
+    /// [`crate::HomeCorePlugin::on_timer`] is called with it on the plugin's task.
+    ///
+    /// A timer shorter than [`TIMER_STARTS_NEW_CHAIN`] is a reaction: its firing is one more
+    /// step of this call's causal chain, so writes made then descend from this call's cause,
+    /// and a timer re-armed from its own callback deepens the chain until the loop guard stops
+    /// it (docs/adr/0002-loop-guard.md). A longer timer starts a chain of its own, as Home
+    /// Assistant's time triggers do: its context is a new root whose `parent_id` names this
+    /// call's cause.
     ///
     /// # Errors
-    /// [`HostError::TooManyTimers`] past [`MAX_TIMERS`] pending timers.
+    /// [`HostError::TooManyTimers`] past [`MAX_TIMERS`] pending timers,
+    /// [`HostError::QuotaExceeded`] over the plugin's budget of timers, [`HostError::Bus`]
+    /// when a short timer would take its chain past the loop guard.
     pub fn start_timer(&self, token: u64, delay: Duration) -> Result<(), HostError> {
         self.count_call();
+        let delay = delay.max(MIN_TIMER_DELAY);
+        let cause = if delay < TIMER_STARTS_NEW_CHAIN {
+            let step = self.write_context();
+            self.host
+                .home
+                .bus
+                .check_loop_guard(&step)
+                .map_err(|err| HostError::Bus(EventBusError::LoopGuard(err)))?;
+            step
+        } else {
+            let mut root = Context::new();
+            root.origin = Some(Arc::clone(&self.host.domain));
+            root.parent_id = self.cause.as_ref().map(|c| c.id);
+            root
+        };
         let mut timers = lock(&self.host.timers);
         if !timers.pending.contains_key(&token) && timers.pending.len() >= MAX_TIMERS {
             return Err(HostError::TooManyTimers {
@@ -281,8 +366,8 @@ impl PluginContext {
                 max: MAX_TIMERS,
             });
         }
+        self.spend(Emission::Timer)?;
         let deadline = tokio::time::Instant::now() + delay;
-        let cause = self.cause.clone().unwrap_or_default();
         timers.pending.insert(token, (deadline, cause));
         Ok(())
     }

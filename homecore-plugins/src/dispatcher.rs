@@ -108,8 +108,16 @@ impl PluginTask {
                     }
                 }
             }
+            if let Some(reason) = self.host.take_quarantine_request() {
+                self.quarantine(format!("quarantined: {reason}")).await;
+                return;
+            }
             if consecutive_failures >= self.quarantine_after {
-                self.quarantine(consecutive_failures).await;
+                let reason = format!(
+                    "quarantined after {consecutive_failures} consecutive failures; last: {}",
+                    self.entry.last_error().unwrap_or_default()
+                );
+                self.quarantine(reason).await;
                 return;
             }
         }
@@ -165,12 +173,9 @@ impl PluginTask {
         entry.set_lifecycle(Lifecycle::Stopped, None);
     }
 
-    /// Stops delivering to a plugin that keeps failing; the reason stays visible.
-    async fn quarantine(self, failures: u32) {
-        let reason = format!(
-            "quarantined after {failures} consecutive failures; last: {}",
-            self.entry.last_error().unwrap_or_default()
-        );
+    /// Stops delivering to a plugin that keeps failing or keeps making more than its budget
+    /// allows; the reason stays visible.
+    async fn quarantine(self, reason: String) {
         tracing::error!(plugin = %self.host.domain, %reason, "plugin quarantined");
         self.entry
             .counters

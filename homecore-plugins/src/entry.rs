@@ -141,6 +141,7 @@ impl PluginEntry {
                 mailbox_capacity: c.mailbox_capacity.load(Ordering::Relaxed),
                 fuel_used: c.fuel_used.load(Ordering::Relaxed),
                 quarantines: c.quarantines.load(Ordering::Relaxed),
+                quota_exceeded: c.quota_exceeded.load(Ordering::Relaxed),
             },
             latency: c.latency.snapshot(),
         }

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use homecore::{Context, Home, ServiceHandler, ServiceName, SubscriberId};
 
+use crate::budget::{EmissionBudget, OverBudget, Rates};
 use crate::call_stats::LatencyHistograms;
 use crate::sync::lock;
-use crate::{Grant, PluginStorage};
+use crate::{DEFAULT_SUBSCRIPTIONS, Emission, Grant, PluginStorage, ResourceLimits};
 
 /// Log lines a plugin may write per second on average …
 pub const LOG_LINES_PER_SECOND: u32 = 50;
@@ -31,6 +32,8 @@ pub(crate) struct PluginCounters {
     pub(crate) fuel_used: AtomicU64,
     /// Times the plugin was quarantined.
     pub(crate) quarantines: AtomicU64,
+    /// State writes, events, service calls and timers refused by the plugin's budget.
+    pub(crate) quota_exceeded: AtomicU64,
     /// The capacity of the running plugin's mailbox.
     pub(crate) mailbox_capacity: AtomicU64,
     /// Call latency per hook.
@@ -78,6 +81,14 @@ pub(crate) struct PluginHost {
     pub(crate) own_services: Mutex<Vec<ServiceName>>,
     pub(crate) timers: Mutex<Timers>,
     log_limiter: Mutex<LogLimiter>,
+    budget: Mutex<EmissionBudget>,
+    /// Subscriptions (entity and event-type filters) the plugin may hold.
+    pub(crate) max_subscriptions: usize,
+    /// How long a plugin may stay over budget before it is quarantined.
+    quarantine_over_budget: Duration,
+    /// Set once the plugin has been over budget for `quarantine_over_budget`: the reason its
+    /// task quarantines it with.
+    quarantine_request: Mutex<Option<String>>,
 }
 
 /// A plugin's pending timers: token → (deadline, the context that started it).
@@ -125,6 +136,11 @@ pub(crate) struct PluginHostParts {
     pub(crate) subscriber: SubscriberId,
     /// The handler registered for each of its services (forwards to its task).
     pub(crate) service_handler: Arc<dyn ServiceHandler>,
+    /// Its effective limits (manifest ∩ operator ∩ host policy); the budget and the
+    /// subscription cap come from them.
+    pub(crate) limits: ResourceLimits,
+    /// How long it may stay over budget before it is quarantined.
+    pub(crate) quarantine_over_budget: Duration,
 }
 
 impl PluginHost {
@@ -138,7 +154,10 @@ impl PluginHost {
             counters,
             subscriber,
             service_handler,
+            limits,
+            quarantine_over_budget,
         } = parts;
+        let max_subscriptions = limits.subscriptions.unwrap_or(DEFAULT_SUBSCRIPTIONS);
         Self {
             domain,
             home,
@@ -151,7 +170,44 @@ impl PluginHost {
             own_services: Mutex::new(Vec::new()),
             timers: Mutex::new(Timers::default()),
             log_limiter: Mutex::new(LogLimiter::new()),
+            budget: Mutex::new(EmissionBudget::new(
+                Rates::from_limits(&limits),
+                Instant::now(),
+            )),
+            max_subscriptions: usize::try_from(max_subscriptions).unwrap_or(usize::MAX),
+            quarantine_over_budget,
+            quarantine_request: Mutex::new(None),
         }
+    }
+
+    /// Spends one `kind` from the plugin's budget. Over budget, the refusal is counted, and
+    /// once the plugin has been refused without a second's pause for `quarantine_over_budget`
+    /// a quarantine is requested (its task carries it out after the current call).
+    pub(crate) fn spend(&self, kind: Emission) -> Result<(), OverBudget> {
+        let result = lock(&self.budget).spend(kind, Instant::now());
+        if let Err(over) = &result {
+            self.counters
+                .quota_exceeded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if over.streak >= self.quarantine_over_budget {
+                let mut request = lock(&self.quarantine_request);
+                if request.is_none() {
+                    *request = Some(format!(
+                        "over its budget of {} {} per second (bursts of {}) for {} s",
+                        over.per_second,
+                        over.kind,
+                        over.burst,
+                        over.streak.as_secs()
+                    ));
+                }
+            }
+        }
+        result
+    }
+
+    /// The quarantine the budget asked for, if any (taken once).
+    pub(crate) fn take_quarantine_request(&self) -> Option<String> {
+        lock(&self.quarantine_request).take()
     }
 
     /// Unregisters the services this plugin registered.

@@ -42,12 +42,32 @@ impl fmt::Display for HostAction {
     }
 }
 
+/// Why a call was denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// The plugin's grant (declared ∩ granted) does not cover it.
+    NotGranted,
+    /// The event type is one the core owns ([`homecore::is_core_event_type`]): only the core
+    /// makes it, whatever a plugin is granted.
+    CoreOwnedEvent,
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotGranted => "not granted",
+            Self::CoreOwnedEvent => "only the core makes events of this type",
+        })
+    }
+}
+
 /// Why a host call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
-    /// The plugin's grant does not allow the call.
-    #[error("plugin {plugin} may not {action} {target}")]
+    /// The plugin may not make the call.
+    #[error("plugin {plugin} may not {action} {target}: {reason}")]
     Denied {
         /// The plugin.
         plugin: String,
@@ -55,6 +75,31 @@ pub enum HostError {
         action: HostAction,
         /// On what (entity id, glob, service, event type or key).
         target: String,
+        /// Why not.
+        reason: DenyReason,
+    },
+    /// The plugin has made as many of these as its budget allows for now
+    /// ([`crate::ResourceLimits`]' rates; the call may succeed once the budget refills).
+    #[error(
+        "plugin {plugin} is over its budget of {per_second} {what} per second (bursts of {burst})"
+    )]
+    QuotaExceeded {
+        /// The plugin.
+        plugin: String,
+        /// What it tried to make.
+        what: crate::Emission,
+        /// The rate it is held to.
+        per_second: u32,
+        /// The most it may make at once.
+        burst: u32,
+    },
+    /// The plugin already holds as many subscriptions as it may.
+    #[error("plugin {plugin} already holds {max} subscriptions")]
+    TooManySubscriptions {
+        /// The plugin.
+        plugin: String,
+        /// The cap ([`crate::ResourceLimits::subscriptions`]).
+        max: usize,
     },
     /// An invalid entity id.
     #[error(transparent)]

@@ -43,6 +43,9 @@ pub struct PluginStats {
     pub fuel_used: u64,
     /// Times the plugin was quarantined.
     pub quarantines: u64,
+    /// State writes, events, service calls and timers refused because the plugin was over
+    /// its budget ([`crate::Emission`]).
+    pub quota_exceeded: u64,
 }
 
 /// A snapshot of one plugin, as [`PluginRegistry::list`] returns it.

@@ -109,9 +109,11 @@ pub use crate::budget::{
     MIN_TIMER_DELAY,
 };
 pub use crate::call_stats::{CallLatency, LATENCY_BUCKETS, LatencySnapshot, PluginHook, SLOW_CALL};
-pub use crate::context::{LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext};
+pub use crate::context::{
+    LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext, TIMER_STARTS_NEW_CHAIN,
+};
 pub use crate::host::{LOG_BURST, LOG_LINES_PER_SECOND};
-pub use crate::host_error::{HostAction, HostError};
+pub use crate::host_error::{DenyReason, HostAction, HostError};
 pub use crate::in_process::*;
 pub use crate::info::{PluginHealth, PluginInfo, PluginStats};
 pub use crate::lifecycle::Lifecycle;

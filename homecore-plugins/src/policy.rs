@@ -19,6 +19,10 @@ pub struct HostPolicy {
     pub backoff_max: Duration,
     /// Consecutive failed calls after which a plugin is quarantined.
     pub quarantine_after: u32,
+    /// How long a plugin may keep making more than its budget allows (state writes, events,
+    /// service calls, timers: [`crate::Emission`]) before it is quarantined. A second without a
+    /// refusal ends the streak.
+    pub quarantine_over_budget: Duration,
     /// Deadline for setup.
     pub setup_timeout: Duration,
     /// Deadline for a service call into a plugin.
@@ -40,6 +44,7 @@ impl Default for HostPolicy {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             quarantine_after: 5,
+            quarantine_over_budget: Duration::from_secs(10),
             setup_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(10),
             teardown_timeout: Duration::from_secs(5),

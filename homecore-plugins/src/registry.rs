@@ -447,6 +447,8 @@ impl PluginRegistry {
                 control_tx.clone(),
                 policy.call_timeout,
             )),
+            limits,
+            quarantine_over_budget: policy.quarantine_over_budget,
         }));
         let ctx = PluginContext::new(Arc::clone(&host));
         let setup = call_stats::timed(

@@ -162,7 +162,9 @@ pub(crate) fn status_of(err: &HostError) -> Status {
         HostError::Service(_) | HostError::Reentrant { .. } => Status::ServiceFailed,
         HostError::Bus(EventBusError::LoopGuard(_)) => Status::LoopGuard,
         HostError::Storage(StorageError::QuotaExceeded { .. })
-        | HostError::TooManyTimers { .. } => Status::QuotaExceeded,
+        | HostError::TooManyTimers { .. }
+        | HostError::QuotaExceeded { .. }
+        | HostError::TooManySubscriptions { .. } => Status::QuotaExceeded,
         HostError::Storage(StorageError::InvalidKey { .. }) => Status::InvalidName,
         _ => Status::Internal,
     }
