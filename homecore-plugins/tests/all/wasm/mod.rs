@@ -3,6 +3,7 @@
 mod disk_cache;
 mod guests;
 mod hostile_exports;
+mod hostile_forged;
 mod hostile_imports;
 mod hostile_limits;
 mod hostile_modules;
