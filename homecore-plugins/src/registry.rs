@@ -510,6 +510,11 @@ impl PluginRegistry {
             .plugins
             .remove_if(domain, |_, e| Arc::ptr_eq(e, &entry));
         lock(&self.inner.started).retain(|d| d != domain);
+        // What the plugin held (its instance, its stored data's copy in memory, what compiling
+        // it left in the allocator) goes back to the system (issue 13 §8).
+        drop(entry);
+        self.inner.storage.release(domain);
+        crate::release_free_memory();
         Ok(())
     }
 

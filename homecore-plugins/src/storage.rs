@@ -60,6 +60,12 @@ pub trait PluginStorage: Send + Sync + 'static {
     fn delete(&self, plugin: &str, key: &str) -> bool;
     /// Bytes used by `plugin`.
     fn used(&self, plugin: &str) -> u64;
+    /// `plugin` was unloaded: a storage that keeps a copy of its data in memory may drop the
+    /// copy now. The data itself must stay: it is read again when the plugin comes back. The
+    /// default does nothing (for [`MemoryStorage`] the copy *is* the data).
+    fn release(&self, plugin: &str) {
+        let _ = plugin;
+    }
 }
 
 #[derive(Default)]
@@ -79,6 +85,18 @@ impl MemoryStorage {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Drops everything stored for `plugin` (for a cache in front of a persistent store);
+    /// returns whether there was anything.
+    pub fn forget(&self, plugin: &str) -> bool {
+        self.namespaces.remove(plugin).is_some()
+    }
+
+    /// Whether anything is held for `plugin`.
+    #[must_use]
+    pub fn holds(&self, plugin: &str) -> bool {
+        self.namespaces.contains_key(plugin)
     }
 
     fn namespace(&self, plugin: &str) -> Arc<Mutex<Namespace>> {

@@ -1,8 +1,9 @@
 //! Plugin key-value storage on disk, with the same semantics as the in-memory storage.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use homecore_plugins::{MemoryStorage, PluginStorage, StorageError};
+use homecore_plugins::{MAX_KEY_LEN, MemoryStorage, PluginStorage, StorageError};
 
 use crate::error::capped;
 use crate::{Store, StoreError};
@@ -11,7 +12,9 @@ use crate::{Store, StoreError};
 /// across restarts and reloads of the plugin, with [`MemoryStorage`]'s quota and key rules
 /// (a quota counts key plus value bytes; keys are 1 to 255 bytes).
 ///
-/// Reads are served from memory (everything is loaded at [`SqlitePluginStorage::open`]).
+/// Reads are served from memory: a plugin's data is loaded on its first use and dropped from
+/// memory when the plugin is unloaded ([`PluginStorage::release`]), so an unloaded plugin's
+/// data costs no memory (issue 13 §8). [`SqlitePluginStorage::open`] checks every stored key.
 /// Writes are synchronous and durable when the call returns: each `set` or `delete` is its own
 /// transaction, committed with the store's [`crate::Durability`] before the call returns.
 /// That costs one commit (an fsync under `PowerLoss`) per write, which is fine for plugin
@@ -25,7 +28,9 @@ use crate::{Store, StoreError};
 pub struct SqlitePluginStorage {
     store: Store,
     cache: MemoryStorage,
-    /// Serializes writes, so the cache and the table change in the same order.
+    /// Plugins whose data is in `cache` (a plugin with no data has no namespace there).
+    loaded: Arc<Mutex<HashSet<String>>>,
+    /// Serializes writes and loads, so the cache and the table change in the same order.
     writes: Arc<Mutex<()>>,
 }
 
@@ -37,46 +42,94 @@ impl std::fmt::Debug for SqlitePluginStorage {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl SqlitePluginStorage {
-    /// Loads every plugin's data from `store`.
+    /// Opens the plugins' data in `store`, checking every stored key (values are loaded when
+    /// their plugin first uses its storage).
     ///
     /// # Errors
     /// [`StoreError::BadRow`] for a stored key that breaks the key rules,
     /// [`StoreError::Sqlite`] for a read failure.
     pub fn open(store: &Store) -> Result<Self, StoreError> {
-        let cache = MemoryStorage::new();
-        let rows = {
+        let keys = {
             let conn = store.conn();
             (|| {
-                let mut stmt = conn.prepare("SELECT plugin, key, value FROM plugin_kv")?;
+                let mut stmt = conn.prepare("SELECT plugin, key FROM plugin_kv")?;
                 let rows = stmt.query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Vec<u8>>(2)?,
-                    ))
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })()
             .map_err(|e| store.error("reading plugin storage", e))?
         };
-        for (plugin, key, value) in rows {
-            // Stored data is loaded whatever the plugin's current quota; the quota applies to
-            // the next write.
-            cache
-                .set(&plugin, &key, &value, u64::MAX)
-                .map_err(|e| StoreError::BadRow {
+        for (plugin, key) in keys {
+            if key.is_empty() || key.len() > MAX_KEY_LEN {
+                return Err(StoreError::BadRow {
                     path: store.path().to_path_buf(),
                     table: "plugin_kv",
                     key: capped(&format!("{plugin}/{key}")),
-                    reason: e.to_string(),
-                })?;
+                    reason: StorageError::InvalidKey {
+                        len: key.len(),
+                        max: MAX_KEY_LEN,
+                    }
+                    .to_string(),
+                });
+            }
         }
         Ok(Self {
             store: store.clone(),
-            cache,
+            cache: MemoryStorage::new(),
+            loaded: Arc::new(Mutex::new(HashSet::new())),
             writes: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Whether `plugin`'s data is held in memory now.
+    #[must_use]
+    pub fn is_loaded(&self, plugin: &str) -> bool {
+        lock(&self.loaded).contains(plugin)
+    }
+
+    /// Loads `plugin`'s data into memory unless it is there; the caller holds `writes`.
+    fn ensure_loaded(&self, plugin: &str) -> Result<(), StorageError> {
+        if lock(&self.loaded).contains(plugin) {
+            return Ok(());
+        }
+        let rows = {
+            let conn = self.store.conn();
+            (|| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT key, value FROM plugin_kv WHERE plugin = ?1")?;
+                let rows = stmt.query_map([plugin], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })()
+            .map_err(|e| self.store.error("reading plugin storage", e))
+            .map_err(|err| Self::backend_error(plugin, "read", &err))?
+        };
+        self.cache.forget(plugin);
+        for (key, value) in rows {
+            // Stored data is loaded whatever the plugin's current quota; the quota applies to
+            // the next write.
+            self.cache.set(plugin, &key, &value, u64::MAX)?;
+        }
+        lock(&self.loaded).insert(plugin.to_owned());
+        Ok(())
+    }
+
+    /// [`Self::ensure_loaded`] for a reader, which has no error to return: a failed load is
+    /// logged and the plugin reads nothing until a later load succeeds.
+    fn ensure_loaded_for_read(&self, plugin: &str) {
+        if lock(&self.loaded).contains(plugin) {
+            return;
+        }
+        let _loading = lock(&self.writes);
+        // Logged by backend_error.
+        let _ = self.ensure_loaded(plugin);
     }
 
     fn backend_error(plugin: &str, operation: &'static str, err: &StoreError) -> StorageError {
@@ -91,11 +144,13 @@ impl SqlitePluginStorage {
 
 impl PluginStorage for SqlitePluginStorage {
     fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
+        self.ensure_loaded_for_read(plugin);
         self.cache.get(plugin, key)
     }
 
     fn set(&self, plugin: &str, key: &str, value: &[u8], quota: u64) -> Result<(), StorageError> {
-        let _writing = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writing = lock(&self.writes);
+        self.ensure_loaded(plugin)?;
         let old = self.cache.get(plugin, key);
         // The in-memory storage checks the key and the quota exactly as MemoryStorage does.
         self.cache.set(plugin, key, value, quota)?;
@@ -125,8 +180,8 @@ impl PluginStorage for SqlitePluginStorage {
     }
 
     fn delete(&self, plugin: &str, key: &str) -> bool {
-        let _writing = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.cache.get(plugin, key).is_none() {
+        let _writing = lock(&self.writes);
+        if self.ensure_loaded(plugin).is_err() || self.cache.get(plugin, key).is_none() {
             return false;
         }
         let deleted = self
@@ -146,7 +201,14 @@ impl PluginStorage for SqlitePluginStorage {
     }
 
     fn used(&self, plugin: &str) -> u64 {
+        self.ensure_loaded_for_read(plugin);
         self.cache.used(plugin)
+    }
+
+    fn release(&self, plugin: &str) {
+        let _writing = lock(&self.writes);
+        lock(&self.loaded).remove(plugin);
+        self.cache.forget(plugin);
     }
 }
 

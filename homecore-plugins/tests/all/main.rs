@@ -3,6 +3,7 @@
 mod failures;
 mod hostile_emission;
 mod lifecycle;
+mod memory;
 mod observability;
 mod permissions;
 mod support;

@@ -1,6 +1,7 @@
 //! homecore-store's integration tests: one binary, a module per area.
 
 mod kill9;
+mod memory;
 mod open;
 mod plugin_storage;
 mod recorder;

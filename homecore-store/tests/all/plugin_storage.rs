@@ -146,3 +146,38 @@ fn a_stored_key_breaking_the_rules_is_a_bad_row() {
         "{err:?}"
     );
 }
+
+/// An unloaded plugin's data leaves memory ([`PluginStorage::release`]) and comes back, whole,
+/// when the plugin uses its storage again (issue 13 §8).
+#[test]
+fn an_unloaded_plugins_data_leaves_memory_and_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("home.db")).expect("opens");
+    let storage = SqlitePluginStorage::open(&store).expect("opens");
+    storage.set("big", "a", &[1; 4096], u64::MAX).expect("fits");
+    storage.set("big", "b", &[2; 10], u64::MAX).expect("fits");
+    storage.set("small", "x", b"y", u64::MAX).expect("fits");
+    let used = storage.used("big");
+    assert!(storage.is_loaded("big"));
+    storage.release("big");
+    assert!(!storage.is_loaded("big"), "the copy in memory is gone");
+    assert!(storage.is_loaded("small"), "other plugins keep theirs");
+    assert_eq!(
+        storage.used("big"),
+        used,
+        "usage is counted again from disk"
+    );
+    assert_eq!(storage.get("big", "a").as_deref(), Some(&[1; 4096][..]));
+    // A write after a release sees the stored data (quota, old value).
+    storage.release("big");
+    assert!(matches!(
+        storage.set("big", "c", &[0; 100], used + 50),
+        Err(StorageError::QuotaExceeded { .. })
+    ));
+    storage.release("big");
+    assert!(
+        storage.delete("big", "b"),
+        "a delete after a release finds the key"
+    );
+    assert_eq!(storage.get("big", "b"), None);
+}
