@@ -13,7 +13,7 @@
 //!    server kept and how many it closed at once.
 //!
 //! ```text
-//! cargo run --release -p homecore-server --example slow_clients -- --clients 1500 --timeout-ms 2000
+//! cargo run -p homecore-server --example slow_clients -- --clients 1500 --timeout-ms 2000
 //! ```
 //!
 //! Linux only (it counts `/proc/self/fd`); the soft `ulimit -n` must exceed twice `--clients`.

@@ -377,6 +377,12 @@ impl PackageReloader {
         })
     }
 
+    /// Holds off every reload (the watcher's and the API's) until the guard is dropped: the
+    /// server holds it while the plugins found at startup load.
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.serial.lock().await
+    }
+
     fn is_native(&self, domain: &str) -> bool {
         self.natives.iter().any(|(d, _)| d == domain)
             || self

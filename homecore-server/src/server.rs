@@ -519,8 +519,13 @@ pub async fn start_with(
         #[cfg(feature = "wasm")]
         let hot_reload = (config.hot_reload, reloader);
         tokio::spawn(async move {
+            // A reload asked for while the first plugins load waits for them.
+            #[cfg(feature = "wasm")]
+            let held = hot_reload.1.hold().await;
             let report = registry.load_all(specs).await;
             record_running(&registry, &packages, &*accepted);
+            #[cfg(feature = "wasm")]
+            drop(held);
             for (domain, outcome) in &report.outcomes {
                 match outcome {
                     Ok(()) => tracing::info!(plugin = %domain, "plugin running"),
