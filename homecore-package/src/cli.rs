@@ -158,6 +158,23 @@ impl PackageSummary {
         }
     }
 
+    fn of_verified(package: &crate::VerifiedPackage) -> Self {
+        let m: &PluginManifest = package.manifest();
+        let section = m.homecore.as_ref();
+        Self {
+            dir: package.path().to_owned(),
+            domain: m.domain.clone(),
+            name: m.name.clone(),
+            version: m.version.clone(),
+            api_version: section.map(|h| h.api_version.clone()),
+            module_name: package.module_name().to_owned(),
+            module_size: package.module().len() as u64,
+            module_sha256: *package.module_sha256(),
+            dependencies: m.dependencies.clone(),
+            permissions: section.map(|h| h.permissions.clone()).unwrap_or_default(),
+        }
+    }
+
     /// A note when the directory is not named after the domain (discovery would refuse it).
     fn dir_note(&self) -> Option<String> {
         let dir_name = self
@@ -306,10 +323,10 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verifies a package (directory or `.hcpkg` bundle) under a trust policy, as discovery would: safe reading,
-/// signature by a trusted, unrevoked key allowed for the domain (or dev mode), host API and
-/// ABI compatibility. Rollback protection and dependencies need the host's state and are
-/// checked at discovery only.
+/// Verifies a package (directory or `.hcpkg` bundle) alone under a trust policy: safe
+/// reading, signature by a trusted, unrevoked key allowed for the domain (or dev mode), host
+/// API and ABI compatibility. What a host would say of it (its name, its native plugins, its
+/// rollback floor) is [`verify_as_host`].
 ///
 /// # Errors
 /// [`CommandError::Refused`] naming the reason.
@@ -321,6 +338,29 @@ pub fn verify(package_dir: &Path, policy: &TrustPolicy) -> Result<VerifyReport, 
         package: PackageSummary::of(&files),
         signer,
         abi_version,
+    })
+}
+
+/// Verifies a package as a host would accept it into its plugins directory: the same
+/// function discovery runs ([`crate::check_package`]): everything [`verify`] checks, plus the
+/// package's name (it must be its domain: `<domain>/` or `<domain>.hcpkg`), no shadowing of
+/// the host's `native` plugins, and rollback protection against the host's `accepted`
+/// versions. Nothing is recorded.
+///
+/// # Errors
+/// [`CommandError::Refused`] naming the reason.
+pub fn verify_as_host(
+    package: &Path,
+    policy: &TrustPolicy,
+    accepted: &dyn crate::AcceptedVersions,
+    native: &[(String, semver::Version)],
+) -> Result<VerifyReport, CommandError> {
+    let verified =
+        crate::check_package(package, policy, accepted, native, &PackageLimits::default())?;
+    Ok(VerifyReport {
+        package: PackageSummary::of_verified(&verified),
+        signer: verified.signer().clone(),
+        abi_version: verified.abi_version(),
     })
 }
 

@@ -93,6 +93,7 @@ pub struct VerifiedPackage {
     path: PathBuf,
     manifest: Arc<PluginManifest>,
     module: Arc<[u8]>,
+    module_name: String,
     module_sha256: Sha256Hash,
     signer: Signer,
     abi_version: u32,
@@ -148,10 +149,37 @@ impl VerifiedPackage {
         &self.module
     }
 
+    /// The module's file name in the package.
+    #[must_use]
+    pub fn module_name(&self) -> &str {
+        &self.module_name
+    }
+
     /// The module's declared ABI version.
     #[must_use]
     pub fn abi_version(&self) -> u32 {
         self.abi_version
+    }
+
+    /// Records this package's version as accepted for its domain (the rollback floor), for a
+    /// publisher-signed package; an unsigned (dev mode) package never moves the floor. Call it
+    /// once the plugin runs, never at verification: a version that is refused later, or fails
+    /// its setup, must not raise the floor (docs/adr/0008-signed-packages.md).
+    ///
+    /// # Errors
+    /// [`RollbackError::Store`] when the record cannot be written.
+    pub fn record_accepted(&self, accepted: &dyn AcceptedVersions) -> Result<(), RollbackError> {
+        match self.signer {
+            Signer::Unsigned => Ok(()),
+            Signer::Publisher { .. } => {
+                accepted
+                    .record(self.domain(), self.version())
+                    .map_err(|source| RollbackError::Store {
+                        domain: self.domain().to_owned(),
+                        source,
+                    })
+            }
+        }
     }
 
     /// A registry spec for this plugin: the verified manifest and module, with the operator's
@@ -271,7 +299,30 @@ pub fn package_path(plugins_dir: &Path, domain: &str) -> Option<PathBuf> {
     .find(|p| p.symlink_metadata().is_ok())
 }
 
-/// Checks one entry of the plugins directory up to (not including) cross-package rules.
+/// The host's acceptance checks for one package, as [`discover`] applies them to each entry of
+/// the plugins directory and `homecore package verify` to the package it is given (one
+/// function, so the two never disagree): the name must be a valid domain; the package is read
+/// safely within `limits` and its signature verified under `policy` before anything looks at
+/// the module; host API and ABI compatible; the manifest's domain must be the package's name
+/// (`<domain>/` or `<domain>.hcpkg`) and not a `native` plugin's; `dependency_versions` must
+/// parse; a signed package's version must pass rollback protection against `accepted` (checked,
+/// never recorded here: see [`VerifiedPackage::record_accepted`]). Cross-package rules
+/// (duplicates, dependencies) are [`discover`]'s.
+///
+/// # Errors
+/// The [`DiscoveryError`] that refuses the package.
+pub fn check_package(
+    path: &Path,
+    policy: &TrustPolicy,
+    accepted: &dyn AcceptedVersions,
+    native: &[(String, Version)],
+    limits: &PackageLimits,
+) -> Result<VerifiedPackage, DiscoveryError> {
+    let native: BTreeMap<&str, &Version> = native.iter().map(|(d, v)| (d.as_str(), v)).collect();
+    check_entry(path, policy, accepted, &native, limits)
+}
+
+/// [`check_package`] with the native plugins as a map.
 fn check_entry(
     path: &Path,
     policy: &TrustPolicy,
@@ -299,13 +350,14 @@ fn check_entry(
         // write the directory could pick their version.
         Signer::Unsigned => {}
         Signer::Publisher { .. } => {
-            versions::check_and_record(&domain, files.version(), policy, accepted)?;
+            versions::check_version(&domain, files.version(), policy, accepted)?;
         }
     }
     Ok(VerifiedPackage {
         path: path.to_owned(),
         manifest: files.manifest,
         module: files.module,
+        module_name: files.module_name,
         module_sha256: files.module_sha256,
         signer,
         abi_version,
@@ -341,8 +393,9 @@ pub fn discover(
 /// `manifest.json`, `signature.json` and the module are each read once within `limits`; the
 /// signature is verified under `policy` before anything else looks at the module; the host API
 /// and ABI versions must be compatible; the manifest's domain must be the package's name and
-/// not a `native` plugin's, nor another package's (`x/` before `x.hcpkg`); a signed package's version must pass rollback protection (and is
-/// recorded in `accepted`). Then, across packages, every `dependencies` entry must be a native
+/// not a `native` plugin's, nor another package's (`x/` before `x.hcpkg`); a signed package's version must pass rollback protection
+/// against `accepted` (nothing is recorded: the caller records a package once it runs, with
+/// [`VerifiedPackage::record_accepted`]). These per-package checks are [`check_package`]. Then, across packages, every `dependencies` entry must be a native
 /// plugin or an accepted package at a version matching `homecore.dependency_versions`; a
 /// package whose dependency was refused is refused too. Entries whose name starts with `.` are
 /// skipped (staging directories, editor files).
@@ -492,8 +545,8 @@ fn check_dependencies<'v>(
 }
 
 /// Verifies one package again, e.g. before a hot reload of `domain`: the same per-package
-/// checks as [`discover`] (read, signature under the current `policy`, compatibility, name,
-/// rollback — recording an accepted version), then its dependencies against `installed`: the
+/// checks as [`discover`] ([`check_package`]: read, signature under the current `policy`,
+/// compatibility, name, rollback — nothing recorded), then its dependencies against `installed`: the
 /// native plugins and the packages currently loaded, as `(domain, version)`. The package is
 /// `plugins_dir/<domain>/`, or `plugins_dir/<domain>.hcpkg` when there is no such directory
 /// (the directory wins, as in [`discover`]).

@@ -18,12 +18,15 @@
 //!   compiling), dependency version requirements (`homecore.dependency_versions`).
 //! - **Rollback protection**: [`AcceptedVersions`] remembers the highest version accepted per
 //!   domain ([`FileAcceptedVersions`] keeps it in a JSON file); older packages are refused
-//!   unless pinned.
+//!   unless pinned. Verification checks the floor; the host raises it with
+//!   [`VerifiedPackage::record_accepted`] once the plugin runs.
 //! - **[`discover`]**: reads a plugins directory safely (no symlinks, size caps while reading,
 //!   each file read once), verifies every package before anything is compiled, reports each
 //!   refusal and accepts the rest as [`VerifiedPackage`]s, which become registry specs with
 //!   [`VerifiedPackage::into_spec`].
-//! - **Commands**: [`keygen`], [`sign`], [`verify`], [`inspect`], [`pack`] return reports that print
+//! - **[`check_package`]**: the per-package acceptance checks [`discover`] runs on each entry,
+//!   and [`verify_as_host`] (`homecore package verify`) on the package it is given.
+//! - **Commands**: [`keygen`], [`sign`], [`verify`], [`verify_as_host`], [`inspect`], [`pack`] return reports that print
 //!   themselves; the `homecore package …` subcommands call them.
 //!
 //! # Example
@@ -58,6 +61,9 @@
 //! assert!(report.rejected.is_empty(), "{report}");
 //! let hello = report.get("hello").expect("accepted");
 //! assert_eq!(hello.key_id(), Some(key.key_id));
+//! // The host records the version as the rollback floor once the plugin runs.
+//! assert_eq!(seen.highest("hello")?, None);
+//! hello.record_accepted(&seen)?;
 //! assert_eq!(seen.highest("hello")?, Some(semver::Version::new(1, 0, 0)));
 //!
 //! // Editing a signed file is caught.
@@ -94,15 +100,15 @@ mod versions;
 pub use crate::bundle::{BUNDLE_EXTENSION, BundleError};
 pub use crate::cli::{
     CommandError, InspectReport, KeygenReport, PackReport, PackageSummary, SignReport,
-    VerifyReport, inspect, keygen, pack, sign, verify,
+    VerifyReport, inspect, keygen, pack, sign, verify, verify_as_host,
 };
 pub use crate::compat::{
     CompatError, DEPENDENCY_VERSIONS_KEY, abi_version, check_api, check_host,
     dependency_requirements,
 };
 pub use crate::discovery::{
-    DiscoveryError, DiscoveryReport, MAX_PLUGINS_DIR_ENTRIES, Rejected, VerifiedPackage, discover,
-    discover_one, discover_with_limits, entry_domain, package_path,
+    DiscoveryError, DiscoveryReport, MAX_PLUGINS_DIR_ENTRIES, Rejected, VerifiedPackage,
+    check_package, discover, discover_one, discover_with_limits, entry_domain, package_path,
 };
 pub use crate::format::{
     DIGEST_CONTEXT, DetachedSignature, DigestInput, FormatError, MANIFEST_FILE,
@@ -117,5 +123,5 @@ pub use crate::read::{MAX_PACKAGE_DEPTH, MAX_PACKAGE_ENTRIES, ReadError, check_f
 pub use crate::trust::{PolicyError, Signer, TrustError, TrustPolicy, TrustedPublisher};
 pub use crate::versions::{
     ACCEPTED_VERSIONS_FILE, AcceptedVersions, FileAcceptedVersions, MemoryAcceptedVersions,
-    RollbackError, VersionStoreError, check_and_record,
+    RollbackError, VersionStoreError, check_and_record, check_version,
 };

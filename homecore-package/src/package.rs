@@ -7,7 +7,7 @@ use std::sync::Arc;
 use homecore_plugins::{MAX_MANIFEST_BYTES, ManifestError, PluginManifest, RuntimeKind};
 
 use crate::format::{DigestInput, MANIFEST_FILE, SIGNATURE_FILE, signed_message};
-use crate::read::{ReadError, check_tree, read_capped, read_required};
+use crate::read::{PackageDir, ReadError, check_tree, read_capped_at, read_required_at};
 use crate::{DetachedSignature, FormatError, Sha256Hash};
 
 /// Size caps applied while reading a package.
@@ -185,12 +185,14 @@ impl PackageFiles {
     /// # Errors
     /// A [`PackageError`] naming the file and what is wrong.
     pub fn read(dir: &Path, limits: &PackageLimits) -> Result<Self, PackageError> {
-        check_tree(dir)?;
-        let manifest_bytes = read_required(dir, MANIFEST_FILE, limits.manifest_bytes)?;
+        // Opened once, without following a link; everything below is read relative to it.
+        let opened = PackageDir::open(dir)?;
+        check_tree(&opened)?;
+        let manifest_bytes = read_required_at(&opened, MANIFEST_FILE, limits.manifest_bytes)?;
         let (manifest, module_name) = parse_manifest(dir, &manifest_bytes)?;
-        let signature = read_capped(dir, SIGNATURE_FILE, limits.signature_bytes)?;
+        let signature = read_capped_at(&opened, SIGNATURE_FILE, limits.signature_bytes)?;
         let signature = parse_signature(dir, signature.as_deref())?;
-        let module = read_required(dir, &module_name, limits.module_bytes)?;
+        let module = read_required_at(&opened, &module_name, limits.module_bytes)?;
         Ok(Self::build(
             dir,
             manifest_bytes,

@@ -1,10 +1,15 @@
 //! Reading package files without trusting the file system: no symlinks anywhere, regular files
 //! only, size caps enforced while reading, file names that cannot leave the package.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use crate::key::cap;
 
@@ -127,54 +132,203 @@ fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
     }
 }
 
-/// Checks the package directory itself and every entry below it, without following links:
-/// no symlinks, no devices/FIFOs/sockets, bounded depth and entry count.
+/// An open package directory: every later look inside it (the tree walk, each file read) is
+/// relative to this handle and follows no link, so a package directory swapped for a symlink
+/// after it was opened changes nothing (what is verified is what was opened), and one swapped
+/// before is refused (docs/adr/0008-signed-packages.md, "Reading without races").
+#[derive(Debug)]
+pub(crate) struct PackageDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// Flags for a directory opened without following a link at its last component.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+impl PackageDir {
+    /// Opens the package directory `path`: its parent as the operator named it, then the
+    /// package itself relative to the parent without following a link (on Linux with
+    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where the kernel has it, else
+    /// `openat(O_NOFOLLOW | O_DIRECTORY)`).
+    ///
+    /// # Errors
+    /// [`ReadError::Symlink`], [`ReadError::NotADirectory`], [`ReadError::Io`].
+    pub(crate) fn open(path: &Path) -> Result<Self, ReadError> {
+        let (parent, name) = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => (
+                if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                },
+                name,
+            ),
+            _ => {
+                return Err(ReadError::NotADirectory {
+                    path: path.to_owned(),
+                });
+            }
+        };
+        let parent_fd = rfs::open(
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error(parent, e.into()))?;
+        let fd =
+            open_dir_beneath(&parent_fd, name).map_err(|e| dir_error(&parent_fd, name, path, e))?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the subdirectory `name` relative to this one, following no link.
+    fn open_child(&self, name: &OsStr) -> Result<Self, ReadError> {
+        let path = self.path.join(name);
+        let fd = rfs::openat(&self.fd, name, dir_flags(), Mode::empty())
+            .map_err(|e| dir_error(&self.fd, name, &path, e))?;
+        Ok(Self { fd, path })
+    }
+}
+
+/// `name` (one component) opened as a directory beneath `parent`, no link followed.
+fn open_dir_beneath(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, rustix::io::Errno> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::ResolveFlags;
+        match rfs::openat2(
+            parent,
+            name,
+            dir_flags(),
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        ) {
+            // Older kernels (ENOSYS) and sandboxes that filter the call (EPERM): openat.
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {}
+            other => return other,
+        }
+    }
+    rfs::openat(parent, name, dir_flags(), Mode::empty())
+}
+
+/// Why `name` in `parent` did not open as a directory: a link (ELOOP from `O_NOFOLLOW`, or
+/// `openat2`'s refusal), something else than a directory, or another failure.
+fn dir_error(parent: &OwnedFd, name: &OsStr, path: &Path, errno: rustix::io::Errno) -> ReadError {
+    let is_link = || {
+        rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
+    match errno {
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => ReadError::Symlink {
+            path: path.to_owned(),
+        },
+        rustix::io::Errno::NOTDIR if is_link() => ReadError::Symlink {
+            path: path.to_owned(),
+        },
+        rustix::io::Errno::NOTDIR => ReadError::NotADirectory {
+            path: path.to_owned(),
+        },
+        other => io_error(path, other.into()),
+    }
+}
+
+fn kind_of_raw(ft: FileType) -> Option<&'static str> {
+    match ft {
+        FileType::Fifo => Some("FIFO"),
+        FileType::Socket => Some("socket"),
+        FileType::BlockDevice => Some("block device"),
+        FileType::CharacterDevice => Some("character device"),
+        FileType::RegularFile | FileType::Directory => None,
+        _ => Some("special file"),
+    }
+}
+
+/// Checks every entry below an open package directory, relative to its handle and without
+/// following links: no symlinks, no devices/FIFOs/sockets, bounded depth and entry count.
 ///
 /// # Errors
 /// [`ReadError::Symlink`], [`ReadError::SpecialFile`], [`ReadError::NotADirectory`],
 /// [`ReadError::TreeTooLarge`], [`ReadError::Io`].
-pub(crate) fn check_tree(dir: &Path) -> Result<(), ReadError> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|source| io_error(dir, source))?;
-    if meta.file_type().is_symlink() {
-        return Err(ReadError::Symlink {
-            path: dir.to_owned(),
-        });
-    }
-    if !meta.is_dir() {
-        return Err(ReadError::NotADirectory {
-            path: dir.to_owned(),
-        });
-    }
+pub(crate) fn check_tree(dir: &PackageDir) -> Result<(), ReadError> {
     let mut entries = 0usize;
-    let mut stack = vec![(dir.to_owned(), 0usize)];
-    while let Some((here, depth)) = stack.pop() {
-        let listing = std::fs::read_dir(&here).map_err(|source| io_error(&here, source))?;
+    // The root is borrowed; subdirectories are opened (and owned) as the walk goes.
+    let mut stack: Vec<(Option<PackageDir>, usize)> = vec![(None, 0)];
+    while let Some((owned, depth)) = stack.pop() {
+        let here = owned.as_ref().unwrap_or(dir);
+        let listing = rfs::Dir::read_from(&here.fd).map_err(|e| io_error(&here.path, e.into()))?;
         for entry in listing {
-            let entry = entry.map_err(|source| io_error(&here, source))?;
-            let path = entry.path();
+            let entry = entry.map_err(|e| io_error(&here.path, e.into()))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            let path = here.path.join(name);
             entries += 1;
             if entries > MAX_PACKAGE_ENTRIES {
                 return Err(ReadError::TreeTooLarge { path });
             }
-            // `DirEntry::file_type` does not follow symlinks.
-            let ft = entry
-                .file_type()
-                .map_err(|source| io_error(&path, source))?;
-            if ft.is_symlink() {
+            let st = rfs::statat(&here.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_error(&path, e.into()))?;
+            let ft = FileType::from_raw_mode(st.st_mode);
+            if ft == FileType::Symlink {
                 return Err(ReadError::Symlink { path });
             }
-            if let Some(kind) = kind_of(ft) {
+            if let Some(kind) = kind_of_raw(ft) {
                 return Err(ReadError::SpecialFile { path, kind });
             }
-            if ft.is_dir() {
+            if ft == FileType::Directory {
                 if depth + 1 >= MAX_PACKAGE_DEPTH {
                     return Err(ReadError::TreeTooLarge { path });
                 }
-                stack.push((path, depth + 1));
+                stack.push((Some(here.open_child(name)?), depth + 1));
             }
         }
     }
     Ok(())
+}
+
+/// Reads `name` in an open package directory once (relative to its handle, no link
+/// followed, no FIFO blocking), refusing it as soon as more than `max` bytes arrive.
+/// `Ok(None)` when it does not exist.
+///
+/// # Errors
+/// As [`read_capped`].
+pub(crate) fn read_capped_at(
+    dir: &PackageDir,
+    name: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    check_file_name(name)?;
+    let path = dir.path.join(name);
+    let fd = match rfs::openat(
+        &dir.fd,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => return Err(ReadError::Symlink { path }),
+        Err(errno) => return Err(io_error(&path, errno.into())),
+    };
+    read_opened(File::from(fd), &path, max).map(Some)
+}
+
+/// As [`read_capped_at`], but a missing file is [`ReadError::Missing`].
+///
+/// # Errors
+/// As [`read_capped_at`], and [`ReadError::Missing`].
+pub(crate) fn read_required_at(
+    dir: &PackageDir,
+    name: &str,
+    max: u64,
+) -> Result<Vec<u8>, ReadError> {
+    read_capped_at(dir, name, max)?.ok_or_else(|| ReadError::Missing {
+        path: dir.path.join(name),
+    })
 }
 
 fn io_error(path: &Path, source: io::Error) -> ReadError {
@@ -185,7 +339,7 @@ fn io_error(path: &Path, source: io::Error) -> ReadError {
 }
 
 /// Opens `dir/name` without following a symlink at the last component, and without blocking
-/// on a FIFO; then checks the opened file (fstat) is a regular file.
+/// on a FIFO ([`read_opened`] then checks it is a regular file).
 ///
 /// `Ok(None)` when the file does not exist.
 fn open_regular(path: &Path) -> Result<Option<File>, ReadError> {
@@ -203,19 +357,6 @@ fn open_regular(path: &Path) -> Result<Option<File>, ReadError> {
         }
         Err(source) => return Err(io_error(path, source)),
     };
-    let meta = file.metadata().map_err(|source| io_error(path, source))?;
-    if let Some(kind) = kind_of(meta.file_type()) {
-        return Err(ReadError::SpecialFile {
-            path: path.to_owned(),
-            kind,
-        });
-    }
-    if meta.is_dir() {
-        return Err(ReadError::SpecialFile {
-            path: path.to_owned(),
-            kind: "directory",
-        });
-    }
     Ok(Some(file))
 }
 
@@ -231,24 +372,43 @@ pub(crate) fn read_capped(dir: &Path, name: &str, max: u64) -> Result<Option<Vec
     let Some(file) = open_regular(&path)? else {
         return Ok(None);
     };
+    read_opened(file, &path, max).map(Some)
+}
+
+/// Reads an opened file, which must be a regular file (fstat), refusing it as soon as more
+/// than `max` bytes arrive.
+fn read_opened(file: File, path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let meta = file.metadata().map_err(|source| io_error(path, source))?;
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(ReadError::SpecialFile {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    if meta.is_dir() {
+        return Err(ReadError::SpecialFile {
+            path: path.to_owned(),
+            kind: "directory",
+        });
+    }
     let too_large = || ReadError::TooLarge {
-        path: path.clone(),
+        path: path.to_owned(),
         max,
     };
     // The size from fstat only sizes the buffer (and refuses early); the cap is enforced on
     // the bytes actually read, so a file that grows while being read is still refused.
-    let hint = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let hint = meta.len();
     if hint > max {
         return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|source| io_error(&path, source))?;
+        .map_err(|source| io_error(path, source))?;
     if bytes.len() as u64 > max {
         return Err(too_large());
     }
-    Ok(Some(bytes))
+    Ok(bytes)
 }
 
 /// As [`read_capped`], but a missing file is [`ReadError::Missing`].
@@ -266,6 +426,11 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+
+    /// Opens `path` as a package directory and walks it.
+    fn walk(path: &Path) -> Result<(), ReadError> {
+        check_tree(&PackageDir::open(path)?)
+    }
 
     #[test]
     fn file_names_that_could_escape_are_refused() {
@@ -295,10 +460,64 @@ mod tests {
         symlink("/dev/zero", dir.path().join("plugin.wasm")).expect("symlink");
         let err = read_capped(dir.path(), "plugin.wasm", 1 << 20).expect_err("symlink");
         assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
+        let opened = PackageDir::open(dir.path()).expect("a real directory");
         assert!(matches!(
-            check_tree(dir.path()),
+            check_tree(&opened),
             Err(ReadError::Symlink { .. })
         ));
+    }
+
+    /// `plugins/x/` holding `manifest.json` = `text`, and an `outside/x/` package elsewhere.
+    fn plugins_and_outside(text: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let inside = root.path().join("plugins/x");
+        let outside = root.path().join("outside/x");
+        for (dir, content) in [(&inside, text), (&outside, "outside")] {
+            std::fs::create_dir_all(dir).expect("mkdir");
+            std::fs::write(dir.join("manifest.json"), content).expect("write");
+        }
+        (root, inside, outside)
+    }
+
+    #[test]
+    fn a_package_directory_that_is_a_symlink_is_refused_when_opened() {
+        let (_root, inside, outside) = plugins_and_outside("inside");
+        std::fs::remove_dir_all(&inside).expect("rm");
+        symlink(&outside, &inside).expect("symlink");
+        let err = PackageDir::open(&inside).expect_err("a link");
+        assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_package_swapped_for_a_symlink_after_it_was_opened_is_still_the_one_read() {
+        // The race of issue 13 §6, made deterministic: the swap happens between the open
+        // (discovery) and the reads (verification and loading).
+        let (_root, inside, outside) = plugins_and_outside("inside");
+        let opened = PackageDir::open(&inside).expect("opens");
+        std::fs::rename(&inside, inside.with_extension("old")).expect("moved away");
+        symlink(&outside, &inside).expect("swapped for a link");
+        check_tree(&opened).expect("the opened tree has no link");
+        let bytes = read_required_at(&opened, "manifest.json", 100).expect("reads");
+        assert_eq!(bytes, b"inside", "the outside package was never read");
+        // Opened again, the link is refused.
+        let err = PackageDir::open(&inside).expect_err("now a link");
+        assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_subdirectory_swapped_for_a_symlink_is_refused_by_the_walk() {
+        let (_root, inside, outside) = plugins_and_outside("inside");
+        let opened = PackageDir::open(&inside).expect("opens");
+        symlink(outside.parent().expect("parent"), inside.join("assets")).expect("symlink");
+        let err = check_tree(&opened).expect_err("a link below");
+        assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_directory_is_not_a_package_directory() {
+        let (_root, inside, _) = plugins_and_outside("inside");
+        let err = PackageDir::open(&inside.join("manifest.json")).expect_err("a file");
+        assert!(matches!(err, ReadError::NotADirectory { .. }), "{err}");
     }
 
     #[test]
@@ -344,7 +563,7 @@ mod tests {
                 "{err}"
             );
             assert!(matches!(
-                check_tree(dir.path()),
+                walk(dir.path()),
                 Err(ReadError::SpecialFile { .. })
             ));
         }
@@ -356,8 +575,9 @@ mod tests {
         let deep = dir.path().join("a").join("b");
         std::fs::create_dir_all(&deep).expect("mkdir");
         symlink("/etc", deep.join("etc")).expect("symlink");
+        let opened = PackageDir::open(dir.path()).expect("a real directory");
         assert!(matches!(
-            check_tree(dir.path()),
+            check_tree(&opened),
             Err(ReadError::Symlink { .. })
         ));
     }
@@ -369,12 +589,12 @@ mod tests {
         std::fs::create_dir(&real).expect("mkdir");
         symlink(&real, dir.path().join("link")).expect("symlink");
         assert!(matches!(
-            check_tree(&dir.path().join("link")),
+            walk(&dir.path().join("link")),
             Err(ReadError::Symlink { .. })
         ));
         std::fs::write(dir.path().join("file"), b"x").expect("write");
         assert!(matches!(
-            check_tree(&dir.path().join("file")),
+            walk(&dir.path().join("file")),
             Err(ReadError::NotADirectory { .. })
         ));
     }
@@ -388,7 +608,7 @@ mod tests {
         }
         std::fs::create_dir_all(&deep).expect("mkdir");
         assert!(matches!(
-            check_tree(dir.path()),
+            walk(dir.path()),
             Err(ReadError::TreeTooLarge { .. })
         ));
 
@@ -397,7 +617,7 @@ mod tests {
             std::fs::write(wide.path().join(format!("f{i}")), b"").expect("write");
         }
         assert!(matches!(
-            check_tree(wide.path()),
+            walk(wide.path()),
             Err(ReadError::TreeTooLarge { .. })
         ));
     }

@@ -211,13 +211,34 @@ pub enum RollbackError {
 }
 
 /// Checks a signed package's version against pins and the highest accepted version, and
-/// records it when accepted. A pinned domain loads exactly the pinned version (which may be
-/// older: an explicit downgrade); otherwise a version older than the highest accepted is
-/// refused.
+/// records it when accepted ([`check_version`], then [`AcceptedVersions::record`]). The
+/// server records only once the plugin runs (docs/adr/0008-signed-packages.md): use this
+/// where checking and accepting are one step.
 ///
 /// # Errors
 /// [`RollbackError::PinMismatch`], [`RollbackError::Downgrade`], [`RollbackError::Store`].
 pub fn check_and_record(
+    domain: &str,
+    version: &Version,
+    policy: &TrustPolicy,
+    store: &dyn AcceptedVersions,
+) -> Result<(), RollbackError> {
+    check_version(domain, version, policy, store)?;
+    store
+        .record(domain, version)
+        .map_err(|source| RollbackError::Store {
+            domain: domain.to_owned(),
+            source,
+        })
+}
+
+/// Checks a signed package's version against pins and the highest accepted version, without
+/// recording anything. A pinned domain loads exactly the pinned version (which may be older:
+/// an explicit downgrade); otherwise a version older than the highest accepted is refused.
+///
+/// # Errors
+/// [`RollbackError::PinMismatch`], [`RollbackError::Downgrade`], [`RollbackError::Store`].
+pub fn check_version(
     domain: &str,
     version: &Version,
     policy: &TrustPolicy,
@@ -254,7 +275,7 @@ pub fn check_and_record(
             }
         }
     }
-    store.record(domain, version).map_err(store_err)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -72,9 +72,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plugins = data.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
     deploy(&bundle(work.path(), &key, &version.next())?, &plugins)?;
-    let server = homecore_server::start(config(data.path(), &key, true, args.debounce_ms))
+    let mut server = homecore_server::start(config(data.path(), &key, true, args.debounce_ms))
         .await
         .context("server starts")?;
+    server.plugins_started().await;
     let registry = server.api().registry().clone();
     wait_running(&registry, &version.current(), Duration::from_secs(60)).await?;
     let mut watched = Vec::new();
@@ -93,9 +94,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plugins = data.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
     deploy(&bundle(work.path(), &key, &version.next())?, &plugins)?;
-    let server = homecore_server::start(config(data.path(), &key, false, args.debounce_ms))
+    let mut server = homecore_server::start(config(data.path(), &key, false, args.debounce_ms))
         .await
         .context("server starts")?;
+    server.plugins_started().await;
     let registry = server.api().registry().clone();
     wait_running(&registry, &version.current(), Duration::from_secs(60)).await?;
     let client = reqwest::Client::new();

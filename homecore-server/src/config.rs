@@ -24,6 +24,22 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Events a WebSocket client may have queued before it is disconnected, by default.
 pub const DEFAULT_WEBSOCKET_QUEUE: usize = 4096;
 
+/// How long a client has to send a request's headers, by default, in milliseconds (an idle
+/// keep-alive connection is closed after as long).
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// Connections (HTTP and WebSocket, authenticated or not) open at once, by default; further
+/// connections are accepted and closed at once (docs/adr/0009-server.md).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// WebSocket connections that have not authenticated yet, at once, by default; further
+/// upgrades get 503.
+pub const DEFAULT_MAX_UNAUTHENTICATED_WEBSOCKETS: usize = 64;
+
+/// How long a WebSocket client has to send `auth`, by default, in milliseconds (Home
+/// Assistant: 10 s).
+pub const DEFAULT_WEBSOCKET_AUTH_TIMEOUT_MS: u64 = 10_000;
+
 /// The largest config file read, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
@@ -105,6 +121,30 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Events queued per WebSocket client before it is disconnected as too slow.
     pub websocket_queue: usize,
+    /// How long a client has to send a request's headers, in milliseconds; also how long an
+    /// idle keep-alive connection stays open.
+    pub header_read_timeout_ms: u64,
+    /// Connections open at once (WebSocket ones included); over it, new connections are
+    /// closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// WebSocket connections not yet authenticated, at once; over it, upgrades get 503.
+    pub max_unauthenticated_websockets: usize,
+    /// How long a WebSocket client has to send `auth`, in milliseconds.
+    pub websocket_auth_timeout_ms: u64,
+}
+
+impl ApiConfig {
+    /// The header read timeout.
+    #[must_use]
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The WebSocket auth timeout.
+    #[must_use]
+    pub fn websocket_auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.websocket_auth_timeout_ms)
+    }
 }
 
 impl Default for ApiConfig {
@@ -113,6 +153,10 @@ impl Default for ApiConfig {
             tokens: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             websocket_queue: DEFAULT_WEBSOCKET_QUEUE,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_unauthenticated_websockets: DEFAULT_MAX_UNAUTHENTICATED_WEBSOCKETS,
+            websocket_auth_timeout_ms: DEFAULT_WEBSOCKET_AUTH_TIMEOUT_MS,
         }
     }
 }
@@ -599,6 +643,19 @@ fn check_api(api: &ApiConfig, problems: &mut Vec<ConfigProblem>) {
     for (name, value) in [
         ("api.max_body_bytes", api.max_body_bytes),
         ("api.websocket_queue", api.websocket_queue),
+        ("api.max_connections", api.max_connections),
+        (
+            "api.max_unauthenticated_websockets",
+            api.max_unauthenticated_websockets,
+        ),
+        (
+            "api.header_read_timeout_ms",
+            usize::try_from(api.header_read_timeout_ms).unwrap_or(usize::MAX),
+        ),
+        (
+            "api.websocket_auth_timeout_ms",
+            usize::try_from(api.websocket_auth_timeout_ms).unwrap_or(usize::MAX),
+        ),
     ] {
         if value == 0 {
             problems.push(ConfigProblem::new(name, ConfigProblemKind::NotPositive));
@@ -748,6 +805,41 @@ mod tests {
         );
         let err = Config::parse("[hot_reload]\ndebounce_ms = 0\n").expect_err("zero");
         assert_eq!(err.problems()[0].kind, ConfigProblemKind::NotPositive);
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_must_be_positive() {
+        let config = Config::parse("").expect("valid");
+        assert_eq!(config.api.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            config.api.header_read_timeout(),
+            Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS)
+        );
+        let config = Config::parse(
+            "[api]\nmax_connections = 10\nheader_read_timeout_ms = 250\nmax_unauthenticated_websockets = 3\nwebsocket_auth_timeout_ms = 500\n",
+        )
+        .expect("valid");
+        assert_eq!(config.api.max_connections, 10);
+        assert_eq!(config.api.max_unauthenticated_websockets, 3);
+        assert_eq!(config.api.header_read_timeout(), Duration::from_millis(250));
+        assert_eq!(
+            config.api.websocket_auth_timeout(),
+            Duration::from_millis(500)
+        );
+        let err = Config::parse(
+            "[api]\nmax_connections = 0\nheader_read_timeout_ms = 0\nmax_unauthenticated_websockets = 0\nwebsocket_auth_timeout_ms = 0\n",
+        )
+        .expect_err("zeros");
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "api.max_connections",
+                "api.max_unauthenticated_websockets",
+                "api.header_read_timeout_ms",
+                "api.websocket_auth_timeout_ms"
+            ]
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Hot reload of WASM plugin packages (docs/adr/0013-hot-reload.md).
 //!
 //! [`PackageReloader`] does one reload: it re-verifies a package from the plugins directory
-//! with [`homecore_package::discover_one`] under the current trust policy (recording the
-//! accepted version), gives it the operator's config entry as at startup, and swaps it in
-//! with [`PluginRegistry::replace`] (or loads it, for a new domain). The file reads, hashing
+//! with [`homecore_package::discover_one`] under the current trust policy, gives it the operator's config entry as at startup, and swaps it in
+//! with [`PluginRegistry::replace`] (or loads it, for a new domain); only once the new version
+//! runs is its version recorded as the domain's rollback floor. The file reads, hashing
 //! and signature check run on the blocking pool; the runtime compiles there too. A refused
 //! package is logged and listed in `GET /api/homecore/plugins`' `rejected` list, and the
 //! running version keeps running. `POST /api/homecore/plugins/{domain}/reload` and the watcher
@@ -313,7 +313,7 @@ impl PackageReloader {
             return Ok((info.clone(), false));
         }
         let spec = configure(
-            Candidate::from_package(package),
+            Candidate::from_package(package.clone()),
             entry.cloned().unwrap_or_default(),
         );
         let problems = check_plugin_config(&spec.manifest, &spec.config);
@@ -331,12 +331,18 @@ impl PackageReloader {
             domain: domain.to_owned(),
             source,
         })?;
+        // The floor rises only once the new version runs (docs/adr/0008-signed-packages.md).
+        if info.lifecycle == homecore_plugins::Lifecycle::Running
+            && let Err(err) = package.record_accepted(&*self.accepted)
+        {
+            tracing::error!(plugin = %domain, error = %error_chain(&err), "cannot record the accepted version");
+        }
         lock(&self.current).insert(domain.to_owned(), id);
         Ok((info, true))
     }
 
     /// [`homecore_package::discover_one`] on the blocking pool (it reads and hashes files and
-    /// writes the rollback record).
+    /// reads the rollback record).
     async fn verify(&self, domain: &str) -> Result<VerifiedPackage, ReloadError> {
         let installed: Vec<(String, Version)> = self
             .registry
@@ -369,6 +375,12 @@ impl PackageReloader {
             domain: domain.to_owned(),
             source,
         })
+    }
+
+    /// Holds off every reload (the watcher's and the API's) until the guard is dropped: the
+    /// server holds it while the plugins found at startup load.
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.serial.lock().await
     }
 
     fn is_native(&self, domain: &str) -> bool {

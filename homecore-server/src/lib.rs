@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod connections;
 mod data_dir;
 mod durability;
 #[cfg(feature = "wasm")]

@@ -74,13 +74,24 @@ enum PackageCommand {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Verify a package under the trust policy of a config file.
+    /// Verify a package as `homecore run` would accept it from its plugins directory: trust,
+    /// compatibility, its name (the domain), no native plugin's domain, and the rollback floor
+    /// recorded in the data directory.
     Verify {
-        /// The package directory.
+        /// The package directory (or `.hcpkg` bundle).
         dir: PathBuf,
-        /// The config file whose `[trust]` table applies (plus the local example key).
+        /// The config file whose `[trust]` table applies (plus the local example key), and
+        /// whose `data_dir` holds the accepted versions.
         #[arg(long, env = "HOMECORE_CONFIG")]
         config: Option<PathBuf>,
+        /// Trust exactly this publisher key file (NAME.pub) for every domain, instead of the
+        /// config's `[trust]` table.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The data directory whose accepted versions apply (overrides the config's
+        /// `data_dir`; default as `homecore run`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Show what a package holds, without a trust decision.
     Inspect {
@@ -174,10 +185,38 @@ fn package(command: PackageCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot sign {}", dir.display()))?;
             println!("{report}");
         }
-        PackageCommand::Verify { dir, config } => {
-            let config = load_config(config.as_deref())?;
-            let policy = homecore_server::trust_policy(&config)?;
-            let report = homecore_package::verify(&dir, &policy)
+        PackageCommand::Verify {
+            dir,
+            config,
+            key,
+            data_dir,
+        } => {
+            let mut config = load_config(config.as_deref())?;
+            if data_dir.is_some() {
+                config.data_dir = data_dir;
+            }
+            let policy = match key {
+                Some(key) => homecore_package::TrustPolicy::trusting(
+                    homecore_package::load_public_key(&key)
+                        .with_context(|| format!("cannot use the key {}", key.display()))?,
+                ),
+                None => homecore_server::trust_policy(&config)?,
+            };
+            let database = config.data_dir().join(homecore_server::DATABASE_FILE);
+            let accepted: Box<dyn homecore_package::AcceptedVersions> = if database.exists() {
+                Box::new(
+                    homecore_store::Store::open(&database)
+                        .with_context(|| format!("cannot open {}", database.display()))?,
+                )
+            } else {
+                eprintln!(
+                    "note: no database at {}: no accepted versions to check against",
+                    database.display()
+                );
+                Box::new(homecore_package::MemoryAcceptedVersions::new())
+            };
+            let natives = homecore_server::native_plugins().context("the compiled-in plugins")?;
+            let report = homecore_package::verify_as_host(&dir, &policy, &*accepted, &natives)
                 .with_context(|| format!("{} was refused", dir.display()))?;
             println!("{report}");
         }
@@ -205,11 +244,21 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let server = homecore_server::start(config)
+    let mut server = homecore_server::start(config)
         .await
         .context("the server did not start")?;
     print_banner(&server);
-    wait_for_signal().await;
+    // The API answers already; the plugins' outcomes are printed once they have loaded.
+    let signalled = tokio::select! {
+        report = server.plugins_started() => {
+            print_plugins(report);
+            false
+        }
+        () = wait_for_signal() => true,
+    };
+    if !signalled {
+        wait_for_signal().await;
+    }
     tracing::info!("shutting down");
     let report = server.shutdown().await;
     if !report.states_saved {
@@ -245,12 +294,7 @@ fn print_banner(server: &homecore_server::RunningServer) {
         startup.database.display(),
         startup.restored_states
     );
-    for (domain, outcome) in &startup.plugins.outcomes {
-        match outcome {
-            Ok(()) => say!("  plugin {domain}: running"),
-            Err(err) => say!("  plugin {domain}: FAILED ({err})"),
-        }
-    }
+    say!("  plugins:           loading (their outcomes follow)");
     for rejected in &startup.rejected {
         say!(
             "  package {}: REFUSED ({})",
@@ -284,6 +328,18 @@ fn print_banner(server: &homecore_server::RunningServer) {
             );
         }
         (None, None) => say!("Access tokens: from the config file."),
+    }
+    let _ = out.flush();
+}
+
+fn print_plugins(report: &homecore_plugins::StartReport) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (domain, outcome) in &report.outcomes {
+        let _ = match outcome {
+            Ok(()) => writeln!(out, "  plugin {domain}: running"),
+            Err(err) => writeln!(out, "  plugin {domain}: FAILED ({err})"),
+        };
     }
     let _ = out.flush();
 }

@@ -5,7 +5,8 @@
 //! required). With `--ha` a plain Home Assistant integration manifest is accepted (the
 //! `homecore` section optional) and Home Assistant's own rules are applied on top of the
 //! manifest parser's: the keys hassfest requires (`domain`, `name`, `codeowners`,
-//! `documentation`), an `iot_class` for every integration that talks to devices or services,
+//! `documentation`), an `iot_class` unless the domain is in hassfest's `NO_IOT_CLASS` (entity
+//! platforms and core integrations that talk to no device or service) or it is virtual,
 //! `supported_by` or `iot_standards` for virtual integrations, and hassfest's key order
 //! (`domain`, `name`, then alphabetical). Values of `iot_class`, `integration_type` and
 //! `quality_scale` are checked against Home Assistant's sets by the parser in both modes.
@@ -144,9 +145,124 @@ pub fn check_manifest_bytes(bytes: &[u8], rules: ManifestRules) -> ManifestCheck
     }
 }
 
-/// Home Assistant's `integration_type`s that need no `iot_class` (they do not talk to
-/// devices or services themselves).
-const NO_IOT_CLASS_TYPES: &[&str] = &["virtual", "entity", "helper", "system"];
+/// The domains that need no `iot_class`: hassfest's `NO_IOT_CLASS` (Home Assistant's
+/// script/hassfest/manifest.py, as of 2026.2): every entity platform (its `Platform` enum),
+/// then the core integrations that talk to no device or service. hassfest exempts nothing by
+/// `integration_type` except `virtual`: a helper or system integration outside this list
+/// needs an `iot_class` (most say `calculated`).
+const NO_IOT_CLASS: &[&str] = &[
+    // `Platform` values (entity platforms).
+    "ai_task",
+    "air_quality",
+    "alarm_control_panel",
+    "assist_satellite",
+    "binary_sensor",
+    "button",
+    "calendar",
+    "camera",
+    "climate",
+    "conversation",
+    "cover",
+    "date",
+    "datetime",
+    "device_tracker",
+    "event",
+    "fan",
+    "geo_location",
+    "humidifier",
+    "image",
+    "image_processing",
+    "lawn_mower",
+    "light",
+    "lock",
+    "media_player",
+    "notify",
+    "number",
+    "remote",
+    "scene",
+    "select",
+    "sensor",
+    "siren",
+    "stt",
+    "switch",
+    "text",
+    "time",
+    "todo",
+    "tts",
+    "update",
+    "vacuum",
+    "valve",
+    "wake_word",
+    "water_heater",
+    "weather",
+    // The rest of the list.
+    "api",
+    "application_credentials",
+    "assist_pipeline",
+    "auth",
+    "automation",
+    "blueprint",
+    "color_extractor",
+    "config",
+    "configurator",
+    "counter",
+    "default_config",
+    "device_automation",
+    "diagnostics",
+    "downloader",
+    "ffmpeg",
+    "file_upload",
+    "frontend",
+    "hardkernel",
+    "hardware",
+    "history",
+    "homeassistant",
+    "homeassistant_alerts",
+    "homeassistant_green",
+    "homeassistant_hardware",
+    "homeassistant_sky_connect",
+    "homeassistant_yellow",
+    "image_upload",
+    "input_boolean",
+    "input_button",
+    "input_datetime",
+    "input_number",
+    "input_select",
+    "input_text",
+    "intent",
+    "intent_script",
+    "logbook",
+    "logger",
+    "lovelace",
+    "media_source",
+    "my",
+    "onboarding",
+    "panel_custom",
+    "plant",
+    "profiler",
+    "proxy",
+    "python_script",
+    "raspberry_pi",
+    "recovery_mode",
+    "repairs",
+    "schedule",
+    "script",
+    "search",
+    "system_health",
+    "system_log",
+    "tag",
+    "timer",
+    "trace",
+    "webhook",
+    "websocket_api",
+    "zone",
+];
+
+/// Whether hassfest requires an `iot_class` of this manifest: unless its domain is in
+/// [`NO_IOT_CLASS`] or it is a `virtual` integration.
+fn needs_iot_class(domain: Option<&str>, integration_type: Option<&str>) -> bool {
+    integration_type != Some("virtual") && !domain.is_some_and(|d| NO_IOT_CLASS.contains(&d))
+}
 
 /// hassfest's rules the manifest parser does not apply.
 fn home_assistant_rules(object: &serde_json::Map<String, Value>, problems: &mut Vec<CheckProblem>) {
@@ -172,8 +288,8 @@ fn home_assistant_rules(object: &serde_json::Map<String, Value>, problems: &mut 
         for key in ["domain", "name", "codeowners", "documentation"] {
             missing(key);
         }
-        let exempt = integration_type.is_some_and(|t| NO_IOT_CLASS_TYPES.contains(&t));
-        if !exempt {
+        let domain = object.get("domain").and_then(Value::as_str);
+        if needs_iot_class(domain, integration_type) {
             missing("iot_class");
         }
     }
@@ -280,21 +396,79 @@ mod tests {
         assert!(check.to_string().contains("keys are not sorted"), "{check}");
     }
 
+    fn without_iot_class(domain: &str, integration_type: &str) -> ManifestCheck {
+        let text = format!(
+            r#"{{"domain": "{domain}", "name": "X", "codeowners": [], "documentation": "https://x.io", "integration_type": "{integration_type}"}}"#
+        );
+        check_manifest_bytes(text.as_bytes(), ManifestRules::HomeAssistant)
+    }
+
     #[test]
-    fn iot_class_is_required_unless_exempt() {
-        let base = |t: &str| {
-            format!(
-                r#"{{"domain": "x", "name": "X", "codeowners": [], "documentation": "https://x.io", "integration_type": "{t}"}}"#
-            )
-        };
-        let hub = check_manifest_bytes(base("hub").as_bytes(), ManifestRules::HomeAssistant);
+    fn iot_class_is_required_of_a_hub() {
+        let hub = without_iot_class("x", "hub");
         assert_eq!(hub.problems.len(), 1, "{hub}");
         assert_eq!(hub.problems[0].path, "iot_class");
-        let helper = check_manifest_bytes(base("helper").as_bytes(), ManifestRules::HomeAssistant);
-        assert!(helper.is_ok(), "{helper}");
+    }
+
+    #[test]
+    fn iot_class_is_required_of_helpers_and_system_integrations_outside_the_list() {
+        // hassfest exempts by domain, not by type: `derivative` (a helper) says `calculated`.
+        for integration_type in ["helper", "system", "service", "entity"] {
+            let check = without_iot_class("derivative", integration_type);
+            assert_eq!(check.problems.len(), 1, "{integration_type}: {check}");
+            assert_eq!(check.problems[0].path, "iot_class");
+        }
+    }
+
+    #[test]
+    fn home_assistants_own_manifests_without_iot_class_pass() {
+        // The core manifests an earlier list refused (Home Assistant 2026.2.3), with the
+        // type each declares (or none).
+        for (domain, integration_type) in [
+            ("color_extractor", None),
+            ("downloader", Some("service")),
+            ("plant", None),
+            ("profiler", None),
+            ("proxy", None),
+            ("raspberry_pi", Some("hardware")),
+            ("assist_pipeline", None),
+            ("homeassistant_sky_connect", Some("hardware")),
+        ] {
+            let text = match integration_type {
+                Some(t) => format!(
+                    r#"{{"domain": "{domain}", "name": "X", "codeowners": [], "documentation": "https://x.io", "integration_type": "{t}"}}"#
+                ),
+                None => format!(
+                    r#"{{"domain": "{domain}", "name": "X", "codeowners": [], "documentation": "https://x.io"}}"#
+                ),
+            };
+            let check = check_manifest_bytes(text.as_bytes(), ManifestRules::HomeAssistant);
+            assert!(check.is_ok(), "{domain}: {check}");
+        }
+    }
+
+    #[test]
+    fn entity_platforms_and_helpers_in_the_list_need_no_iot_class() {
+        for (domain, integration_type) in [
+            ("light", "entity"),
+            ("sensor", "entity"),
+            ("input_boolean", "helper"),
+            ("homeassistant", "system"),
+        ] {
+            let check = without_iot_class(domain, integration_type);
+            assert!(check.is_ok(), "{domain}: {check}");
+        }
+    }
+
+    #[test]
+    fn a_virtual_integration_needs_no_iot_class() {
         let virt = br#"{"domain": "v", "name": "V", "integration_type": "virtual"}"#;
         let virt = check_manifest_bytes(virt, ManifestRules::HomeAssistant);
         assert_eq!(virt.problems[0].path, "supported_by", "{virt}");
+        assert!(
+            !virt.problems.iter().any(|p| p.path == "iot_class"),
+            "{virt}"
+        );
     }
 
     #[test]

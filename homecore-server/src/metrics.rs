@@ -49,6 +49,7 @@ pub(crate) struct ServerMetrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     websocket_clients: Gauge,
+    pub(crate) clients: ClientMetrics,
     states: StateMachine,
     observer: Arc<dyn StateObserver>,
 }
@@ -69,6 +70,27 @@ impl ServerMetrics {
             "WebSocket connections open (authenticated or not yet)",
             websocket_clients.clone(),
         );
+        let clients = ClientMetrics::default();
+        registry.register(
+            "homecore_http_connections",
+            "TCP connections open (HTTP and WebSocket, authenticated or not)",
+            clients.connections.clone(),
+        );
+        registry.register(
+            "homecore_http_connections_refused",
+            "Connections closed as soon as accepted because api.max_connections were open",
+            clients.connections_refused.clone(),
+        );
+        registry.register(
+            "homecore_http_header_timeouts",
+            "Connections closed because a request's headers did not arrive within api.header_read_timeout_ms",
+            clients.header_timeouts.clone(),
+        );
+        registry.register(
+            "homecore_websocket_unauthenticated_refused",
+            "WebSocket upgrades refused (503) because api.max_unauthenticated_websockets were waiting for auth",
+            clients.websocket_refused.clone(),
+        );
         let state_changes = Counter::default();
         registry.register(
             "homecore_state_changes",
@@ -85,6 +107,7 @@ impl ServerMetrics {
             registry,
             http_requests,
             websocket_clients,
+            clients,
             states: home.states.clone(),
             observer,
         }
@@ -109,6 +132,16 @@ impl Drop for ServerMetrics {
     fn drop(&mut self) {
         self.states.remove_observer(&self.observer);
     }
+}
+
+/// What hostile or broken clients cost: open connections and the ones refused or timed out
+/// (docs/hostile-catalogue.md, "Clients"). Cheap to clone (shared atomics).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientMetrics {
+    pub(crate) connections: Gauge,
+    pub(crate) connections_refused: Counter,
+    pub(crate) header_timeouts: Counter,
+    pub(crate) websocket_refused: Counter,
 }
 
 /// One open WebSocket connection in `homecore_websocket_clients`.

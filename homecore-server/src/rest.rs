@@ -274,11 +274,20 @@ async fn websocket(
     match upgrade {
         Ok(upgrade) => {
             let (ws, metrics) = (api.inner.websocket.clone(), Arc::clone(&api.inner.metrics));
+            // Admitted before the upgrade: a refused client costs no WebSocket.
+            let Some(admission) = ws.admit() else {
+                metrics.clients.websocket_refused.inc();
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many unauthenticated WebSocket connections; try again later.",
+                )
+                .into_response();
+            };
             upgrade
                 .read_buffer_size(WEBSOCKET_READ_BUFFER)
                 .on_upgrade(move |socket| async move {
                     let _client = metrics.websocket_client();
-                    ws.serve(socket).await
+                    ws.serve_admitted(socket, admission).await
                 })
         }
         Err(rejection) => ApiError::new(rejection.status(), rejection.body_text()).into_response(),

@@ -2,9 +2,11 @@
 //!
 //! [`start`] opens the data directory, settles the access tokens, installs the signed example
 //! package, discovers and verifies the packages in the plugins directory, checks every plugin
-//! config entry against its manifest (refusing to start with every problem listed), loads the
-//! compiled-in and verified plugins in dependency order, and serves the API. A plugin that
-//! fails is reported (log and `GET /api/homecore/plugins`) while the server keeps serving.
+//! config entry against its manifest (refusing to start with every problem listed), serves the
+//! API, then loads the compiled-in and verified plugins in dependency order behind it (a slow
+//! plugin is listed as `loading` and holds up nothing else; [`RunningServer::plugins_started`]
+//! waits for them). A plugin that fails is reported (log and `GET /api/homecore/plugins`)
+//! while the server keeps serving.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -91,9 +93,8 @@ pub struct Startup {
     pub new_token: Option<crate::StoredToken>,
     /// Where the stored token lives, when the config lists none.
     pub token_file: Option<PathBuf>,
-    /// Each plugin's outcome.
-    pub plugins: StartReport,
-    /// Plugins refused before loading (bad packages).
+    /// Plugins refused before loading (bad packages). How the others started is
+    /// [`RunningServer::plugins_started`]: they load behind the served API.
     pub rejected: Vec<RejectedPlugin>,
     /// The database.
     pub database: PathBuf,
@@ -109,6 +110,16 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     serving: JoinHandle<std::io::Result<()>>,
     recorder: Arc<StateRecorder>,
+    /// The plugins loading behind the served API, until [`RunningServer::plugins_started`]
+    /// or the shutdown takes their outcome.
+    loading: Option<JoinHandle<Loaded>>,
+    loaded: Option<Loaded>,
+}
+
+/// What the loading task leaves: each plugin's outcome, and the watcher it started once
+/// they had loaded (no package is swapped in while the first ones load).
+struct Loaded {
+    report: StartReport,
     /// The plugins directory watcher, when hot reload is on.
     #[cfg(feature = "wasm")]
     watcher: Option<crate::hot_reload::HotReloadWatcher>,
@@ -152,13 +163,38 @@ impl RunningServer {
         &self.api
     }
 
+    /// Waits until every plugin found at startup is running or has failed (they load behind
+    /// the API, which answers from the start; meanwhile `GET /api/homecore/plugins` lists
+    /// them as `loading`), and returns each one's outcome. Returns at once after the first
+    /// call.
+    pub async fn plugins_started(&mut self) -> &StartReport {
+        if let Some(loading) = self.loading.take() {
+            self.loaded = Some(settle(loading).await);
+        }
+        &self
+            .loaded
+            .as_ref()
+            .expect("loaded once the loading task is taken")
+            .report
+    }
+
     /// Stops accepting connections, lets open requests finish, then tears every plugin down
     /// (dependents first), each step within the configured shutdown deadline.
-    pub async fn shutdown(self) -> ShutdownReport {
+    pub async fn shutdown(mut self) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        // Plugins still loading finish (or are cancelled at the deadline) before teardown.
+        if let Some(mut loading) = self.loading.take() {
+            match tokio::time::timeout_at(deadline, &mut loading).await {
+                Ok(loaded) => self.loaded = loaded.ok(),
+                Err(_) => {
+                    loading.abort();
+                    tracing::warn!("plugins were still loading at the shutdown deadline");
+                }
+            }
+        }
         // No package is swapped in while the plugins tear down.
         #[cfg(feature = "wasm")]
-        if let Some(watcher) = self.watcher
+        if let Some(watcher) = self.loaded.take().and_then(|l| l.watcher)
             && !watcher.stop(deadline).await
         {
             tracing::warn!("a hot reload was still running at the shutdown deadline; cancelled");
@@ -228,6 +264,31 @@ fn native_candidates() -> Result<Vec<Candidate>, StartError> {
     ])
 }
 
+/// An embedder's compiled-in plugins, with no default config.
+fn natives_extra(specs: Vec<PluginSpec>) -> impl Iterator<Item = Candidate> {
+    specs.into_iter().map(|spec| Candidate {
+        spec,
+        default_config: None,
+    })
+}
+
+/// The compiled-in plugins' domains and versions: what a package may not shadow
+/// (`homecore package verify` checks against them as `homecore run` does).
+///
+/// # Errors
+/// [`StartError::NativeManifest`] (a build defect).
+pub fn native_plugins() -> Result<Vec<(String, semver::Version)>, StartError> {
+    Ok(native_candidates()?
+        .iter()
+        .map(|c| {
+            (
+                c.spec.manifest.domain.clone(),
+                c.spec.manifest.version.clone(),
+            )
+        })
+        .collect())
+}
+
 /// The config the WASM example gets when the operator gives none.
 fn example_default_config(domain: &str) -> Option<Value> {
     (domain == "motion_lights_wasm").then(|| serde_json::json!({"rooms": ["hall"]}))
@@ -245,12 +306,39 @@ impl Candidate {
     }
 }
 
-/// Starts the server: see the module docs.
+/// Waits for the loading task; a task that panicked counts as no plugin started.
+async fn settle(loading: JoinHandle<Loaded>) -> Loaded {
+    loading.await.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "the plugin loading task failed");
+        Loaded {
+            report: StartReport::default(),
+            #[cfg(feature = "wasm")]
+            watcher: None,
+        }
+    })
+}
+
+/// Starts the server: see the module docs. Returns once the API is served; the plugins load
+/// behind it ([`RunningServer::plugins_started`]).
 ///
 /// # Errors
 /// [`StartError`]: a refused config (every problem listed), an unusable data directory, an
 /// address that cannot be bound, an unreadable accepted-versions record.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    start_with(config, Vec::new()).await
+}
+
+/// As [`start`], with compiled-in plugins beyond HomeCore's own (an embedder's or a test's):
+/// each is treated as a native plugin (a package may not shadow it), configured by its
+/// `[plugins.<domain>]` entry.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    config: Config,
+    natives: Vec<PluginSpec>,
+) -> Result<RunningServer, StartError> {
+    let natives_arg = natives;
     let data_dir = DataDir::open(config.data_dir())?;
     let plugins_dir = config.plugins_dir();
     crate::data_dir::create_private_dir(&plugins_dir)?;
@@ -278,7 +366,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .trust(&mut policy);
     }
 
-    let natives = native_candidates()?;
+    let mut natives = native_candidates()?;
+    natives.extend(natives_extra(natives_arg));
     let native_versions: Vec<(String, semver::Version)> = natives
         .iter()
         .map(|c| {
@@ -308,6 +397,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .iter()
         .map(|p| (p.domain().to_owned(), crate::hot_reload::PackageId::of(p)))
         .collect();
+    // Each package's version becomes its rollback floor once it runs, not before.
+    let packages: Vec<homecore_package::VerifiedPackage> = discovery.accepted.clone();
     let mut candidates = natives;
     candidates.extend(discovery.accepted.into_iter().map(Candidate::from_package));
 
@@ -373,15 +464,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
 
-    let report = registry.load_all(specs).await;
-    for (domain, outcome) in &report.outcomes {
-        match outcome {
-            Ok(()) => tracing::info!(plugin = %domain, "plugin running"),
-            Err(err) => {
-                tracing::error!(plugin = %domain, error = %error_chain(err), "plugin did not start")
-            }
-        }
-    }
     for r in &rejected {
         tracing::error!(package = r.path.as_deref().unwrap_or("-"), reason = %r.reason, "package refused");
     }
@@ -398,7 +480,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     api.set_rejected(rejected.clone());
     api.set_recorder(Arc::clone(&recorder));
     #[cfg(feature = "wasm")]
-    let watcher = {
+    let reloader = {
         let reloader = Arc::new(crate::hot_reload::PackageReloader::new(
             crate::hot_reload::ReloaderSettings {
                 plugins_dir: plugins_dir.clone(),
@@ -412,19 +494,54 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             api.rejected_list(),
         ));
         api.set_reloader(Arc::clone(&reloader));
-        start_watcher(&config, reloader)
+        reloader
     };
 
-    let (stop, mut stopped) = watch::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let router = api.router();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let limits = crate::connections::ConnectionLimits {
+        header_read_timeout: config.api.header_read_timeout(),
+        max_connections: config.api.max_connections,
+    };
+    let serving = tokio::spawn(crate::connections::serve(
+        listener,
+        router,
+        limits,
+        api.metrics().clients.clone(),
+        stopped,
+    ));
     tracing::info!(%addr, "serving the HTTP and WebSocket APIs");
+
+    // The plugins load behind the served API: a slow one keeps only itself `loading`.
+    let loading = {
+        let registry = api.registry().clone();
+        let accepted: Arc<dyn AcceptedVersions> = Arc::new(store.clone());
+        #[cfg(feature = "wasm")]
+        let hot_reload = (config.hot_reload, reloader);
+        tokio::spawn(async move {
+            // A reload asked for while the first plugins load waits for them.
+            #[cfg(feature = "wasm")]
+            let held = hot_reload.1.hold().await;
+            let report = registry.load_all(specs).await;
+            record_running(&registry, &packages, &*accepted);
+            #[cfg(feature = "wasm")]
+            drop(held);
+            for (domain, outcome) in &report.outcomes {
+                match outcome {
+                    Ok(()) => tracing::info!(plugin = %domain, "plugin running"),
+                    Err(err) => {
+                        tracing::error!(plugin = %domain, error = %error_chain(err), "plugin did not start")
+                    }
+                }
+            }
+            tracing::info!(plugins = report.outcomes.len(), "plugins loaded");
+            Loaded {
+                report,
+                #[cfg(feature = "wasm")]
+                watcher: start_watcher(&hot_reload.0, hot_reload.1),
+            }
+        })
+    };
 
     Ok(RunningServer {
         api,
@@ -434,7 +551,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             plugins_dir,
             new_token,
             token_file,
-            plugins: report,
             rejected,
             database,
             restored_states: restored.restored,
@@ -443,23 +559,41 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         stop,
         serving,
         recorder,
-        #[cfg(feature = "wasm")]
-        watcher,
+        loading: Some(loading),
+        loaded: None,
     })
+}
+
+/// Records the version of each package that is running as its domain's rollback floor
+/// (docs/adr/0008-signed-packages.md): a package refused later or failing its setup leaves
+/// the floor where it was. A failed record is logged; the plugin keeps running.
+fn record_running(
+    registry: &PluginRegistry,
+    packages: &[homecore_package::VerifiedPackage],
+    accepted: &dyn AcceptedVersions,
+) {
+    for package in packages {
+        let running = registry
+            .get(package.domain())
+            .is_some_and(|p| p.lifecycle == homecore_plugins::Lifecycle::Running);
+        if running && let Err(err) = package.record_accepted(accepted) {
+            tracing::error!(plugin = %package.domain(), error = %error_chain(&err), "cannot record the accepted version");
+        }
+    }
 }
 
 /// Starts the plugins directory watcher when `[hot_reload]` is on; a watcher that cannot
 /// start is logged and the server runs without it (the reload route still works).
 #[cfg(feature = "wasm")]
 fn start_watcher(
-    config: &Config,
+    config: &crate::HotReloadConfig,
     reloader: Arc<crate::hot_reload::PackageReloader>,
 ) -> Option<crate::hot_reload::HotReloadWatcher> {
-    if !config.hot_reload.enabled {
+    if !config.enabled {
         tracing::info!("hot reload is off; packages change only at restart or on a reload request");
         return None;
     }
-    match crate::hot_reload::HotReloadWatcher::start(reloader, config.hot_reload.debounce()) {
+    match crate::hot_reload::HotReloadWatcher::start(reloader, config.debounce()) {
         Ok(watcher) => Some(watcher),
         Err(err) => {
             tracing::error!(error = %err, "cannot watch the plugins directory; hot reload is off");
@@ -471,6 +605,8 @@ fn start_watcher(
 fn websocket_settings(config: &Config) -> crate::websocket::WebSocketSettings {
     crate::websocket::WebSocketSettings {
         queue_capacity: config.api.websocket_queue,
+        auth_timeout: config.api.websocket_auth_timeout(),
+        max_unauthenticated: config.api.max_unauthenticated_websockets,
         ..crate::websocket::WebSocketSettings::default()
     }
 }

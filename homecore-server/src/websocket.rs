@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
 use homecore::Home;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::event_json::SharedEventJson;
 pub use self::protocol::{ErrorCode, FieldProblem, ProtocolError};
@@ -73,6 +74,9 @@ pub struct WebSocketSettings {
     pub auth_timeout: Duration,
     /// How long a closing connection may take to flush what is queued for it.
     pub close_timeout: Duration,
+    /// Connections waiting for `auth` at once; over it, [`WebSocketApi::admit`] says no (the
+    /// server answers the upgrade with 503). 0 is taken as 1.
+    pub max_unauthenticated: usize,
 }
 
 impl Default for WebSocketSettings {
@@ -87,6 +91,7 @@ impl Default for WebSocketSettings {
             }),
             auth_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            max_unauthenticated: 64,
         }
     }
 }
@@ -98,6 +103,7 @@ impl fmt::Debug for WebSocketSettings {
             .field("ha_version", &self.ha_version)
             .field("auth_timeout", &self.auth_timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("max_unauthenticated", &self.max_unauthenticated)
             .finish_non_exhaustive()
     }
 }
@@ -135,7 +141,14 @@ struct Inner {
     events: SharedEventJson,
     /// Service calls are answered once their state changes are committed (when set).
     durability: Durability,
+    /// One permit per connection that has not authenticated yet.
+    unauthenticated: Arc<Semaphore>,
 }
+
+/// A connection's place among those waiting for `auth` ([`WebSocketApi::admit`]); given back
+/// when the client authenticates or leaves.
+#[derive(Debug)]
+pub struct Admission(#[expect(dead_code, reason = "held for its drop")] OwnedSemaphorePermit);
 
 impl fmt::Debug for WebSocketApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,6 +176,7 @@ impl WebSocketApi {
         // A connection lags the others by at most its queue, so within that many events
         // every connection finds the JSON another one made.
         let events = SharedEventJson::new(settings.queue_capacity);
+        let unauthenticated = Arc::new(Semaphore::new(settings.max_unauthenticated.max(1)));
         Self {
             inner: Arc::new(Inner {
                 home,
@@ -170,13 +184,35 @@ impl WebSocketApi {
                 settings,
                 events,
                 durability,
+                unauthenticated,
             }),
         }
     }
 
+    /// A place for one more connection waiting for `auth`, or `None` when
+    /// [`WebSocketSettings::max_unauthenticated`] are waiting already. Take it before the
+    /// upgrade, so a refused client costs no WebSocket.
+    #[must_use]
+    pub fn admit(&self) -> Option<Admission> {
+        Arc::clone(&self.inner.unauthenticated)
+            .try_acquire_owned()
+            .ok()
+            .map(Admission)
+    }
+
     /// Speaks the protocol on `socket` until the client leaves, fails to authenticate, sends
-    /// invalid JSON, or falls too far behind.
+    /// invalid JSON, or falls too far behind. When [`WebSocketApi::admit`] says no, the
+    /// socket is closed at once ("try again later").
     pub async fn serve(&self, socket: WebSocket) {
+        match self.admit() {
+            Some(admission) => self.serve_admitted(socket, admission).await,
+            None => session::refuse(socket).await,
+        }
+    }
+
+    /// As [`WebSocketApi::serve`], for a connection admitted before its upgrade; `admission`
+    /// is given back once the client authenticated (or left).
+    pub async fn serve_admitted(&self, socket: WebSocket, admission: Admission) {
         session::run(
             &self.inner.home,
             &*self.inner.tokens,
@@ -184,6 +220,7 @@ impl WebSocketApi {
             &self.inner.events,
             &self.inner.durability,
             socket,
+            admission,
         )
         .await;
     }

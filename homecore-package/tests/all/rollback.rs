@@ -16,7 +16,12 @@ fn a_downgrade_is_refused_and_a_pinned_downgrade_is_accepted() {
     signed_package(plugins.path(), &alice, "hall", "2.0.0");
     let store = FileAcceptedVersions::open(data.path()).expect("opens");
     let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
-    assert!(report.get("hall").is_some(), "{report}");
+    // The host records the version once the plugin runs.
+    report
+        .get("hall")
+        .expect("accepted")
+        .record_accepted(&store)
+        .expect("recorded");
 
     // The old, genuinely signed 1.5.0 is put back (a replay) and the host restarts.
     std::fs::remove_dir_all(plugins.path().join("hall")).expect("rm");
@@ -59,6 +64,52 @@ fn a_downgrade_is_refused_and_a_pinned_downgrade_is_accepted() {
     policy.pins.clear();
     let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
     assert!(report.rejection("hall").is_some(), "{report}");
+}
+
+#[test]
+fn verification_alone_never_raises_the_floor() {
+    // A package that verifies but never runs (its setup fails, the server stops first, a
+    // swap is refused later) must not lock the older, running version out.
+    let alice = Publisher::new("alice");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    signed_package(plugins.path(), &alice, "hall", "3.0.0");
+    let store = homecore_package::MemoryAcceptedVersions::new();
+    let policy = trusting(&[&alice]);
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    assert!(report.get("hall").is_some(), "{report}");
+    let again = homecore_package::discover_one(plugins.path(), "hall", &policy, &store, &[], &[])
+        .expect("verifies");
+    assert_eq!(store.highest("hall").expect("reads"), None);
+    again
+        .record_accepted(&store)
+        .expect("recorded once it runs");
+    assert_eq!(
+        store.highest("hall").expect("reads").map(|v| v.to_string()),
+        Some("3.0.0".to_owned())
+    );
+}
+
+#[test]
+fn an_unsigned_package_never_moves_the_floor() {
+    let plugins = tempfile::tempdir().expect("tempdir");
+    write_package(
+        plugins.path(),
+        "hall",
+        &manifest("hall", "5.0.0", "", ""),
+        &module(1, 0),
+    );
+    let policy = homecore_package::TrustPolicy {
+        allow_unsigned: true,
+        ..homecore_package::TrustPolicy::default()
+    };
+    let store = homecore_package::MemoryAcceptedVersions::new();
+    let report = discover(plugins.path(), &policy, &store, &[]).expect("lists");
+    report
+        .get("hall")
+        .expect("accepted in dev mode")
+        .record_accepted(&store)
+        .expect("nothing to record");
+    assert_eq!(store.highest("hall").expect("reads"), None);
 }
 
 #[test]

@@ -70,11 +70,14 @@ pub(super) async fn run(
     events: &SharedEventJson,
     durability: &Durability,
     socket: WebSocket,
+    admission: super::Admission,
 ) {
     let (mut sink, mut stream) = socket.split();
     if !authenticate(tokens, settings, &mut sink, &mut stream).await {
         return;
     }
+    // Authenticated: the place among the unauthenticated goes to the next client.
+    drop(admission);
     let (tx, rx) = mpsc::channel(settings.queue_capacity);
     let mut writer = tokio::spawn(write_loop(sink, rx));
     let mut session = Session {
@@ -129,6 +132,18 @@ pub(super) async fn run(
     }
 }
 
+/// Closes a connection that was not admitted (too many waiting for `auth`).
+pub(super) async fn refuse(mut socket: WebSocket) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        socket.send(Message::Close(Some(CloseFrame {
+            code: close_code::AGAIN,
+            reason: Utf8Bytes::from_static("Too many unauthenticated connections."),
+        }))),
+    )
+    .await;
+}
+
 /// The auth phase; true when the client authenticated.
 async fn authenticate(
     tokens: &dyn TokenCheck,
@@ -148,10 +163,14 @@ async fn authenticate(
     let text = match first {
         Err(_) => {
             tracing::info!("websocket client did not authenticate in time");
-            close(
-                sink,
-                close_code::POLICY,
-                "Did not receive auth message in time.",
+            // A client that does not read either must not hold the connection open.
+            let _ = tokio::time::timeout(
+                settings.close_timeout,
+                close(
+                    sink,
+                    close_code::POLICY,
+                    "Did not receive auth message in time.",
+                ),
             )
             .await;
             return false;

@@ -232,3 +232,168 @@ fn package_keygen_sign_inspect_verify() {
     let out = homecore(&["package", "sign", &s(&package), "--key", "/nonexistent.key"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// A copy of the example package in `parent/<dir>/` with `domain` as its manifest's domain,
+/// signed by `key`; returns its path.
+#[cfg(feature = "wasm")]
+fn signed_example(parent: &Path, dir: &str, domain: &str, key: &Path) -> std::path::PathBuf {
+    let package = parent.join(dir);
+    std::fs::create_dir_all(&package).expect("mkdir");
+    let manifest = homecore_server::EXAMPLE_MANIFEST.replacen(
+        "\"domain\": \"motion_lights_wasm\"",
+        &format!("\"domain\": \"{domain}\""),
+        1,
+    );
+    std::fs::write(package.join("manifest.json"), manifest).expect("w");
+    std::fs::write(
+        package.join(homecore_server::EXAMPLE_MODULE_FILE),
+        homecore_server::EXAMPLE_MODULE,
+    )
+    .expect("w");
+    let out = homecore(&[
+        "package",
+        "sign",
+        package.to_str().expect("utf-8"),
+        "--key",
+        key.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    package
+}
+
+/// Two publisher keys, alice and bob, in `dir/keys`.
+#[cfg(feature = "wasm")]
+fn two_keys(dir: &Path) -> std::path::PathBuf {
+    let keys = dir.join("keys");
+    for name in ["alice", "bob"] {
+        let out = homecore(&[
+            "package",
+            "keygen",
+            "--out",
+            keys.to_str().expect("utf-8"),
+            "--name",
+            name,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    keys
+}
+
+#[cfg(feature = "wasm")]
+#[test]
+fn package_verify_with_key_trusts_exactly_that_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keys = two_keys(tmp.path());
+    let package = signed_example(
+        tmp.path(),
+        "motion_lights_wasm",
+        "motion_lights_wasm",
+        &keys.join("alice.key"),
+    );
+    let data = tmp.path().join("data");
+    let verify = |key: &str| {
+        homecore(&[
+            "package",
+            "verify",
+            package.to_str().expect("utf-8"),
+            "--key",
+            keys.join(key).to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ])
+    };
+    let out = verify("alice.pub");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("OK: motion_lights_wasm"),
+        "{}",
+        text(&out)
+    );
+    let out = verify("bob.pub");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+}
+
+#[cfg(feature = "wasm")]
+#[test]
+fn package_verify_refuses_a_directory_named_after_another_domain() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keys = two_keys(tmp.path());
+    let package = signed_example(
+        tmp.path(),
+        "hall_lights",
+        "motion_lights_wasm",
+        &keys.join("alice.key"),
+    );
+    let out = homecore(&[
+        "package",
+        "verify",
+        package.to_str().expect("utf-8"),
+        "--key",
+        keys.join("alice.pub").to_str().expect("utf-8"),
+        "--data-dir",
+        tmp.path().join("data").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("must be named after its domain"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[cfg(feature = "wasm")]
+#[test]
+fn package_verify_refuses_a_native_plugins_domain() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keys = two_keys(tmp.path());
+    let package = signed_example(
+        tmp.path(),
+        "motion_lights",
+        "motion_lights",
+        &keys.join("alice.key"),
+    );
+    let out = homecore(&[
+        "package",
+        "verify",
+        package.to_str().expect("utf-8"),
+        "--key",
+        keys.join("alice.pub").to_str().expect("utf-8"),
+        "--data-dir",
+        tmp.path().join("data").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("native plugin"), "{}", text(&out));
+}
+
+#[cfg(feature = "wasm")]
+#[test]
+fn package_verify_refuses_a_version_older_than_the_accepted_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keys = two_keys(tmp.path());
+    let package = signed_example(
+        tmp.path(),
+        "motion_lights_wasm",
+        "motion_lights_wasm",
+        &keys.join("alice.key"),
+    );
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let store =
+        homecore_store::Store::open(data.join(homecore_server::DATABASE_FILE)).expect("database");
+    store
+        .record_accepted("motion_lights_wasm", &"99.0.0".parse().expect("version"))
+        .expect("recorded");
+    drop(store);
+    let out = homecore(&[
+        "package",
+        "verify",
+        package.to_str().expect("utf-8"),
+        "--key",
+        keys.join("alice.pub").to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("99.0.0"), "{}", text(&out));
+}

@@ -590,3 +590,38 @@ async fn an_api_reload_re_verifies_the_package_on_disk() {
     }
     s.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_that_fails_to_load_does_not_raise_the_rollback_floor() {
+    let publisher = Publisher::new("tests");
+    let (_data, plugins, s) = start_with_example(&publisher, false).await;
+    let reload = format!("/api/homecore/plugins/{EXAMPLE_DOMAIN}/reload");
+
+    // 2.0.0 verifies (signed, ABI section present) but its module does not compile.
+    let mut corrupt = b"\0asm\x01\0\0\0\x00\x11\x0chomecore_abi".to_vec();
+    corrupt.extend(1u32.to_le_bytes());
+    corrupt.extend([0x01, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    install(
+        &publisher.package(EXAMPLE_DOMAIN, "2.0.0", &corrupt, |m| m, true),
+        &plugins,
+        EXAMPLE_DOMAIN,
+    );
+    let (status, body) = send(s.post(&reload)).await;
+    assert!(status >= 400, "{status} {body}");
+    assert!(is_running(&s, EXAMPLE_DOMAIN, "1.0.0"));
+
+    // 1.5.0 is newer than what runs: accepted (2.0.0 never ran, so it is not the floor).
+    install(&publisher.example("1.5.0"), &plugins, EXAMPLE_DOMAIN);
+    let (status, body) = send(s.post(&reload)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], "1.5.0");
+
+    // 1.5.0 ran, so it is the floor now.
+    install(&publisher.example("1.2.0"), &plugins, EXAMPLE_DOMAIN);
+    let (status, body) = send(s.post(&reload)).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("1.2.0 is older than 1.5.0"), "{message}");
+    assert!(is_running(&s, EXAMPLE_DOMAIN, "1.5.0"));
+    s.server.shutdown().await;
+}

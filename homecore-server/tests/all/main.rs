@@ -3,6 +3,7 @@
 
 mod cli;
 mod events;
+mod hostile_clients;
 #[cfg(feature = "wasm")]
 mod hot_reload;
 mod http;

@@ -1,9 +1,116 @@
 //! Startup (config refusal, first-start token) and graceful shutdown.
 
-use homecore_server::{Config, PluginConfig, StartError};
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::support::{TestServer, send, test_config};
+use async_trait::async_trait;
+use homecore_plugins::{
+    HomeCorePlugin, PluginContext, PluginError, PluginManifest, PluginSource, PluginSpec,
+};
+use homecore_server::{Config, PluginConfig, StartError};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::support::{TOKEN, TestServer, send, test_config};
+
+/// A plugin whose setup waits until the test releases it.
+struct Gate(Arc<Notify>);
+
+#[async_trait]
+impl HomeCorePlugin for Gate {
+    async fn setup(&mut self, _ctx: &PluginContext, _config: &Value) -> Result<(), PluginError> {
+        self.0.notified().await;
+        Ok(())
+    }
+
+    async fn on_state_changed(
+        &mut self,
+        _ctx: &PluginContext,
+        _event: &homecore::StateChanged,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+fn gate_spec(release: Arc<Notify>) -> PluginSpec {
+    let manifest = PluginManifest::from_value(json!({
+        "domain": "gate",
+        "name": "Gate",
+        "version": "1.0.0",
+        "homecore": {"runtime": "native", "api_version": "^1"}
+    }))
+    .expect("valid manifest");
+    PluginSpec::new(
+        manifest,
+        PluginSource::native(move || Gate(Arc::clone(&release))),
+    )
+}
+
+/// The lifecycle `GET /api/homecore/plugins` reports for `domain`.
+async fn lifecycle(client: &reqwest::Client, base: &str, domain: &str) -> Value {
+    let body: Value = client
+        .get(format!("{base}/api/homecore/plugins"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    body["plugins"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["domain"] == domain)
+        .map_or(Value::Null, |p| p["lifecycle"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_while_a_plugin_is_still_loading() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(&data);
+    config.limits.setup_timeout_ms = 600_000;
+    let release = Arc::new(Notify::new());
+    let mut server = homecore_server::start_with(config, vec![gate_spec(Arc::clone(&release))])
+        .await
+        .expect("starts while the gate's setup waits");
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr());
+    let ok = client
+        .get(format!("{base}/api/"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(lifecycle(&client, &base, "gate").await, "loading");
+
+    release.notify_one();
+    let report = server.plugins_started().await;
+    assert!(
+        report
+            .outcomes
+            .iter()
+            .any(|(domain, outcome)| domain == "gate" && outcome.is_ok()),
+        "{report:?}"
+    );
+    assert_eq!(lifecycle(&client, &base, "gate").await, "running");
+    let report = server.shutdown().await;
+    assert!(report.plugins_stopped, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_while_a_plugin_loads_still_finishes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(&data);
+    config.limits.setup_timeout_ms = 600_000;
+    config.limits.shutdown_timeout_ms = 300;
+    let release = Arc::new(Notify::new());
+    let server = homecore_server::start_with(config, vec![gate_spec(release)])
+        .await
+        .expect("starts");
+    let report = server.shutdown().await;
+    assert!(report.states_saved, "{report:?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_is_refused_with_every_problem() {

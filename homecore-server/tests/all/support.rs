@@ -50,7 +50,8 @@ impl TestServer {
 
     /// A server with `config` (whose data directory the caller keeps).
     pub(crate) async fn start_config(config: Config) -> Self {
-        let server = homecore_server::start(config).await.expect("server starts");
+        let mut server = homecore_server::start(config).await.expect("server starts");
+        server.plugins_started().await;
         let base = format!("http://{}", server.addr());
         Self {
             server,

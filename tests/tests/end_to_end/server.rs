@@ -38,7 +38,7 @@ async fn send_json(ws: &mut Socket, value: Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn motion_turns_the_hall_light_on_through_the_wasm_plugin_seen_over_rest_and_websocket() {
     let data = tempfile::tempdir().expect("tempdir");
-    let server = homecore_server::start(Config {
+    let mut server = homecore_server::start(Config {
         listen: "127.0.0.1:0".parse().expect("valid"),
         data_dir: Some(data.path().to_owned()),
         api: ApiConfig {
@@ -49,6 +49,7 @@ async fn motion_turns_the_hall_light_on_through_the_wasm_plugin_seen_over_rest_a
     })
     .await
     .expect("the server starts");
+    server.plugins_started().await;
     let base = format!("http://{}", server.addr());
     let http = reqwest::Client::new();
 
