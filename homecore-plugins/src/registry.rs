@@ -236,6 +236,9 @@ impl PluginRegistry {
             });
             *slot = Some(result);
         }
+        // Compiling modules leaves free memory in the allocator's per-thread arenas; give it
+        // back once the batch is loaded (issue 13 §8).
+        crate::release_free_memory();
         StartReport {
             outcomes: outcomes
                 .into_iter()
