@@ -15,6 +15,7 @@ use crate::control::{Control, PluginServiceHandler};
 use crate::dispatcher::PluginTask;
 use crate::entry::PluginEntry;
 use crate::host::{PluginHost, PluginHostParts};
+use crate::registry_error::error_chain;
 use crate::sync::lock;
 use crate::{
     DEFAULT_STORAGE_BYTES, Grant, HOST_API_VERSION, HostPolicy, InProcessRuntime, Lifecycle,
@@ -185,7 +186,7 @@ impl PluginRegistry {
                     outcomes.push((domain, None));
                 }
                 Err(err) => {
-                    entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
+                    entry.set_lifecycle(Lifecycle::Failed, Some(error_chain(&err)));
                     outcomes.push((domain, Some(Err(err))));
                 }
             }
@@ -302,8 +303,9 @@ impl PluginRegistry {
         settled: oneshot::Sender<Result<(), RegistryError>>,
     ) {
         let fail = |settled: oneshot::Sender<Result<(), RegistryError>>, err: RegistryError| {
-            tracing::error!(plugin = %entry.domain, error = %err, "plugin not started");
-            entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
+            let reason = error_chain(&err);
+            tracing::error!(plugin = %entry.domain, error = %reason, "plugin not started");
+            entry.set_lifecycle(Lifecycle::Failed, Some(reason));
             let _ = settled.send(Err(err));
         };
         if let Err(err) = self.wait_for_dependencies(&entry).await {
@@ -323,8 +325,9 @@ impl PluginRegistry {
         };
         let policy = &self.inner.policy;
         let attempts = policy.setup_attempts.max(1);
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
+        let mut attempt = 0;
+        let last_error = loop {
+            attempt += 1;
             entry.status.send_modify(|s| s.setup_attempts = attempt);
             let instance = match runtime.load(manifest, &entry.spec.source).await {
                 Ok(instance) => instance,
@@ -350,21 +353,21 @@ impl PluginRegistry {
                 }
                 Err(err) => {
                     entry.record_error(&err, attempt);
-                    last_error = err.to_string();
-                    if attempt < attempts {
-                        let delay = policy.backoff(attempt);
-                        tracing::warn!(plugin = %entry.domain, attempt, retry_in_ms = delay.as_millis() as u64, error = %err, "setup failed; retrying");
-                        tokio::time::sleep(delay).await;
+                    if attempt >= attempts {
+                        break err;
                     }
+                    let delay = policy.backoff(attempt);
+                    tracing::warn!(plugin = %entry.domain, attempt, retry_in_ms = delay.as_millis() as u64, error = %err, "setup failed; retrying");
+                    tokio::time::sleep(delay).await;
                 }
             }
-        }
+        };
         fail(
             settled,
             RegistryError::SetupFailed {
                 plugin: entry.domain.to_string(),
                 attempts,
-                last_error,
+                last_error: Box::new(last_error),
             },
         );
     }

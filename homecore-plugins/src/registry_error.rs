@@ -1,6 +1,6 @@
 //! Why the registry refused or failed a plugin.
 
-use crate::{Lifecycle, LoadError, OrderError, RuntimeKind};
+use crate::{Lifecycle, LoadError, OrderError, PluginError, RuntimeKind};
 
 /// Why the registry refused or failed a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +63,15 @@ pub enum RegistryError {
         source: LoadError,
     },
     /// Setup failed on every attempt.
-    #[error("setup of plugin {plugin} failed {attempts} times; last error: {last_error}")]
+    #[error("setup of plugin {plugin} failed {attempts} times")]
     SetupFailed {
         /// The plugin.
         plugin: String,
         /// Attempts made.
         attempts: u32,
-        /// The last attempt's error.
-        last_error: String,
+        /// The last attempt's error (match on it, e.g. [`PluginError::guest_failure`]).
+        #[source]
+        last_error: Box<PluginError>,
     },
     /// No plugin with this domain.
     #[error("no plugin with domain {domain} is loaded")]
@@ -84,4 +85,16 @@ pub enum RegistryError {
         /// The plugin.
         plugin: String,
     },
+}
+
+/// `err` and its sources, joined by ": " (what the registry shows as a plugin's last error).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

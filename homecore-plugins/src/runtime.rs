@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use homecore::{CustomEvent, ServiceCall, StateChanged};
 use serde_json::Value;
 
-use crate::{HomeCorePlugin, PluginContext, PluginError, PluginManifest, RuntimeKind};
+use crate::{
+    GuestFailure, HomeCorePlugin, PluginContext, PluginError, PluginManifest, RuntimeKind,
+};
 
 /// The host API version plugins declare a requirement on (`homecore.api_version`).
 pub const HOST_API_VERSION: semver::Version = semver::Version::new(1, 0, 0);
@@ -138,10 +140,10 @@ pub enum LoadError {
     },
     /// Instantiation failed (e.g. initial memory above the plugin's limit, or a trap in the
     /// start function).
-    #[error("could not instantiate module: {reason}")]
+    #[error("could not instantiate module: {failure}")]
     Instantiate {
-        /// What the engine reported.
-        reason: String,
+        /// What failed, by kind (e.g. [`GuestFailure::MemoryLimit`]).
+        failure: GuestFailure,
     },
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
+use crate::sync::lock;
 #[cfg(unix)]
 use crate::wasm::artifact_cache::{self, ArtifactCache};
 use crate::wasm::config::WasmtimeConfig;
@@ -15,7 +16,7 @@ use crate::wasm::event_cache::EventCache;
 use crate::wasm::host_imports;
 use crate::wasm::instance::WasmInstance;
 use crate::wasm::module_check;
-use crate::wasm::store_data::{StoreData, lock_poisoned_ok};
+use crate::wasm::store_data::StoreData;
 use crate::{LoadError, PluginInstance, PluginManifest, PluginRuntime, PluginSource, RuntimeKind};
 
 /// Why the runtime could not be created.
@@ -198,7 +199,7 @@ impl WasmtimeRuntime {
         }
         module_check::abi_version(&bytes)?;
         let fingerprint = fingerprint(&bytes);
-        let known = lock_poisoned_ok(&self.shared.modules)
+        let known = lock(&self.shared.modules)
             .get(&fingerprint)
             .and_then(|same| same.iter().find(|(b, _)| **b == *bytes))
             .map(|(_, pre)| pre.clone());
@@ -227,7 +228,7 @@ impl WasmtimeRuntime {
         if from_disk {
             self.shared.from_disk.fetch_add(1, Ordering::Relaxed);
         }
-        lock_poisoned_ok(&self.shared.modules)
+        lock(&self.shared.modules)
             .entry(fingerprint)
             .or_default()
             .push((Arc::clone(&bytes), pre.clone()));
@@ -237,14 +238,14 @@ impl WasmtimeRuntime {
 
     /// The linked module of a source loaded before from this very allocation.
     fn recent_source(&self, bytes: &Arc<[u8]>) -> Option<InstancePre<StoreData>> {
-        lock_poisoned_ok(&self.shared.recent_sources)
+        lock(&self.shared.recent_sources)
             .iter()
             .find(|(source, _)| Arc::ptr_eq(source, bytes))
             .map(|(_, pre)| pre.clone())
     }
 
     fn remember_source(&self, bytes: Arc<[u8]>, pre: &InstancePre<StoreData>) {
-        let mut recent = lock_poisoned_ok(&self.shared.recent_sources);
+        let mut recent = lock(&self.shared.recent_sources);
         if recent.len() == RECENT_SOURCES {
             recent.remove(0);
         }
