@@ -168,6 +168,7 @@ impl VerifiedPackage {
             },
             config,
             grant,
+            limits: None,
         }
     }
 }

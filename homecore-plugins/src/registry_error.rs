@@ -71,7 +71,7 @@ pub enum RegistryError {
         attempts: u32,
         /// The last attempt's error (match on it, e.g. [`PluginError::guest_failure`]).
         #[source]
-        last_error: Box<PluginError>,
+        last_error: PluginError,
     },
     /// No plugin with this domain.
     #[error("no plugin with domain {domain} is loaded")]

@@ -481,3 +481,24 @@ async fn a_missed_deadline_is_classified_and_counted() {
     );
     assert_eq!((stats.table_limit_hits, stats.traps), (0, 0));
 }
+
+#[tokio::test]
+async fn operator_limits_cap_what_the_manifest_asks() {
+    let (_home, registry) = hostile_registry();
+    let guest = Guest {
+        setup: format!("{SPIN} (i32.const 0)"),
+        ..Guest::hostile()
+    };
+    let asked = json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 10_000});
+    let operator = homecore_plugins::ResourceLimits {
+        fuel_per_call: Some(1_000_000),
+        ..homecore_plugins::ResourceLimits::default()
+    };
+    let spec = wasm_spec("capped", all_permissions(), asked, guest.bytes()).with_limits(operator);
+    let err = registry.load(spec).await.expect_err("setup never ends");
+    assert_eq!(
+        *setup_failure(&err),
+        GuestFailure::OutOfFuel { limit: 1_000_000 }
+    );
+    assert_eq!(stats(&registry, "capped").fuel_exhausted, 1);
+}
