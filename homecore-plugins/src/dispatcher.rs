@@ -100,9 +100,11 @@ impl PluginTask {
     }
 
     /// The one supervision rule, for every hook (docs/adr/0004-plugin-runtime-and-dispatch.md):
-    /// a success ends the failure streak, a failure extends it. A service call refused for the
-    /// caller's request (an unknown service, invalid data) is recorded but leaves the streak as
-    /// it is, so callers cannot quarantine a plugin by sending it bad requests.
+    /// a success ends the failure streak, a failure extends it. A failed service call extends
+    /// it only when the plugin itself failed (a panic, a runtime failure, a timeout); one
+    /// refused for the caller's request (unknown service, invalid data, a validation error) is
+    /// recorded but leaves the streak as it is, so callers cannot quarantine a plugin by
+    /// sending it bad requests.
     fn settle(&self, streak: &mut u32, failure: Option<&PluginError>, caller_input: bool) {
         match failure {
             None => {
@@ -112,12 +114,14 @@ impl PluginTask {
                 *streak = 0;
             }
             Some(err) => {
-                let callers_fault = caller_input
-                    && matches!(
+                let plugins_fault = !caller_input
+                    || matches!(
                         err,
-                        PluginError::UnknownService { .. } | PluginError::Config { .. }
+                        PluginError::Panicked { .. }
+                            | PluginError::Runtime { .. }
+                            | PluginError::Timeout { .. }
                     );
-                if !callers_fault {
+                if plugins_fault {
                     *streak += 1;
                 }
                 self.entry.record_error(err, *streak);
