@@ -138,6 +138,33 @@ pub enum LoadError {
         /// The export.
         name: &'static str,
     },
+    /// The module is larger than the runtime allows (`WasmtimeConfig::max_module_bytes`);
+    /// refused before compiling.
+    #[error("module of {size} bytes exceeds the limit of {limit} bytes")]
+    ModuleTooLarge {
+        /// The module's size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// A function body is larger than the runtime allows
+    /// (`WasmtimeConfig::max_function_body_bytes`); refused before compiling.
+    #[error("function {index} has a body of {size} bytes, above the limit of {limit} bytes")]
+    FunctionTooLarge {
+        /// The function's index among the module's defined functions (imports not counted).
+        index: u32,
+        /// Its body's size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// Compiling the module took longer than the runtime allows
+    /// (`WasmtimeConfig::compile_budget`); the compilation's result is dropped.
+    #[error("compiling the module took longer than its budget of {budget_ms} ms")]
+    CompileTimeout {
+        /// The budget, milliseconds.
+        budget_ms: u64,
+    },
     /// Instantiation failed (e.g. initial memory above the plugin's limit, or a trap in the
     /// start function).
     #[error("could not instantiate module: {failure}")]

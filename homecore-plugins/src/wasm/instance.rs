@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use homecore::{CustomEvent, ServiceCall, StateChanged};
 use homecore_abi::v1::{self, MAX_EVENT, MAX_PAYLOAD};
 use serde_json::Value;
-use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc, UpdateDeadline};
+use wasmtime::{Memory, Store, Trap, TypedFunc, UpdateDeadline};
 
 use crate::wasm::config::EffectiveLimits;
 use crate::wasm::event_cache::custom_event_bytes;
 use crate::wasm::limiter::Limiter;
-use crate::wasm::runtime::Shared;
+use crate::wasm::runtime::{Linked, Shared};
 use crate::wasm::store_data::StoreData;
 use crate::{
     AbiViolation, GuestFailure, LoadError, PluginContext, PluginError, PluginInstance, TrapCode,
@@ -59,7 +59,8 @@ impl Exports {
 /// the same configuration) before the next call.
 pub(crate) struct WasmInstance {
     shared: Arc<Shared>,
-    pre: InstancePre<StoreData>,
+    /// The linked module; holding it keeps it in the runtime's memo.
+    linked: Arc<Linked>,
     limits: EffectiveLimits,
     live: Option<Live>,
     /// The configuration of the last successful setup, for re-setup after a poisoning.
@@ -85,12 +86,12 @@ impl WasmInstance {
     /// a start function) are load errors.
     pub(crate) async fn new(
         shared: Arc<Shared>,
-        pre: InstancePre<StoreData>,
+        linked: Arc<Linked>,
         limits: EffectiveLimits,
     ) -> Result<Self, LoadError> {
         let mut instance = Self {
             shared,
-            pre,
+            linked,
             limits,
             live: None,
             config: None,
@@ -129,7 +130,7 @@ impl WasmInstance {
             .set_fuel(self.limits.fuel_per_call)
             .map_err(|e| engine_failure(&e))?;
         store.set_epoch_deadline(1);
-        let instance = match self.pre.instantiate_async(&mut store).await {
+        let instance = match self.linked.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(err) => {
                 let hit = store.data_mut().limiter.take_hit();
