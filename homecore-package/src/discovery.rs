@@ -196,6 +196,7 @@ impl VerifiedPackage {
             },
             config,
             grant,
+            limits: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::host::PluginHost;
 use crate::host_error::DenyReason;
 use crate::sync::lock;
-use crate::{Emission, HostAction, HostError, MIN_TIMER_DELAY};
+use crate::{Emission, GuestFailure, HostAction, HostError, MIN_TIMER_DELAY};
 
 /// Most timers one plugin may have pending.
 pub const MAX_TIMERS: usize = 1024;
@@ -157,6 +157,36 @@ impl PluginContext {
             .counters
             .fuel_used
             .fetch_add(fuel, Ordering::Relaxed);
+    }
+
+    /// Counts a classified guest failure by kind ([`PluginStats`](crate::PluginStats)).
+    #[cfg_attr(
+        not(feature = "wasmtime"),
+        expect(dead_code, reason = "only the WASM runtime classifies guest failures")
+    )]
+    pub(crate) fn record_guest_failure(&self, failure: &GuestFailure) {
+        let c = &self.host.counters;
+        let counter = match failure {
+            GuestFailure::OutOfFuel { .. } => &c.fuel_exhausted,
+            GuestFailure::Deadline { .. } => &c.deadlines_missed,
+            GuestFailure::MemoryLimit { .. } => &c.memory_limit_hits,
+            GuestFailure::TableLimit { .. } => &c.table_limit_hits,
+            GuestFailure::Trap { .. } => &c.traps,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a deadline that passed while the guest waited in a host import.
+    #[cfg_attr(
+        not(feature = "wasmtime"),
+        expect(dead_code, reason = "only the WASM runtime has import deadlines")
+    )]
+    pub(crate) fn record_deadline_missed(&self) {
+        self.host
+            .counters
+            .deadlines_missed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_call(&self) {

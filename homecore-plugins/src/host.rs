@@ -34,6 +34,16 @@ pub(crate) struct PluginCounters {
     pub(crate) quarantines: AtomicU64,
     /// State writes, events, service calls and timers refused by the plugin's budget.
     pub(crate) quota_exceeded: AtomicU64,
+    /// Guest calls stopped for running out of fuel.
+    pub(crate) fuel_exhausted: AtomicU64,
+    /// Guest calls stopped at their wall-clock deadline.
+    pub(crate) deadlines_missed: AtomicU64,
+    /// Guest calls (or instantiations) stopped at the memory limit.
+    pub(crate) memory_limit_hits: AtomicU64,
+    /// Guest calls (or instantiations) stopped at the table limit.
+    pub(crate) table_limit_hits: AtomicU64,
+    /// Guest calls ended by any other trap.
+    pub(crate) traps: AtomicU64,
     /// The capacity of the running plugin's mailbox.
     pub(crate) mailbox_capacity: AtomicU64,
     /// Call latency per hook.

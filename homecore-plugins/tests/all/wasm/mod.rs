@@ -1,5 +1,6 @@
 //! The Wasmtime runtime, through the registry, with inline WAT guests.
 
+mod compile_bounds;
 mod disk_cache;
 mod guests;
 mod hostile_exports;
