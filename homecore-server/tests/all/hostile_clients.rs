@@ -124,9 +124,8 @@ async fn connections_over_the_cap_are_closed_while_connected_clients_keep_workin
     let mut attackers = Vec::new();
     for _ in 0..(CAP - 2 + OVER) {
         let mut c = TcpStream::connect(s.server.addr()).await.expect("connect");
-        c.write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
-            .await
-            .expect("written");
+        // One over the cap may already be closed by the server: its write may fail.
+        let _ = c.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").await;
         attackers.push(c);
     }
     let mut refused = 0.0;
