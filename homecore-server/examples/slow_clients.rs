@@ -88,8 +88,8 @@ async fn half_headers(server: &RunningServer, n: usize) -> anyhow::Result<Vec<Tc
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = TcpStream::connect(server.addr()).await?;
-        c.write_all(b"GET /api/states HTTP/1.1\r\nHost: loc")
-            .await?;
+        // Over the cap the server closes the connection at once: the write may fail.
+        let _ = c.write_all(b"GET /api/states HTTP/1.1\r\nHost: loc").await;
         held.push(c);
     }
     Ok(held)
