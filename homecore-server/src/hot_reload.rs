@@ -31,9 +31,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::candidate::{Candidate, configure};
+use crate::error_chain::error_chain;
 use crate::plugin_config::check_plugin_config;
-use crate::rest::error_chain;
-use crate::server::{Candidate, configure};
 use crate::{ConfigProblem, PluginConfig, RejectedPlugin};
 
 /// The list behind `GET /api/homecore/plugins`' `rejected`, shared with the API.
