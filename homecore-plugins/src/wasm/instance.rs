@@ -497,21 +497,7 @@ async fn read_response(
     packed: i64,
     limits: &EffectiveLimits,
 ) -> Result<Value, (GuestFailure, Option<&'static str>)> {
-    read_response_inner(live, packed, limits)
-        .await
-        .map_err(|e| match e {
-            Ok(failure) => (failure, None),
-            Err(failure) => (failure, Some(v1::EXPORT_FREE)),
-        })
-}
-
-/// [`read_response`]: `Err(Ok(_))` for a bad response, `Err(Err(_))` for a failed `hc_free`.
-async fn read_response_inner(
-    live: &mut Live,
-    packed: i64,
-    limits: &EffectiveLimits,
-) -> Result<Value, Result<GuestFailure, GuestFailure>> {
-    let bad = |v: AbiViolation| Ok(GuestFailure::from(v));
+    let bad = |v: AbiViolation| (GuestFailure::from(v), None);
     let Ok(Some((ptr, len))) = v1::unpack_ptr_len(packed) else {
         return Err(bad(AbiViolation::MalformedResponse));
     };
@@ -539,7 +525,7 @@ async fn read_response_inner(
         .await;
     if let Err(err) = freed {
         let hit = live.store.data_mut().limiter.take_hit();
-        return Err(Err(classify(&err, hit, limits)));
+        return Err((classify(&err, hit, limits), Some(v1::EXPORT_FREE)));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         bad(AbiViolation::ResponseNotJson {
