@@ -3,8 +3,6 @@
 //! `[plugins.<domain>]` entry turns it into a registry spec. Used by startup (server.rs) and
 //! by hot reload (hot_reload.rs); it depends on neither.
 
-use std::sync::Arc;
-
 use homecore_plugins::{ManifestError, PluginSpec};
 use serde_json::Value;
 
@@ -82,7 +80,9 @@ impl Candidate {
     }
 }
 
-/// Applies the operator's entry to a candidate: config (or the default), grant, limits.
+/// Applies the operator's entry to a candidate: config (or the default), grant, limits. The
+/// limits are kept beside the grant (`PluginSpec::limits`), never written into the manifest,
+/// so `PluginInfo::manifest` shows what the plugin declared.
 pub(crate) fn configure(candidate: Candidate, entry: PluginConfig) -> PluginSpec {
     let mut spec = candidate.spec;
     spec.config = entry
@@ -90,11 +90,6 @@ pub(crate) fn configure(candidate: Candidate, entry: PluginConfig) -> PluginSpec
         .or(candidate.default_config)
         .unwrap_or(Value::Object(serde_json::Map::new()));
     spec.grant = entry.grant;
-    if let Some(limits) = entry.limits {
-        let manifest = Arc::make_mut(&mut spec.manifest);
-        if let Some(section) = manifest.homecore.as_mut() {
-            section.limits = section.limits.capped_by(&limits);
-        }
-    }
+    spec.limits = entry.limits;
     spec
 }
