@@ -582,6 +582,9 @@ impl PluginRegistry {
         // it left in the allocator) goes back to the system (issue 13 §8).
         drop(entry);
         self.inner.storage.release(domain);
+        for runtime in &self.inner.runtimes {
+            runtime.release_unused();
+        }
         crate::release_free_memory();
         Ok(())
     }

@@ -189,6 +189,11 @@ pub trait PluginRuntime: Send + Sync + 'static {
         manifest: &PluginManifest,
         source: &PluginSource,
     ) -> Result<Box<dyn PluginInstance>, LoadError>;
+
+    /// Drops what the runtime keeps for plugins that are gone (compiled modules no instance
+    /// and no held source uses). The registry calls it after every unload; the default does
+    /// nothing.
+    fn release_unused(&self) {}
 }
 
 /// One loaded plugin, driven by its own task: one call at a time, in order.

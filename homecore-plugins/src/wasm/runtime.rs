@@ -32,7 +32,7 @@ pub enum WasmtimeError {
 }
 
 /// A module's bytes and its linked module. Instances hold it (`Arc`), the memo only weakly,
-/// so a module no instance uses and no recent load remembers is freed.
+/// so a module no instance uses and no held source remembers is freed.
 pub(crate) struct Linked {
     /// The module's bytes (their allocation identifies a recent source).
     bytes: Arc<[u8]>,
@@ -55,8 +55,11 @@ pub(crate) struct Shared {
     /// whenever a module is added.
     modules: Mutex<HashMap<u64, Vec<Weak<Linked>>>>,
     /// The last sources loaded, by allocation: loading the same `Arc` again skips the ABI scan
-    /// and the hash. Holding the `Arc` keeps its address from being reused, and keeps the last
-    /// [`RECENT_SOURCES`] modules linked (a reload finds its module even with no instance left).
+    /// and the hash. Holding the `Arc` keeps its address from being reused, and keeps up to
+    /// [`RECENT_SOURCES`] modules linked while someone else still holds their source (a
+    /// plugin's spec, kept by the registry while it is loaded and by a reload while it
+    /// restarts it), so a reload finds its module with no instance left. A module whose source
+    /// nobody else holds is forgotten ([`Shared::forget_unused`]; issue 13 §8).
     recent_sources: Mutex<Vec<Arc<Linked>>>,
     compiled: AtomicU64,
     from_disk: AtomicU64,
@@ -291,6 +294,7 @@ impl WasmtimeRuntime {
 
     fn remember_source(&self, linked: &Arc<Linked>) {
         let mut recent = lock(&self.shared.recent_sources);
+        Shared::forget_unused_in(&mut recent);
         if let Some(at) = recent.iter().position(|r| Arc::ptr_eq(r, linked)) {
             // Already remembered: move it to the most recent end.
             let again = recent.remove(at);
@@ -305,6 +309,16 @@ impl WasmtimeRuntime {
 }
 
 impl Shared {
+    /// Forgets the recent sources nobody else holds (see `recent_sources`).
+    pub(crate) fn forget_unused(&self) {
+        Self::forget_unused_in(&mut lock(&self.recent_sources));
+    }
+
+    fn forget_unused_in(recent: &mut Vec<Arc<Linked>>) {
+        // One count is the `Linked`'s own; a spec or a caller holding the source is another.
+        recent.retain(|linked| Arc::strong_count(&linked.bytes) > 1);
+    }
+
     /// The compiled module: from the disk cache when it holds it (`true`), else compiled (and
     /// stored there).
     fn compile_or_load(
@@ -374,6 +388,10 @@ fn spawn_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>
 impl PluginRuntime for WasmtimeRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Wasm
+    }
+
+    fn release_unused(&self) {
+        self.shared.forget_unused();
     }
 
     async fn load(

@@ -108,17 +108,22 @@ async fn unloaded_modules_are_not_memoized_forever() {
         .await
         .expect("starts");
     registry.unload("gone").await.expect("unloads");
-    // Newer loads push the unloaded plugin's module out of the recent ones.
+    assert_eq!(
+        wasm.memoized_modules(),
+        1,
+        "the unload forgot the module: nobody holds its source any more"
+    );
+    // Sources prepared and dropped at once are not kept either.
     for tag in 0..16 {
         wasm.prepare(Arc::from(tagged(tag)))
             .await
             .expect("compiles");
     }
     assert_eq!(wasm.compiled_modules(), 18);
-    assert_eq!(
-        wasm.memoized_modules(),
-        17,
-        "the running plugin's module and the 16 recent ones; not the unloaded one's"
+    // The last one prepared may still be remembered until the next load or unload.
+    assert!(
+        wasm.memoized_modules() <= 2,
+        "the running plugin's module (and at most the last source); not the unloaded one's"
     );
     registry
         .load(spec("gone", tagged(1001)))

@@ -8,4 +8,5 @@ mod hostile_forged;
 mod hostile_imports;
 mod hostile_limits;
 mod hostile_modules;
+mod memory;
 mod smoke;
