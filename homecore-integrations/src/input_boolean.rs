@@ -120,7 +120,7 @@ pub fn parse_config(config: &Value) -> Result<Vec<BooleanEntity>, PluginError> {
 }
 
 /// The plugin.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InputBoolean {
     entities: Vec<BooleanEntity>,
     ids: Vec<EntityId>,

@@ -309,7 +309,7 @@ fn value_of(data: &Map<String, Value>) -> Result<f64, InputNumberError> {
 }
 
 /// The plugin.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InputNumber {
     entities: Vec<NumberEntity>,
     ids: Vec<EntityId>,

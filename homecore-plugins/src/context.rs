@@ -41,7 +41,7 @@ pub enum LogLevel {
 }
 
 /// The plugin's door to the host: states, services, events, logs and storage, every call
-/// checked against the plugin's [`Grant`] (declared in the manifest ∩ granted by the operator).
+/// checked against the plugin's [`Grant`](crate::Grant) (declared in the manifest ∩ granted by the operator).
 ///
 /// A denied call returns [`HostError::Denied`], is logged and counted. Native and WASM plugins
 /// go through the same checks. Cheap to clone; a clone made inside an event handler keeps that
@@ -409,7 +409,7 @@ impl PluginContext {
     }
 
     /// Logs a line under the plugin's name. Lines are cut to [`MAX_LOG_LEN`] bytes and limited
-    /// to [`LOG_LINES_PER_SECOND`] (bursts of [`LOG_BURST`]); lines over the limit are counted
+    /// to [`LOG_LINES_PER_SECOND`](crate::LOG_LINES_PER_SECOND) (bursts of [`LOG_BURST`](crate::LOG_BURST)); lines over the limit are counted
     /// and dropped.
     pub fn log(&self, level: LogLevel, message: &str) {
         self.count_call();

@@ -179,7 +179,7 @@ impl PluginTask {
                 tracing::warn!(plugin = %host.domain, error = %err, "teardown failed");
             }
             Err(_) => {
-                tracing::warn!(plugin = %host.domain, deadline_ms = teardown_deadline.as_millis() as u64, "teardown missed its deadline");
+                tracing::warn!(plugin = %host.domain, deadline_ms = u64::try_from(teardown_deadline.as_millis()).unwrap_or(u64::MAX), "teardown missed its deadline");
             }
         }
         host.unregister_services();

@@ -61,7 +61,7 @@ pub struct PluginStats {
     pub traps: u64,
 }
 
-/// A snapshot of one plugin, as [`PluginRegistry::list`] returns it.
+/// A snapshot of one plugin, as [`PluginRegistry::list`](crate::PluginRegistry::list) returns it.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
     /// The plugin's domain.

@@ -42,6 +42,16 @@ pub struct RegistryBuilder {
     policy: HostPolicy,
 }
 
+impl std::fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<_> = self.runtimes.iter().map(|r| r.kind()).collect();
+        f.debug_struct("RegistryBuilder")
+            .field("runtimes", &kinds)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RegistryBuilder {
     /// Adds a runtime (the in-process runtime is always there).
     #[must_use]
@@ -91,6 +101,18 @@ impl RegistryBuilder {
 #[derive(Clone)]
 pub struct PluginRegistry {
     inner: Arc<RegistryInner>,
+}
+
+impl std::fmt::Debug for PluginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut domains: Vec<String> = self.inner.plugins.iter().map(|e| e.key().clone()).collect();
+        domains.sort_unstable();
+        let kinds: Vec<_> = self.inner.runtimes.iter().map(|r| r.kind()).collect();
+        f.debug_struct("PluginRegistry")
+            .field("plugins", &domains)
+            .field("runtimes", &kinds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PluginRegistry {
@@ -420,7 +442,7 @@ impl PluginRegistry {
                         break err;
                     }
                     let delay = policy.backoff(attempt);
-                    tracing::warn!(plugin = %entry.domain, attempt, retry_in_ms = delay.as_millis() as u64, error = %err, "setup failed; retrying");
+                    tracing::warn!(plugin = %entry.domain, attempt, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %err, "setup failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -525,7 +547,7 @@ impl PluginRegistry {
         let result = match setup {
             Ok(result) => result,
             Err(_) => Err(PluginError::Timeout {
-                limit_ms: policy.setup_timeout.as_millis() as u64,
+                limit_ms: u64::try_from(policy.setup_timeout.as_millis()).unwrap_or(u64::MAX),
             }),
         };
         if let Err(err) = result {

@@ -82,6 +82,14 @@ pub struct MemoryStorage {
     namespaces: Arc<DashMap<String, Arc<Mutex<Namespace>>>>,
 }
 
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("plugins", &self.namespaces.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemoryStorage {
     /// Empty storage.
     #[must_use]

@@ -549,7 +549,7 @@ impl HotReloadWatcher {
         })?;
         watcher.watch(&reloader.plugins_dir, RecursiveMode::Recursive)?;
         let (stop, stopped) = watch::channel(false);
-        tracing::info!(dir = %reloader.plugins_dir.display(), debounce_ms = debounce.as_millis() as u64, "watching the plugins directory for changed packages");
+        tracing::info!(dir = %reloader.plugins_dir.display(), debounce_ms = u64::try_from(debounce.as_millis()).unwrap_or(u64::MAX), "watching the plugins directory for changed packages");
         let task = tokio::spawn(watch_loop(reloader, watcher, received, stopped, debounce));
         Ok(Self { stop, task })
     }

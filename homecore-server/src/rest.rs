@@ -56,6 +56,16 @@ pub struct Api {
     inner: Arc<ApiInner>,
 }
 
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("home", &self.inner.home)
+            .field("registry", &self.inner.registry)
+            .field("max_body_bytes", &self.inner.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 struct ApiInner {
     home: Home,
     registry: PluginRegistry,

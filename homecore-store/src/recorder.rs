@@ -544,7 +544,7 @@ impl Writer {
         tracing::error!(
             path = %self.path.display(),
             error = %error,
-            retry_in_ms = backoff.as_millis() as u64,
+            retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
             "state recorder could not commit; retrying"
         );
         self.retry_at = Some(Instant::now() + backoff);

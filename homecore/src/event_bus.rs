@@ -355,6 +355,16 @@ pub struct EventBus {
     inner: Arc<BusInner>,
 }
 
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("subscribers", &self.subscriber_count())
+            .field("published", &self.published())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EventBus {
     fn default() -> Self {
         Self::new()

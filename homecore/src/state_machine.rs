@@ -55,6 +55,14 @@ pub struct StateMachine {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("entities", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     /// Hashed with foldhash (seeded per map, as hashbrown's default) rather than SipHash:
     /// every write looks its entity up here.
@@ -320,6 +328,14 @@ impl StateMachine {
 pub struct ChangeTracker {
     inner: Arc<Inner>,
     context_id: ContextId,
+}
+
+impl std::fmt::Debug for ChangeTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeTracker")
+            .field("context_id", &self.context_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChangeTracker {

@@ -273,7 +273,7 @@ impl WasmInstance {
                     ctx.record_deadline_missed();
                 }
                 return Err(PluginError::Timeout {
-                    limit_ms: limits.call_timeout.as_millis() as u64,
+                    limit_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
                 });
             }
             Err(err) => {
@@ -326,7 +326,7 @@ fn classify(
                 limit: limits.fuel_per_call,
             },
             Trap::Interrupt => GuestFailure::Deadline {
-                limit_ms: limits.call_timeout.as_millis() as u64,
+                limit_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
             },
             other => GuestFailure::Trap {
                 code: trap_code(*other),

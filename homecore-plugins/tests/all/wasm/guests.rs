@@ -184,7 +184,12 @@ impl Span {
     }
 
     pub(crate) const fn len(&self) -> i32 {
-        self.bytes.len() as i32
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "test strings are a few bytes (const fn: no try_from)"
+        )]
+        let len = self.bytes.len() as i32;
+        len
     }
 
     /// The same address with a capacity of zero.
