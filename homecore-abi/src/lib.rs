@@ -18,6 +18,7 @@
 
 extern crate alloc;
 
+pub mod text;
 pub mod v1;
 
 /// The newest ABI version.

@@ -483,16 +483,9 @@ impl fmt::Debug for PluginContext {
     }
 }
 
-/// `text` cut to at most [`MAX_LOG_LEN`] bytes at a character boundary.
+/// `text` cut to at most [`MAX_LOG_LEN`] bytes at a character boundary (`homecore_abi::text`).
 pub(crate) fn cap(text: &str) -> &str {
-    if text.len() <= MAX_LOG_LEN {
-        return text;
-    }
-    let mut end = MAX_LOG_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    homecore_abi::text::capped(text, MAX_LOG_LEN)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homecore_package::{
@@ -432,9 +432,7 @@ impl PackageReloader {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use homecore::lock_unpoisoned as lock;
 
 /// The domain a changed path under `plugins_dir` belongs to: its first component, without
 /// `.hcpkg`; `None` for the directory itself, names starting with `.` (staging) and names

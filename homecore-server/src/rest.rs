@@ -8,7 +8,7 @@ mod services;
 mod states;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -148,7 +148,7 @@ impl ApiBuilder {
     /// Plugins refused before they reached the registry (bad package, bad config), listed by
     /// `GET /api/homecore/plugins`.
     pub fn rejected(self, rejected: Vec<RejectedPlugin>) -> Self {
-        *self.rejected.lock().unwrap_or_else(PoisonError::into_inner) = rejected;
+        *homecore::lock_unpoisoned(&self.rejected) = rejected;
         self
     }
 
@@ -277,11 +277,7 @@ impl Api {
     }
 
     fn rejected(&self) -> Vec<RejectedPlugin> {
-        self.inner
-            .rejected
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        homecore::lock_unpoisoned(&self.inner.rejected).clone()
     }
 
     /// The router: every `/api/*` route and `/metrics` (Prometheus text, also at

@@ -655,10 +655,7 @@ impl EventBus {
 fn lock_index(inner: &BusInner) -> MutexGuard<'_, SubscriptionIndex> {
     // A panic while holding the lock cannot leave the index half-updated in a way that matters
     // (every mutation is a push or a remove), so poisoning is ignored.
-    inner
-        .index
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::lock_unpoisoned(&inner.index)
 }
 
 fn remove_subscriber(inner: &BusInner, id: SubscriberId) {

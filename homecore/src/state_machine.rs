@@ -1,7 +1,7 @@
 //! The state machine: every entity's current state, with Home Assistant's write semantics.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use dashmap::DashMap;
@@ -224,11 +224,7 @@ impl StateMachine {
         now: chrono::DateTime<Utc>,
     ) {
         if self.inner.observer_count.load(Ordering::Acquire) != 0 {
-            let observers = self
-                .inner
-                .observers
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let observers = crate::read_unpoisoned(&self.inner.observers);
             for observer in observers.iter() {
                 observer.state_changed(entity_id);
             }
@@ -244,11 +240,7 @@ impl StateMachine {
 
     /// Adds an observer of every change from now on (see [`StateObserver`]).
     pub fn add_observer(&self, observer: Arc<dyn StateObserver>) {
-        let mut observers = self
-            .inner
-            .observers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut observers = crate::write_unpoisoned(&self.inner.observers);
         observers.push(observer);
         self.inner
             .observer_count
@@ -258,11 +250,7 @@ impl StateMachine {
     /// Removes an observer added with [`StateMachine::add_observer`] (compared by pointer);
     /// returns whether it was there.
     pub fn remove_observer(&self, observer: &Arc<dyn StateObserver>) -> bool {
-        let mut observers = self
-            .inner
-            .observers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut observers = crate::write_unpoisoned(&self.inner.observers);
         let before = observers.len();
         observers.retain(|o| !Arc::ptr_eq(o, observer));
         self.inner
