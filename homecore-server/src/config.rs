@@ -179,6 +179,16 @@ pub struct LimitsConfig {
     pub shutdown_timeout_ms: u64,
     /// Setup attempts before a plugin is marked failed.
     pub setup_attempts: u32,
+    /// How long a plugin may keep making more than its budget allows (state writes, events,
+    /// service calls, timers) before it is quarantined, in milliseconds.
+    pub quarantine_over_budget_ms: u64,
+    /// The largest WASM module accepted, in bytes (checked before compiling).
+    pub max_module_bytes: u64,
+    /// The largest function body in a WASM module, in bytes (checked before compiling).
+    pub max_function_body_bytes: u64,
+    /// How long compiling one WASM module may take before the package is refused, in
+    /// milliseconds.
+    pub compile_budget_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -191,9 +201,20 @@ impl Default for LimitsConfig {
             teardown_timeout_ms: millis(policy.teardown_timeout),
             shutdown_timeout_ms: 10_000,
             setup_attempts: policy.setup_attempts,
+            quarantine_over_budget_ms: millis(policy.quarantine_over_budget),
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+            max_function_body_bytes: DEFAULT_MAX_FUNCTION_BODY_BYTES,
+            compile_budget_ms: DEFAULT_COMPILE_BUDGET_MS,
         }
     }
 }
+
+/// The default of `[limits] max_module_bytes` (Wasmtime runtime's default).
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 64 << 20;
+/// The default of `[limits] max_function_body_bytes`.
+pub const DEFAULT_MAX_FUNCTION_BODY_BYTES: u64 = 4 << 20;
+/// The default of `[limits] compile_budget_ms`.
+pub const DEFAULT_COMPILE_BUDGET_MS: u64 = 60_000;
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -209,6 +230,7 @@ impl LimitsConfig {
             setup_timeout: Duration::from_millis(self.setup_timeout_ms),
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             teardown_timeout: Duration::from_millis(self.teardown_timeout_ms),
+            quarantine_over_budget: Duration::from_millis(self.quarantine_over_budget_ms),
             ..HostPolicy::default()
         }
     }
@@ -670,6 +692,16 @@ fn check_limits(limits: &LimitsConfig, problems: &mut Vec<ConfigProblem>) {
         ("limits.teardown_timeout_ms", limits.teardown_timeout_ms),
         ("limits.shutdown_timeout_ms", limits.shutdown_timeout_ms),
         ("limits.setup_attempts", u64::from(limits.setup_attempts)),
+        (
+            "limits.quarantine_over_budget_ms",
+            limits.quarantine_over_budget_ms,
+        ),
+        ("limits.max_module_bytes", limits.max_module_bytes),
+        (
+            "limits.max_function_body_bytes",
+            limits.max_function_body_bytes,
+        ),
+        ("limits.compile_budget_ms", limits.compile_budget_ms),
     ] {
         if value == 0 {
             problems.push(ConfigProblem::new(name, ConfigProblemKind::NotPositive));
@@ -776,6 +808,46 @@ mod tests {
         assert!(!entry.enabled);
         assert!(entry.grant.as_ref().is_some_and(|g| g.storage));
         assert_eq!(entry.limits.and_then(|l| l.mailbox_capacity), Some(16));
+    }
+
+    #[test]
+    fn budget_and_compile_bounds_have_defaults_and_must_be_positive() {
+        let config = Config::parse("").expect("valid");
+        let policy = config.limits.host_policy();
+        assert_eq!(
+            policy.quarantine_over_budget,
+            HostPolicy::default().quarantine_over_budget
+        );
+        assert_eq!(config.limits.max_module_bytes, DEFAULT_MAX_MODULE_BYTES);
+        let config = Config::parse(
+            "[limits]\nquarantine_over_budget_ms = 2500\nmax_module_bytes = 1024\nmax_function_body_bytes = 512\ncompile_budget_ms = 100\nplugins = { state_writes_per_second = 5 }\n",
+        )
+        .expect("valid");
+        let policy = config.limits.host_policy();
+        assert_eq!(policy.quarantine_over_budget, Duration::from_millis(2500));
+        assert_eq!(policy.limits.state_writes_per_second, Some(5));
+        assert_eq!(
+            (
+                config.limits.max_module_bytes,
+                config.limits.max_function_body_bytes,
+                config.limits.compile_budget_ms
+            ),
+            (1024, 512, 100)
+        );
+        let err = Config::parse(
+            "[limits]\nquarantine_over_budget_ms = 0\nmax_module_bytes = 0\nmax_function_body_bytes = 0\ncompile_budget_ms = 0\n",
+        )
+        .expect_err("zeros");
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "limits.quarantine_over_budget_ms",
+                "limits.max_module_bytes",
+                "limits.max_function_body_bytes",
+                "limits.compile_budget_ms"
+            ]
+        );
     }
 
     #[test]

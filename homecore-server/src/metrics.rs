@@ -272,7 +272,7 @@ type PluginFigure = (
     fn(&PluginInfo) -> Option<u64>,
 );
 
-const PLUGIN_FIGURES: [PluginFigure; 11] = [
+const PLUGIN_FIGURES: [PluginFigure; 12] = [
     (
         "homecore_plugin_up",
         "1 while the plugin is running, 0 otherwise (loading, failed, quarantined, stopped).",
@@ -338,6 +338,12 @@ const PLUGIN_FIGURES: [PluginFigure; 11] = [
         "Times the plugin was quarantined after repeated failures.",
         MetricType::Counter,
         |p| Some(p.stats.quarantines),
+    ),
+    (
+        "homecore_plugin_quota_exceeded",
+        "State writes, events, service calls and timers refused by the plugin's budget.",
+        MetricType::Counter,
+        |p| Some(p.stats.quota_exceeded),
     ),
 ];
 

@@ -619,9 +619,14 @@ fn build_registry(
     #[cfg(feature = "wasm")]
     let builder = {
         let defaults = homecore_plugins::WasmtimeConfig::default();
+        let limits = &config.limits;
         let runtime = homecore_plugins::WasmtimeRuntime::new(homecore_plugins::WasmtimeConfig {
             cache_dir: Some(data_dir.join("wasm-cache")),
-            policy: defaults.policy.capped_by(&config.limits.plugins),
+            policy: defaults.policy.capped_by(&limits.plugins),
+            max_module_bytes: usize::try_from(limits.max_module_bytes).unwrap_or(usize::MAX),
+            max_function_body_bytes: usize::try_from(limits.max_function_body_bytes)
+                .unwrap_or(usize::MAX),
+            compile_budget: Some(std::time::Duration::from_millis(limits.compile_budget_ms)),
             ..defaults
         })
         .map_err(StartError::Runtime)?;

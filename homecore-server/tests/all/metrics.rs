@@ -255,6 +255,10 @@ async fn metrics_report_known_traffic() {
         0.0
     );
     assert_eq!(
+        value(&samples, "homecore_plugin_quota_exceeded_total", &probe),
+        0.0
+    );
+    assert_eq!(
         value(&samples, "homecore_plugin_mailbox_depth", &probe),
         0.0
     );
