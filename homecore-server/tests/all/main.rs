@@ -3,6 +3,7 @@
 
 mod cli;
 mod events;
+mod fuzz_rest;
 mod fuzz_websocket;
 mod hostile_clients;
 #[cfg(feature = "wasm")]
