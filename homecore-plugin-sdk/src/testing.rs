@@ -918,6 +918,35 @@ mod tests {
             .expect("no subscription matches: no plugin is called");
     }
 
+    /// Found by the `event_reader` cargo-fuzz target: serde_json's `from_slice` steps over an
+    /// unknown member without checking its UTF-8, so it "reads" a payload that is not text.
+    /// The ABI's text is UTF-8: the SDK refuses the whole payload.
+    #[test]
+    fn a_payload_that_is_not_utf8_is_refused_even_where_serde_skips_it() {
+        #[derive(Default)]
+        struct Quiet;
+        impl Plugin for Quiet {
+            fn setup(&mut self, _config: &crate::Config<'_>) -> crate::Result<()> {
+                Ok(())
+            }
+            fn on_state_changed(
+                &mut self,
+                _event: &crate::StateChangedEvent<'_>,
+            ) -> crate::Result<()> {
+                Ok(())
+            }
+        }
+        let mut payload = br#"{"entity_id":"a.b","unknown":"x?y","context":{"id":"c"}}"#.to_vec();
+        let at = payload.iter().position(|&b| b == b'?').expect("the marker");
+        payload[at] = 0x9e;
+        assert!(serde_json::from_slice::<wire::StateChangedEvent<'_>>(&payload).is_ok());
+        let host = FakeHost::new();
+        host.setup::<Quiet>(&Value::Null).expect("setup");
+        assert!(host.deliver_state_changed(&payload).is_err());
+        payload[at] = b'?';
+        host.deliver_state_changed(&payload).expect("UTF-8: read");
+    }
+
     #[test]
     fn entity_ids_are_checked() {
         assert!(valid_entity_id("light.hall_1"));
