@@ -6,7 +6,8 @@
 //!
 //! Beside the tables, this crate holds the one copy of the rules both sides of the boundary
 //! apply: entity id syntax ([`check_entity_id`]), name patterns ([`glob_match`]) and the
-//! module's declared ABI version ([`module_abi_version`]) (docs/adr/0014-contract-in-homecore-abi.md).
+//! module's declared ABI version ([`module_abi_version`]), and how outside text is cut
+//! ([`text`]) (docs/adr/0014-contract-in-homecore-abi.md).
 //!
 //! The reference page is `docs/abi-v1.md`; the decision record `docs/adr/0005-host-abi-v1.md`.
 //!
@@ -25,6 +26,7 @@ extern crate alloc;
 mod entity_id;
 mod glob;
 mod module_section;
+pub mod text;
 pub mod v1;
 
 pub use crate::entity_id::*;

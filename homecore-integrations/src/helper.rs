@@ -57,7 +57,7 @@ pub enum TargetError {
 }
 
 fn capped(text: &str) -> String {
-    text.chars().take(MAX_TEXT_OPTION).collect()
+    homecore_abi::text::quoted(text, MAX_TEXT_OPTION)
 }
 
 /// The indices into `known` of the entities `call` targets, in the order given, each once:

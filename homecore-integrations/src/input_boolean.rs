@@ -16,7 +16,7 @@
 //! stored when it last changed (plugin storage), else `off`.
 
 use async_trait::async_trait;
-use homecore::{Attributes, EntityId, ServiceCall, StateChanged};
+use homecore::{Attributes, EntityId, ServiceCall};
 use homecore_plugins::{
     HomeCorePlugin, ManifestError, PluginContext, PluginError, PluginManifest, PluginSource,
     PluginSpec,
@@ -120,7 +120,7 @@ pub fn parse_config(config: &Value) -> Result<Vec<BooleanEntity>, PluginError> {
 }
 
 /// The plugin.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InputBoolean {
     entities: Vec<BooleanEntity>,
     ids: Vec<EntityId>,
@@ -166,14 +166,6 @@ impl HomeCorePlugin for InputBoolean {
             self.write(ctx, index, on)?;
         }
         helper::register_services(ctx, &["turn_on", "turn_off", "toggle"])
-    }
-
-    async fn on_state_changed(
-        &mut self,
-        _ctx: &PluginContext,
-        _event: &StateChanged,
-    ) -> Result<(), PluginError> {
-        Ok(())
     }
 
     async fn call_service(

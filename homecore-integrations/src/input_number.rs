@@ -24,7 +24,7 @@
 //! in range, else `min`.
 
 use async_trait::async_trait;
-use homecore::{Attributes, EntityId, ServiceCall, StateChanged, json_type_name};
+use homecore::{Attributes, EntityId, ServiceCall, json_type_name};
 use homecore_plugins::{
     HomeCorePlugin, ManifestError, PluginContext, PluginError, PluginManifest, PluginSource,
     PluginSpec,
@@ -309,7 +309,7 @@ fn value_of(data: &Map<String, Value>) -> Result<f64, InputNumberError> {
 }
 
 /// The plugin.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InputNumber {
     entities: Vec<NumberEntity>,
     ids: Vec<EntityId>,
@@ -374,14 +374,6 @@ impl HomeCorePlugin for InputNumber {
             self.write(ctx, index, value)?;
         }
         helper::register_services(ctx, &["set_value", "increment", "decrement"])
-    }
-
-    async fn on_state_changed(
-        &mut self,
-        _ctx: &PluginContext,
-        _event: &StateChanged,
-    ) -> Result<(), PluginError> {
-        Ok(())
     }
 
     async fn call_service(

@@ -112,7 +112,7 @@ impl MotionLightsConfig {
 }
 
 /// The plugin.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct MotionLights {
     config: Option<MotionLightsConfig>,
     /// Off-timer token of each room seen so far (index + 1 into `rooms`).

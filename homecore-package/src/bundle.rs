@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use crate::format::SIGNATURE_FILE;
-use crate::read::{ReadError, check_file_name, read_capped, read_required};
+use crate::read::{PluginsDir, ReadError, check_file_name, read_capped};
 use crate::{PackageError, PackageFiles, PackageLimits};
 
 /// A bundle's file name extension.
@@ -173,18 +173,24 @@ fn encode(parts: &BundleParts<'_>) -> Vec<u8> {
     out
 }
 
-/// Reads a bundle file (once, within the limits) as package files.
-pub(crate) fn read(path: &Path, limits: &PackageLimits) -> Result<PackageFiles, PackageError> {
-    let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
-        (Some(dir), Some(name)) => (dir, name),
-        _ => {
-            return Err(PackageError::Read(ReadError::BadFileName {
-                name: path.display().to_string(),
-                why: "not a bundle file name",
-            }));
-        }
+/// Reads the bundle file `name` in an open plugins directory (once, within the limits,
+/// relative to its handle, without following a link) as package files.
+pub(crate) fn read_in(
+    plugins: &PluginsDir,
+    name: &std::ffi::OsStr,
+    limits: &PackageLimits,
+) -> Result<PackageFiles, PackageError> {
+    let path = plugins.path().join(name);
+    let Some(name) = name.to_str() else {
+        return Err(PackageError::Read(ReadError::BadFileName {
+            name: path.display().to_string(),
+            why: "not a bundle file name",
+        }));
     };
-    let bytes = read_required(dir, name, max_bundle_bytes(limits))?;
+    let bytes = plugins
+        .read_file(name, max_bundle_bytes(limits))?
+        .ok_or_else(|| ReadError::Missing { path: path.clone() })?;
+    let path = path.as_path();
     let parts = parse(&bytes, limits).map_err(|source| PackageError::Bundle {
         path: path.to_owned(),
         source,

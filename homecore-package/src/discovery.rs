@@ -2,6 +2,7 @@
 //! reported and skipped, the rest accepted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 use crate::bundle::BUNDLE_EXTENSION;
 use crate::compat::{self, CompatError};
+use crate::read::PluginsDir;
 use crate::versions::{self, RollbackError};
 use crate::{
     AcceptedVersions, KeyId, PackageError, PackageFiles, PackageLimits, Sha256Hash, Signer,
@@ -196,6 +198,7 @@ impl VerifiedPackage {
             },
             config,
             grant,
+            limits: None,
         }
     }
 }
@@ -266,7 +269,18 @@ pub(crate) fn verify_files(
     policy: &TrustPolicy,
     limits: &PackageLimits,
 ) -> Result<(PackageFiles, Signer, u32), DiscoveryError> {
-    let files = PackageFiles::open(dir, limits)?;
+    let (parent, name) = PluginsDir::parent_of(dir).map_err(PackageError::from)?;
+    verify_files_in(&parent, name, policy, limits)
+}
+
+/// [`verify_files`] of the package `name` in an open plugins directory.
+fn verify_files_in(
+    plugins: &PluginsDir,
+    name: &OsStr,
+    policy: &TrustPolicy,
+    limits: &PackageLimits,
+) -> Result<(PackageFiles, Signer, u32), DiscoveryError> {
+    let files = PackageFiles::open_in(plugins, name, limits)?;
     let signer = policy.check(&files)?;
     let abi = compat::check_host(&files.manifest, &files.module)?;
     Ok((files, signer, abi))
@@ -319,24 +333,28 @@ pub fn check_package(
     limits: &PackageLimits,
 ) -> Result<VerifiedPackage, DiscoveryError> {
     let native: BTreeMap<&str, &Version> = native.iter().map(|(d, v)| (d.as_str(), v)).collect();
-    check_entry(path, policy, accepted, &native, limits)
+    let (parent, name) = PluginsDir::parent_of(path).map_err(PackageError::from)?;
+    check_entry(&parent, name, policy, accepted, &native, limits)
 }
 
-/// [`check_package`] with the native plugins as a map.
+/// [`check_package`] of the entry `entry` of an open plugins directory, with the native
+/// plugins as a map.
 fn check_entry(
-    path: &Path,
+    plugins: &PluginsDir,
+    entry: &OsStr,
     policy: &TrustPolicy,
     accepted: &dyn AcceptedVersions,
     native: &BTreeMap<&str, &Version>,
     limits: &PackageLimits,
 ) -> Result<VerifiedPackage, DiscoveryError> {
-    let name = entry_domain(path);
+    let path = plugins.path().join(entry);
+    let name = entry_domain(&path);
     if homecore::validate_domain(&name).is_err() {
         return Err(DiscoveryError::BadDirName {
             name: crate::key::cap(&name),
         });
     }
-    let (files, signer, abi_version) = verify_files(path, policy, limits)?;
+    let (files, signer, abi_version) = verify_files_in(plugins, entry, policy, limits)?;
     let domain = files.domain().to_owned();
     if domain != name {
         return Err(DiscoveryError::DomainMismatch { dir: name, domain });
@@ -354,7 +372,7 @@ fn check_entry(
         }
     }
     Ok(VerifiedPackage {
-        path: path.to_owned(),
+        path,
         manifest: files.manifest,
         module: files.module,
         module_name: files.module_name,
@@ -417,27 +435,29 @@ pub fn discover_with_limits(
         path: plugins_dir.to_owned(),
         source,
     };
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(plugins_dir).map_err(list_err)? {
-        let entry = entry.map_err(list_err)?;
-        if entry.file_name().as_encoded_bytes().starts_with(b".") {
-            tracing::debug!(path = %entry.path().display(), "skipping hidden entry in the plugins directory");
-            continue;
-        }
-        paths.push(entry.path());
-        if paths.len() > MAX_PLUGINS_DIR_ENTRIES {
-            return Err(DiscoveryError::TooManyEntries {
-                path: plugins_dir.to_owned(),
-            });
-        }
+    // Opened once: listed through this handle, every package opened relative to it.
+    let plugins = PluginsDir::open(plugins_dir).map_err(list_err)?;
+    let mut names = plugins.names(MAX_PLUGINS_DIR_ENTRIES).map_err(list_err)?;
+    if names.len() > MAX_PLUGINS_DIR_ENTRIES {
+        return Err(DiscoveryError::TooManyEntries {
+            path: plugins_dir.to_owned(),
+        });
     }
-    paths.sort();
+    names.retain(|name| {
+        let hidden = name.as_encoded_bytes().starts_with(b".");
+        if hidden {
+            tracing::debug!(path = %plugins_dir.join(name).display(), "skipping hidden entry in the plugins directory");
+        }
+        !hidden
+    });
+    names.sort();
     let native: BTreeMap<&str, &Version> = native.iter().map(|(d, v)| (d.as_str(), v)).collect();
 
     let mut report = DiscoveryReport::default();
     let mut candidates: BTreeMap<String, VerifiedPackage> = BTreeMap::new();
-    for path in paths {
-        match check_entry(&path, policy, accepted, &native, limits) {
+    for name in names {
+        let path = plugins_dir.join(&name);
+        match check_entry(&plugins, &name, policy, accepted, &native, limits) {
             Ok(package) => {
                 if let Some(first) = candidates.get(package.domain()) {
                     let error = DiscoveryError::Duplicate {
@@ -564,23 +584,32 @@ pub fn discover_one(
     let native_map: BTreeMap<&str, &Version> =
         native.iter().map(|(d, v)| (d.as_str(), v)).collect();
     let path = package_path(plugins_dir, domain).unwrap_or_else(|| plugins_dir.join(domain));
-    let result = check_entry(
-        &path,
-        policy,
-        accepted,
-        &native_map,
-        &PackageLimits::default(),
-    )
-    .and_then(|package| {
-        let lookup = |dep: &str| {
-            native_map
-                .get(dep)
-                .copied()
-                .or_else(|| installed.iter().find(|(d, _)| d == dep).map(|(_, v)| v))
-        };
-        check_dependencies(&package.manifest, lookup, |_| false)?;
-        Ok(package)
-    });
+    let result = PluginsDir::open(plugins_dir)
+        .map_err(|source| DiscoveryError::ListDir {
+            path: plugins_dir.to_owned(),
+            source,
+        })
+        .and_then(|plugins| {
+            let entry = path.file_name().unwrap_or(domain.as_ref());
+            check_entry(
+                &plugins,
+                entry,
+                policy,
+                accepted,
+                &native_map,
+                &PackageLimits::default(),
+            )
+        })
+        .and_then(|package| {
+            let lookup = |dep: &str| {
+                native_map
+                    .get(dep)
+                    .copied()
+                    .or_else(|| installed.iter().find(|(d, _)| d == dep).map(|(_, v)| v))
+            };
+            check_dependencies(&package.manifest, lookup, |_| false)?;
+            Ok(package)
+        });
     if let Err(err) = &result {
         tracing::error!(plugin = %crate::key::cap(domain), error = %crate::cli::chain(err), "plugin package refused");
     }

@@ -104,13 +104,10 @@ pub enum KeyError {
     },
 }
 
-/// Caps text from outside before it goes into an error message.
+/// Caps text from outside before it goes into an error message (100 bytes, the workspace's
+/// one rule: `homecore_abi::text`).
 pub(crate) fn cap(text: &str) -> String {
-    const MAX: usize = 100;
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
+    homecore_abi::text::quoted(text, 100)
 }
 
 /// A short fingerprint of a public key: the first 8 bytes of its SHA-256, as 16 hex digits.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use homecore_plugins::{MAX_MANIFEST_BYTES, ManifestError, PluginManifest, RuntimeKind};
 
 use crate::format::{DigestInput, MANIFEST_FILE, SIGNATURE_FILE, signed_message};
-use crate::read::{PackageDir, ReadError, check_tree, read_capped_at, read_required_at};
+use crate::read::{
+    PackageDir, PluginsDir, ReadError, check_tree, read_capped_at, read_required_at,
+};
 use crate::{DetachedSignature, FormatError, Sha256Hash};
 
 /// Size caps applied while reading a package.
@@ -171,28 +173,48 @@ impl PackageFiles {
     /// # Errors
     /// A [`PackageError`] naming the file and what is wrong.
     pub fn open(path: &Path, limits: &PackageLimits) -> Result<Self, PackageError> {
-        if is_bundle(path) {
-            crate::bundle::read(path, limits)
+        let (parent, name) = PluginsDir::parent_of(path)?;
+        Self::open_in(&parent, name, limits)
+    }
+
+    /// Reads the package `name` in an open plugins directory, relative to its handle: the
+    /// directory `name/` opened without following a link, or the bundle `name` (`.hcpkg`).
+    ///
+    /// # Errors
+    /// A [`PackageError`] naming the file and what is wrong.
+    pub(crate) fn open_in(
+        plugins: &PluginsDir,
+        name: &std::ffi::OsStr,
+        limits: &PackageLimits,
+    ) -> Result<Self, PackageError> {
+        if is_bundle(Path::new(name)) {
+            crate::bundle::read_in(plugins, name, limits)
         } else {
-            Self::read(path, limits)
+            Self::read_opened(&plugins.package(name)?, limits)
         }
     }
 
     /// Reads a package directory: checks the whole tree for symlinks and special files, then
     /// reads `manifest.json`, `signature.json` (optional) and the module the manifest names,
-    /// each once and within `limits`.
+    /// each once and within `limits`. The directory is opened once without following a link,
+    /// and everything in it is read relative to that handle.
     ///
     /// # Errors
     /// A [`PackageError`] naming the file and what is wrong.
     pub fn read(dir: &Path, limits: &PackageLimits) -> Result<Self, PackageError> {
-        // Opened once, without following a link; everything below is read relative to it.
-        let opened = PackageDir::open(dir)?;
-        check_tree(&opened)?;
-        let manifest_bytes = read_required_at(&opened, MANIFEST_FILE, limits.manifest_bytes)?;
+        let (parent, name) = PluginsDir::parent_of(dir)?;
+        Self::read_opened(&parent.package(name)?, limits)
+    }
+
+    /// [`PackageFiles::read`] of an opened package directory.
+    fn read_opened(opened: &PackageDir, limits: &PackageLimits) -> Result<Self, PackageError> {
+        let dir = opened.path();
+        check_tree(opened)?;
+        let manifest_bytes = read_required_at(opened, MANIFEST_FILE, limits.manifest_bytes)?;
         let (manifest, module_name) = parse_manifest(dir, &manifest_bytes)?;
-        let signature = read_capped_at(&opened, SIGNATURE_FILE, limits.signature_bytes)?;
+        let signature = read_capped_at(opened, SIGNATURE_FILE, limits.signature_bytes)?;
         let signature = parse_signature(dir, signature.as_deref())?;
-        let module = read_required_at(&opened, &module_name, limits.module_bytes)?;
+        let module = read_required_at(opened, &module_name, limits.module_bytes)?;
         Ok(Self::build(
             dir,
             manifest_bytes,

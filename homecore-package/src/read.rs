@@ -147,16 +147,39 @@ fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-impl PackageDir {
-    /// Opens the package directory `path`: its parent as the operator named it, then the
-    /// package itself relative to the parent without following a link (on Linux with
-    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where the kernel has it, else
-    /// `openat(O_NOFOLLOW | O_DIRECTORY)`).
+/// An open plugins directory: listed once, and every package in it opened relative to this
+/// handle without following a link (docs/adr/0008-signed-packages.md, "Reading without
+/// races"). Its own path is the operator's and is resolved as given.
+#[derive(Debug)]
+pub(crate) struct PluginsDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl PluginsDir {
+    /// Opens the directory at `path` (links in the operator's path are followed).
     ///
     /// # Errors
-    /// [`ReadError::Symlink`], [`ReadError::NotADirectory`], [`ReadError::Io`].
-    pub(crate) fn open(path: &Path) -> Result<Self, ReadError> {
-        let (parent, name) = match (path.parent(), path.file_name()) {
+    /// The open's failure.
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let fd = rfs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The parent of `package` opened, and `package`'s name in it.
+    ///
+    /// # Errors
+    /// [`ReadError::NotADirectory`] when `package` has no name, [`ReadError::Io`] when the
+    /// parent cannot be opened.
+    pub(crate) fn parent_of(package: &Path) -> Result<(Self, &OsStr), ReadError> {
+        let (parent, name) = match (package.parent(), package.file_name()) {
             (Some(parent), Some(name)) => (
                 if parent.as_os_str().is_empty() {
                     Path::new(".")
@@ -167,22 +190,77 @@ impl PackageDir {
             ),
             _ => {
                 return Err(ReadError::NotADirectory {
-                    path: path.to_owned(),
+                    path: package.to_owned(),
                 });
             }
         };
-        let parent_fd = rfs::open(
-            parent,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_error(parent, e.into()))?;
+        let dir = Self::open(parent).map_err(|e| io_error(parent, e))?;
+        Ok((dir, name))
+    }
+
+    /// The directory's path (for messages).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The names of its entries (`.` and `..` left out), read from this handle, at most
+    /// `max + 1` of them (so a caller can tell "more than `max`").
+    ///
+    /// # Errors
+    /// The listing's failure.
+    pub(crate) fn names(&self, max: usize) -> io::Result<Vec<std::ffi::OsString>> {
+        let mut names = Vec::new();
+        for entry in rfs::Dir::read_from(&self.fd)? {
+            let entry = entry?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            names.push(name.to_owned());
+            if names.len() > max {
+                break;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Opens the package directory `name` relative to this handle, following no link (on
+    /// Linux `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where the kernel has it, else
+    /// `openat(O_NOFOLLOW | O_DIRECTORY)`).
+    ///
+    /// # Errors
+    /// [`ReadError::Symlink`], [`ReadError::NotADirectory`], [`ReadError::Io`].
+    pub(crate) fn package(&self, name: &OsStr) -> Result<PackageDir, ReadError> {
+        let path = self.path.join(name);
         let fd =
-            open_dir_beneath(&parent_fd, name).map_err(|e| dir_error(&parent_fd, name, path, e))?;
-        Ok(Self {
-            fd,
-            path: path.to_owned(),
-        })
+            open_dir_beneath(&self.fd, name).map_err(|e| dir_error(&self.fd, name, &path, e))?;
+        Ok(PackageDir { fd, path })
+    }
+
+    /// Reads the file `name` (a bundle) relative to this handle, as [`read_capped_at`].
+    ///
+    /// # Errors
+    /// As [`read_capped_at`].
+    pub(crate) fn read_file(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        read_capped_fd(&self.fd, &self.path, name, max)
+    }
+}
+
+impl PackageDir {
+    /// Opens the package directory `path`: its parent as the operator named it, then the
+    /// package relative to the parent without following a link ([`PluginsDir::package`]).
+    ///
+    /// # Errors
+    /// [`ReadError::Symlink`], [`ReadError::NotADirectory`], [`ReadError::Io`].
+    #[cfg(test)]
+    pub(crate) fn open(path: &Path) -> Result<Self, ReadError> {
+        let (parent, name) = PluginsDir::parent_of(path)?;
+        parent.package(name)
+    }
+
+    /// The path it was opened at (for messages).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Opens the subdirectory `name` relative to this one, following no link.
@@ -301,10 +379,20 @@ pub(crate) fn read_capped_at(
     name: &str,
     max: u64,
 ) -> Result<Option<Vec<u8>>, ReadError> {
+    read_capped_fd(&dir.fd, &dir.path, name, max)
+}
+
+/// `name` in the directory `fd` (at `dir` for messages), read as [`read_capped_at`] says.
+fn read_capped_fd(
+    fd: &OwnedFd,
+    dir: &Path,
+    name: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>, ReadError> {
     check_file_name(name)?;
-    let path = dir.path.join(name);
+    let path = dir.join(name);
     let fd = match rfs::openat(
-        &dir.fd,
+        fd,
         name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
@@ -411,16 +499,6 @@ fn read_opened(file: File, path: &Path, max: u64) -> Result<Vec<u8>, ReadError> 
     Ok(bytes)
 }
 
-/// As [`read_capped`], but a missing file is [`ReadError::Missing`].
-///
-/// # Errors
-/// As [`read_capped`], and [`ReadError::Missing`].
-pub(crate) fn read_required(dir: &Path, name: &str, max: u64) -> Result<Vec<u8>, ReadError> {
-    read_capped(dir, name, max)?.ok_or_else(|| ReadError::Missing {
-        path: dir.join(name),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
@@ -501,6 +579,28 @@ mod tests {
         assert_eq!(bytes, b"inside", "the outside package was never read");
         // Opened again, the link is refused.
         let err = PackageDir::open(&inside).expect_err("now a link");
+        assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_package_swapped_for_a_symlink_between_listing_and_open_is_refused() {
+        // Discovery lists the plugins directory through its handle, then opens each package
+        // relative to it: a swap in between is a link at the open, and is refused.
+        let (_root, inside, outside) = plugins_and_outside("inside");
+        let plugins = PluginsDir::open(inside.parent().expect("parent")).expect("opens");
+        let names = plugins.names(10).expect("lists");
+        assert_eq!(names, [std::ffi::OsString::from("x")]);
+        std::fs::rename(&inside, inside.with_extension("old")).expect("moved away");
+        symlink(&outside, &inside).expect("swapped for a link");
+        let err = plugins.package(OsStr::new("x")).expect_err("a link");
+        assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
+        // A bundle swapped for a link is refused the same way.
+        symlink(
+            outside.join("manifest.json"),
+            inside.with_extension("hcpkg"),
+        )
+        .expect("link");
+        let err = plugins.read_file("x.hcpkg", 100).expect_err("a link");
         assert!(matches!(err, ReadError::Symlink { .. }), "{err}");
     }
 
@@ -626,8 +726,10 @@ mod tests {
     fn missing_files_are_none_or_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(read_capped(dir.path(), "absent", 10).expect("ok").is_none());
+        let opened = PackageDir::open(dir.path()).expect("opens");
+        assert!(read_capped_at(&opened, "absent", 10).expect("ok").is_none());
         assert!(matches!(
-            read_required(dir.path(), "absent", 10),
+            read_required_at(&opened, "absent", 10),
             Err(ReadError::Missing { .. })
         ));
     }

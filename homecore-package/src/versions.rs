@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use semver::Version;
 
@@ -93,12 +93,12 @@ impl MemoryAcceptedVersions {
 
 impl AcceptedVersions for MemoryAcceptedVersions {
     fn highest(&self, domain: &str) -> Result<Option<Version>, VersionStoreError> {
-        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let versions = homecore::lock_unpoisoned(&self.versions);
         Ok(versions.get(domain).cloned())
     }
 
     fn record(&self, domain: &str, version: &Version) -> Result<(), VersionStoreError> {
-        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut versions = homecore::lock_unpoisoned(&self.versions);
         if raises(versions.get(domain), version) {
             versions.insert(domain.to_owned(), version.clone());
         }
@@ -156,12 +156,12 @@ impl FileAcceptedVersions {
 
 impl AcceptedVersions for FileAcceptedVersions {
     fn highest(&self, domain: &str) -> Result<Option<Version>, VersionStoreError> {
-        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let versions = homecore::lock_unpoisoned(&self.versions);
         Ok(versions.get(domain).cloned())
     }
 
     fn record(&self, domain: &str, version: &Version) -> Result<(), VersionStoreError> {
-        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut versions = homecore::lock_unpoisoned(&self.versions);
         if !raises(versions.get(domain), version) {
             return Ok(());
         }

@@ -788,10 +788,18 @@ mod tests {
             for at in 0..8 {
                 let mut bytes = *b"abcdefgh";
                 bytes[at] = special;
-                assert_eq!(first(&bytes), Some(at as u32), "{special:#x} at {at}");
+                assert_eq!(
+                    first(&bytes),
+                    u32::try_from(at).ok(),
+                    "{special:#x} at {at}"
+                );
                 // A second special byte later never hides the first one.
                 bytes[7] = 0;
-                assert_eq!(first(&bytes), Some(at as u32), "{special:#x} at {at}");
+                assert_eq!(
+                    first(&bytes),
+                    u32::try_from(at).ok(),
+                    "{special:#x} at {at}"
+                );
             }
         }
     }

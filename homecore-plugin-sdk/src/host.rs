@@ -50,7 +50,7 @@ impl Level {
 
 /// `text` cut to at most `max` bytes, at a character boundary.
 pub(crate) fn capped(text: &str, max: usize) -> &str {
-    &text[..text.floor_char_boundary(max)]
+    homecore_abi::text::capped(text, max)
 }
 
 /// Writes a line to the host's log, under the plugin's name. Lines longer than

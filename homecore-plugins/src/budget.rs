@@ -129,18 +129,46 @@ pub(crate) struct OverBudget {
     pub(crate) streak: Duration,
 }
 
-/// One token bucket.
+/// A token bucket: holds up to `burst` tokens, refilled at `per_second`; each admitted item
+/// takes one. Every per-plugin rate limit (log lines, emissions) is one of these.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub(crate) struct TokenBucket {
     tokens: f64,
     last: Instant,
+    per_second: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`.
+    pub(crate) fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: now,
+            per_second: f64::from(per_second),
+            burst: f64::from(burst),
+        }
+    }
+
+    /// Takes one token at `now`, if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A plugin's buckets and its over-budget streak.
 #[derive(Debug)]
 pub(crate) struct EmissionBudget {
     rates: Rates,
-    buckets: [Bucket; 4],
+    buckets: [TokenBucket; 4],
     streak_since: Option<Instant>,
     last_refusal: Option<Instant>,
 }
@@ -148,10 +176,8 @@ pub(crate) struct EmissionBudget {
 impl EmissionBudget {
     /// Full buckets at `now`.
     pub(crate) fn new(rates: Rates, now: Instant) -> Self {
-        let buckets = Emission::ALL.map(|kind| Bucket {
-            tokens: f64::from(rates.burst(kind)),
-            last: now,
-        });
+        let buckets = Emission::ALL
+            .map(|kind| TokenBucket::new(rates.per_second(kind), rates.burst(kind), now));
         Self {
             rates,
             buckets,
@@ -162,16 +188,11 @@ impl EmissionBudget {
 
     /// Spends one `kind` at `now`, or says why not.
     pub(crate) fn spend(&mut self, kind: Emission, now: Instant) -> Result<(), OverBudget> {
-        let per_second = self.rates.per_second(kind);
-        let burst = self.rates.burst(kind);
-        let bucket = &mut self.buckets[kind.index()];
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if self.buckets[kind.index()].take(now) {
             return Ok(());
         }
+        let per_second = self.rates.per_second(kind);
+        let burst = self.rates.burst(kind);
         let continues = self
             .last_refusal
             .is_some_and(|last| now.saturating_duration_since(last) < STREAK_GAP);

@@ -83,6 +83,10 @@ pub const LATENCY_BUCKETS: [Duration; 15] = [
 const BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
 
 /// [`LATENCY_BUCKETS`] in nanoseconds, for the comparison on the hot path.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the bounds are seconds at most: far below u64::MAX nanoseconds (const context, no try_from)"
+)]
 const BOUNDS_NANOS: [u64; LATENCY_BUCKETS.len()] = {
     let mut nanos = [0u64; LATENCY_BUCKETS.len()];
     let mut i = 0;
@@ -195,8 +199,8 @@ pub(crate) async fn timed<F: Future>(
         tracing::warn!(
             plugin,
             hook = hook.as_str(),
-            elapsed_ms = elapsed.as_millis() as u64,
-            threshold_ms = SLOW_CALL.as_millis() as u64,
+            elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            threshold_ms = u64::try_from(SLOW_CALL.as_millis()).unwrap_or(u64::MAX),
             "slow plugin call"
         );
     }

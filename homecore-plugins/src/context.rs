@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::host::PluginHost;
 use crate::host_error::DenyReason;
 use crate::sync::lock;
-use crate::{Emission, HostAction, HostError, MIN_TIMER_DELAY};
+use crate::{Emission, GuestFailure, HostAction, HostError, MIN_TIMER_DELAY};
 
 /// Most timers one plugin may have pending.
 pub const MAX_TIMERS: usize = 1024;
@@ -41,7 +41,7 @@ pub enum LogLevel {
 }
 
 /// The plugin's door to the host: states, services, events, logs and storage, every call
-/// checked against the plugin's [`Grant`] (declared in the manifest ∩ granted by the operator).
+/// checked against the plugin's [`Grant`](crate::Grant) (declared in the manifest ∩ granted by the operator).
 ///
 /// A denied call returns [`HostError::Denied`], is logged and counted. Native and WASM plugins
 /// go through the same checks. Cheap to clone; a clone made inside an event handler keeps that
@@ -157,6 +157,36 @@ impl PluginContext {
             .counters
             .fuel_used
             .fetch_add(fuel, Ordering::Relaxed);
+    }
+
+    /// Counts a classified guest failure by kind ([`PluginStats`](crate::PluginStats)).
+    #[cfg_attr(
+        not(feature = "wasmtime"),
+        expect(dead_code, reason = "only the WASM runtime classifies guest failures")
+    )]
+    pub(crate) fn record_guest_failure(&self, failure: &GuestFailure) {
+        let c = &self.host.counters;
+        let counter = match failure {
+            GuestFailure::OutOfFuel { .. } => &c.fuel_exhausted,
+            GuestFailure::Deadline { .. } => &c.deadlines_missed,
+            GuestFailure::MemoryLimit { .. } => &c.memory_limit_hits,
+            GuestFailure::TableLimit { .. } => &c.table_limit_hits,
+            GuestFailure::Trap { .. } => &c.traps,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a deadline that passed while the guest waited in a host import.
+    #[cfg_attr(
+        not(feature = "wasmtime"),
+        expect(dead_code, reason = "only the WASM runtime has import deadlines")
+    )]
+    pub(crate) fn record_deadline_missed(&self) {
+        self.host
+            .counters
+            .deadlines_missed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_call(&self) {
@@ -379,7 +409,7 @@ impl PluginContext {
     }
 
     /// Logs a line under the plugin's name. Lines are cut to [`MAX_LOG_LEN`] bytes and limited
-    /// to [`LOG_LINES_PER_SECOND`] (bursts of [`LOG_BURST`]); lines over the limit are counted
+    /// to [`LOG_LINES_PER_SECOND`](crate::LOG_LINES_PER_SECOND) (bursts of [`LOG_BURST`](crate::LOG_BURST)); lines over the limit are counted
     /// and dropped.
     pub fn log(&self, level: LogLevel, message: &str) {
         self.count_call();
@@ -453,16 +483,9 @@ impl fmt::Debug for PluginContext {
     }
 }
 
-/// `text` cut to at most [`MAX_LOG_LEN`] bytes at a character boundary.
+/// `text` cut to at most [`MAX_LOG_LEN`] bytes at a character boundary (`homecore_abi::text`).
 pub(crate) fn cap(text: &str) -> &str {
-    if text.len() <= MAX_LOG_LEN {
-        return text;
-    }
-    let mut end = MAX_LOG_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    homecore_abi::text::capped(text, MAX_LOG_LEN)
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl ServiceHandler for PluginServiceHandler {
             Err(_) => Err(self.failed(
                 &name,
                 PluginError::Timeout {
-                    limit_ms: self.timeout.as_millis() as u64,
+                    limit_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
                 },
             )),
         }

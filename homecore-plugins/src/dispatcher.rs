@@ -48,12 +48,11 @@ impl PluginTask {
                         let ctx = self.ctx.caused_by(&cause);
                         let (latency, plugin) = (&self.entry.counters.latency, &*self.entry.domain);
                         let call = self.instance.on_timer(&ctx, token);
-                        match timed(latency, plugin, PluginHook::OnTimer, call).await {
-                            Ok(()) => consecutive_failures = 0,
-                            Err(err) => {
-                                consecutive_failures += 1;
-                                self.entry.record_error(&err, consecutive_failures);
-                            }
+                        let result = timed(latency, plugin, PluginHook::OnTimer, call).await;
+                        self.settle(&mut consecutive_failures, result.as_ref().err(), false);
+                        if consecutive_failures >= self.quarantine_after {
+                            // The other due timers are dropped with the quarantine.
+                            break;
                         }
                     }
                 }
@@ -63,12 +62,7 @@ impl PluginTask {
                         let (latency, plugin) = (&self.entry.counters.latency, &*self.entry.domain);
                         let service = self.instance.call_service(&ctx, &call);
                         let result = timed(latency, plugin, PluginHook::CallService, service).await;
-                        if let Err(err) = &result {
-                            if matches!(err, PluginError::Panicked { .. } | PluginError::Runtime { .. } | PluginError::Timeout { .. }) {
-                                consecutive_failures += 1;
-                            }
-                            self.entry.record_error(err, consecutive_failures);
-                        }
+                        self.settle(&mut consecutive_failures, result.as_ref().err(), true);
                         // The caller may have given up waiting; nothing to do then.
                         let _ = reply.send(result);
                     }
@@ -89,21 +83,11 @@ impl PluginTask {
                         return;
                     }
                     for event in batch.drain(..) {
-                        match self.deliver(&event).await {
-                            Ok(()) => {
-                                if consecutive_failures > 0 {
-                                    self.entry.clear_failures();
-                                }
-                                consecutive_failures = 0;
-                            }
-                            Err(err) => {
-                                consecutive_failures += 1;
-                                self.entry.record_error(&err, consecutive_failures);
-                                if consecutive_failures >= self.quarantine_after {
-                                    // The rest of the batch is dropped with the drain.
-                                    break;
-                                }
-                            }
+                        let result = self.deliver(&event).await;
+                        self.settle(&mut consecutive_failures, result.as_ref().err(), false);
+                        if consecutive_failures >= self.quarantine_after {
+                            // The rest of the batch is dropped with the drain.
+                            break;
                         }
                     }
                 }
@@ -119,6 +103,36 @@ impl PluginTask {
                 );
                 self.quarantine(reason).await;
                 return;
+            }
+        }
+    }
+
+    /// The one supervision rule, for every hook (docs/adr/0004-plugin-runtime-and-dispatch.md):
+    /// a success ends the failure streak, a failure extends it. A failed service call extends
+    /// it only when the plugin itself failed (a panic, a runtime failure, a timeout); one
+    /// refused for the caller's request (unknown service, invalid data, a validation error) is
+    /// recorded but leaves the streak as it is, so callers cannot quarantine a plugin by
+    /// sending it bad requests.
+    fn settle(&self, streak: &mut u32, failure: Option<&PluginError>, caller_input: bool) {
+        match failure {
+            None => {
+                if *streak > 0 {
+                    self.entry.clear_failures();
+                }
+                *streak = 0;
+            }
+            Some(err) => {
+                let plugins_fault = !caller_input
+                    || matches!(
+                        err,
+                        PluginError::Panicked { .. }
+                            | PluginError::Runtime { .. }
+                            | PluginError::Timeout { .. }
+                    );
+                if plugins_fault {
+                    *streak += 1;
+                }
+                self.entry.record_error(err, *streak);
             }
         }
     }
@@ -165,7 +179,7 @@ impl PluginTask {
                 tracing::warn!(plugin = %host.domain, error = %err, "teardown failed");
             }
             Err(_) => {
-                tracing::warn!(plugin = %host.domain, deadline_ms = teardown_deadline.as_millis() as u64, "teardown missed its deadline");
+                tracing::warn!(plugin = %host.domain, deadline_ms = u64::try_from(teardown_deadline.as_millis()).unwrap_or(u64::MAX), "teardown missed its deadline");
             }
         }
         host.unregister_services();

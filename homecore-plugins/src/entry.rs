@@ -142,6 +142,11 @@ impl PluginEntry {
                 fuel_used: c.fuel_used.load(Ordering::Relaxed),
                 quarantines: c.quarantines.load(Ordering::Relaxed),
                 quota_exceeded: c.quota_exceeded.load(Ordering::Relaxed),
+                fuel_exhausted: c.fuel_exhausted.load(Ordering::Relaxed),
+                deadlines_missed: c.deadlines_missed.load(Ordering::Relaxed),
+                memory_limit_hits: c.memory_limit_hits.load(Ordering::Relaxed),
+                table_limit_hits: c.table_limit_hits.load(Ordering::Relaxed),
+                traps: c.traps.load(Ordering::Relaxed),
             },
             latency: c.latency.snapshot(),
         }

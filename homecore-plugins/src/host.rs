@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use homecore::{Context, Home, ServiceHandler, ServiceName, SubscriberId};
 
-use crate::budget::{EmissionBudget, OverBudget, Rates};
+use crate::budget::{EmissionBudget, OverBudget, Rates, TokenBucket};
 use crate::call_stats::LatencyHistograms;
 use crate::sync::lock;
 use crate::{DEFAULT_SUBSCRIPTIONS, Emission, Grant, PluginStorage, ResourceLimits};
@@ -34,38 +34,25 @@ pub(crate) struct PluginCounters {
     pub(crate) quarantines: AtomicU64,
     /// State writes, events, service calls and timers refused by the plugin's budget.
     pub(crate) quota_exceeded: AtomicU64,
+    /// Guest calls stopped for running out of fuel.
+    pub(crate) fuel_exhausted: AtomicU64,
+    /// Guest calls stopped at their wall-clock deadline.
+    pub(crate) deadlines_missed: AtomicU64,
+    /// Guest calls (or instantiations) stopped at the memory limit.
+    pub(crate) memory_limit_hits: AtomicU64,
+    /// Guest calls (or instantiations) stopped at the table limit.
+    pub(crate) table_limit_hits: AtomicU64,
+    /// Guest calls ended by any other trap.
+    pub(crate) traps: AtomicU64,
     /// The capacity of the running plugin's mailbox.
     pub(crate) mailbox_capacity: AtomicU64,
     /// Call latency per hook.
     pub(crate) latency: LatencyHistograms,
 }
 
-/// A token bucket limiting one plugin's log lines.
-struct LogLimiter {
-    tokens: f64,
-    last: Instant,
-}
-
-impl LogLimiter {
-    fn new() -> Self {
-        Self {
-            tokens: f64::from(LOG_BURST),
-            last: Instant::now(),
-        }
-    }
-
-    fn admit(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(LOG_LINES_PER_SECOND);
-        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// The token bucket limiting one plugin's log lines.
+fn log_limiter() -> TokenBucket {
+    TokenBucket::new(LOG_LINES_PER_SECOND, LOG_BURST, Instant::now())
 }
 
 /// What the host knows of one loaded plugin; shared by all its [`PluginContext`]s.
@@ -80,7 +67,7 @@ pub(crate) struct PluginHost {
     pub(crate) service_handler: Arc<dyn ServiceHandler>,
     pub(crate) own_services: Mutex<Vec<ServiceName>>,
     pub(crate) timers: Mutex<Timers>,
-    log_limiter: Mutex<LogLimiter>,
+    log_limiter: Mutex<TokenBucket>,
     budget: Mutex<EmissionBudget>,
     /// Subscriptions (entity and event-type filters) the plugin may hold.
     pub(crate) max_subscriptions: usize,
@@ -169,7 +156,7 @@ impl PluginHost {
             service_handler,
             own_services: Mutex::new(Vec::new()),
             timers: Mutex::new(Timers::default()),
-            log_limiter: Mutex::new(LogLimiter::new()),
+            log_limiter: Mutex::new(log_limiter()),
             budget: Mutex::new(EmissionBudget::new(
                 Rates::from_limits(&limits),
                 Instant::now(),
@@ -220,7 +207,7 @@ impl PluginHost {
 
     /// Whether the log limiter admits one more line.
     pub(crate) fn admit_log(&self) -> bool {
-        lock(&self.log_limiter).admit()
+        lock(&self.log_limiter).take(Instant::now())
     }
 }
 
@@ -230,8 +217,10 @@ mod tests {
 
     #[test]
     fn log_limiter_admits_a_burst_then_refuses() {
-        let mut l = LogLimiter::new();
-        let admitted = (0..LOG_BURST * 2).filter(|_| l.admit()).count();
+        let mut l = log_limiter();
+        let admitted = (0..LOG_BURST * 2)
+            .filter(|_| l.take(Instant::now()))
+            .count();
         assert!(admitted >= LOG_BURST as usize && admitted < (LOG_BURST as usize) + 5);
     }
 }

@@ -46,9 +46,22 @@ pub struct PluginStats {
     /// State writes, events, service calls and timers refused because the plugin was over
     /// its budget ([`crate::Emission`]).
     pub quota_exceeded: u64,
+    /// WASM calls stopped for running out of fuel ([`crate::GuestFailure::OutOfFuel`]).
+    pub fuel_exhausted: u64,
+    /// WASM calls stopped at their wall-clock deadline ([`crate::GuestFailure::Deadline`], or a
+    /// deadline passing while the guest waited in a host import).
+    pub deadlines_missed: u64,
+    /// WASM calls or re-instantiations stopped at the memory limit
+    /// ([`crate::GuestFailure::MemoryLimit`]).
+    pub memory_limit_hits: u64,
+    /// WASM calls or re-instantiations stopped at the table limit
+    /// ([`crate::GuestFailure::TableLimit`]).
+    pub table_limit_hits: u64,
+    /// WASM calls ended by any other trap ([`crate::GuestFailure::Trap`]).
+    pub traps: u64,
 }
 
-/// A snapshot of one plugin, as [`PluginRegistry::list`] returns it.
+/// A snapshot of one plugin, as [`PluginRegistry::list`](crate::PluginRegistry::list) returns it.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
     /// The plugin's domain.

@@ -13,7 +13,9 @@
 //!   (declared ∩ granted); a denial is a typed [`HostError::Denied`], logged and counted.
 //! - [`PluginRuntime`] / [`PluginInstance`]: an execution environment. [`InProcessRuntime`]
 //!   runs compiled-in plugins and turns a panic into that call's error; `WasmtimeRuntime`
-//!   (feature `wasmtime`) runs sandboxed WASM plugins behind the frozen host ABI v1.
+//!   (feature `wasmtime`) runs sandboxed WASM plugins behind the frozen host ABI v1. A failed
+//!   guest call is a typed [`GuestFailure`] (fuel, deadline, memory or table limit, trap, …)
+//!   inside [`PluginError::Runtime`], counted by kind in [`PluginStats`].
 //! - [`PluginRegistry`]: loads plugins in dependency order, runs each in its own task behind a
 //!   bounded mailbox, retries failed setups with backoff, quarantines plugins that keep failing,
 //!   reloads and unloads them, and reports lifecycle, health and counters in [`PluginInfo`].
@@ -82,6 +84,7 @@ mod context;
 mod control;
 mod dispatcher;
 mod entry;
+mod guest_failure;
 mod host;
 mod host_error;
 mod in_process;
@@ -113,6 +116,7 @@ pub use crate::call_stats::{CallLatency, LATENCY_BUCKETS, LatencySnapshot, Plugi
 pub use crate::context::{
     LogLevel, MAX_LOG_LEN, MAX_TIMERS, PluginContext, TIMER_STARTS_NEW_CHAIN,
 };
+pub use crate::guest_failure::{AbiViolation, GuestFailure, TrapCode};
 pub use crate::host::{LOG_BURST, LOG_LINES_PER_SECOND};
 pub use crate::host_error::{DenyReason, HostAction, HostError};
 pub use crate::in_process::*;

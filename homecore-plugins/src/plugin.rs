@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use homecore::{BoxError, CustomEvent, ServiceCall, StateChanged};
 use serde_json::Value;
 
-use crate::{HostError, PluginContext};
+use crate::{GuestFailure, HostError, PluginContext};
 
 /// Why a plugin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,18 +39,39 @@ pub enum PluginError {
         /// The limit.
         limit_ms: u64,
     },
-    /// The runtime (e.g. the WASM engine) failed the call: trap, fuel, memory limit.
-    #[error("runtime failure: {reason}")]
+    /// The runtime (the WASM engine) failed the call: fuel, deadline, memory or table limit,
+    /// trap, an error status from the guest, or an ABI violation.
+    #[error("runtime failure: {}{failure}", helper.map(|h| format!("{h} failed: ")).unwrap_or_default())]
     Runtime {
-        /// What the runtime reported.
-        reason: String,
+        /// What failed, by kind.
+        failure: GuestFailure,
+        /// The ABI helper export (`hc_alloc`, `hc_free`) it failed in, when not the hook called.
+        helper: Option<&'static str>,
     },
     /// Any other failure inside the plugin.
     #[error(transparent)]
     Other(BoxError),
 }
 
+impl From<GuestFailure> for PluginError {
+    fn from(failure: GuestFailure) -> Self {
+        Self::Runtime {
+            failure,
+            helper: None,
+        }
+    }
+}
+
 impl PluginError {
+    /// The guest failure behind this error, if the runtime failed the call.
+    #[must_use]
+    pub fn guest_failure(&self) -> Option<&GuestFailure> {
+        match self {
+            Self::Runtime { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
     /// Wraps any error as [`PluginError::Other`].
     pub fn other(err: impl Into<BoxError>) -> Self {
         Self::Other(err.into())
@@ -96,7 +117,10 @@ pub trait HomeCorePlugin: Send + 'static {
         &mut self,
         ctx: &PluginContext,
         event: &StateChanged,
-    ) -> Result<(), PluginError>;
+    ) -> Result<(), PluginError> {
+        let _ = (ctx, event);
+        Ok(())
+    }
 
     /// Reacts to a generic event the plugin subscribed to.
     ///

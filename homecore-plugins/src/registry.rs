@@ -15,6 +15,7 @@ use crate::control::{Control, PluginServiceHandler};
 use crate::dispatcher::PluginTask;
 use crate::entry::PluginEntry;
 use crate::host::{PluginHost, PluginHostParts};
+use crate::registry_error::error_chain;
 use crate::sync::lock;
 use crate::{
     DEFAULT_STORAGE_BYTES, Grant, HOST_API_VERSION, HostPolicy, InProcessRuntime, Lifecycle,
@@ -29,6 +30,8 @@ struct RegistryInner {
     storage: Arc<dyn PluginStorage>,
     policy: HostPolicy,
     started: Mutex<Vec<String>>,
+    /// One lock per domain serializing load, unload, reload and replace of that domain.
+    lifecycle_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Builds a [`PluginRegistry`] with other runtimes, storage or policy.
@@ -37,6 +40,16 @@ pub struct RegistryBuilder {
     runtimes: Vec<Arc<dyn PluginRuntime>>,
     storage: Arc<dyn PluginStorage>,
     policy: HostPolicy,
+}
+
+impl std::fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<_> = self.runtimes.iter().map(|r| r.kind()).collect();
+        f.debug_struct("RegistryBuilder")
+            .field("runtimes", &kinds)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistryBuilder {
@@ -73,6 +86,7 @@ impl RegistryBuilder {
                 storage: self.storage,
                 policy: self.policy,
                 started: Mutex::new(Vec::new()),
+                lifecycle_locks: DashMap::new(),
             }),
         }
     }
@@ -87,6 +101,18 @@ impl RegistryBuilder {
 #[derive(Clone)]
 pub struct PluginRegistry {
     inner: Arc<RegistryInner>,
+}
+
+impl std::fmt::Debug for PluginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut domains: Vec<String> = self.inner.plugins.iter().map(|e| e.key().clone()).collect();
+        domains.sort_unstable();
+        let kinds: Vec<_> = self.inner.runtimes.iter().map(|r| r.kind()).collect();
+        f.debug_struct("PluginRegistry")
+            .field("plugins", &domains)
+            .field("runtimes", &kinds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PluginRegistry {
@@ -148,6 +174,43 @@ impl PluginRegistry {
     /// Loads and starts plugins in dependency order and waits until each is running or has
     /// failed. Plugins already loaded satisfy dependencies.
     pub async fn load_all(&self, specs: Vec<PluginSpec>) -> StartReport {
+        // Registering is serialized with the other lifecycle operations on the same domains
+        // (locks taken in sorted order); waiting for the starts is not, so an `unload` can
+        // still cancel a plugin that is retrying its setup.
+        let domains: BTreeSet<String> = specs.iter().map(|s| s.manifest.domain.clone()).collect();
+        let mut guards = Vec::with_capacity(domains.len());
+        for domain in &domains {
+            guards.push(self.lifecycle_lock(domain).lock_owned().await);
+        }
+        let starting = self.register_and_start(specs);
+        drop(guards);
+        starting.settled().await
+    }
+
+    /// The lock serializing lifecycle operations on `domain` (docs/adr/0004).
+    fn lifecycle_lock(&self, domain: &str) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(
+            self.inner
+                .lifecycle_locks
+                .entry(domain.to_owned())
+                .or_default()
+                .value(),
+        )
+    }
+
+    /// [`PluginRegistry::load`] for a caller holding the domain's lifecycle lock: waits for
+    /// the start too.
+    async fn load_locked(&self, spec: PluginSpec) -> Result<PluginInfo, RegistryError> {
+        let domain = spec.manifest.domain.clone();
+        let mut report = self.register_and_start(vec![spec]).settled().await;
+        let (_, outcome) = report.outcomes.pop().expect("one outcome per spec");
+        outcome?;
+        self.get(&domain).ok_or(RegistryError::NotFound { domain })
+    }
+
+    /// Registers each plugin, orders them and spawns their starts (the caller holds their
+    /// domains' lifecycle locks).
+    fn register_and_start(&self, specs: Vec<PluginSpec>) -> Starting {
         let mut outcomes: Vec<(String, Option<Result<(), RegistryError>>)> =
             Vec::with_capacity(specs.len());
         // Each accepted plugin's entry and the index of its outcome, by domain. Domains in this
@@ -185,7 +248,7 @@ impl PluginRegistry {
                     outcomes.push((domain, None));
                 }
                 Err(err) => {
-                    entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
+                    entry.set_lifecycle(Lifecycle::Failed, Some(error_chain(&err)));
                     outcomes.push((domain, Some(Err(err))));
                 }
             }
@@ -227,6 +290,23 @@ impl PluginRegistry {
             let (entry, outcome) = &accepted[i];
             waiting.push((*outcome, self.spawn_start(Arc::clone(entry))));
         }
+        Starting { outcomes, waiting }
+    }
+}
+
+/// Plugins registered by one `load_all`, and their starts in progress.
+struct Starting {
+    outcomes: Vec<(String, Option<Result<(), RegistryError>>)>,
+    waiting: Vec<(usize, oneshot::Receiver<Result<(), RegistryError>>)>,
+}
+
+impl Starting {
+    /// Waits until every start has settled.
+    async fn settled(self) -> StartReport {
+        let Starting {
+            mut outcomes,
+            waiting,
+        } = self;
         for (outcome, rx) in waiting {
             let (domain, slot) = &mut outcomes[outcome];
             let result = rx.await.unwrap_or_else(|_| {
@@ -250,7 +330,9 @@ impl PluginRegistry {
                 .collect(),
         }
     }
+}
 
+impl PluginRegistry {
     fn check_compatible(&self, spec: &PluginSpec) -> Result<(), RegistryError> {
         let manifest = &spec.manifest;
         let plugin = manifest.domain.clone();
@@ -305,8 +387,9 @@ impl PluginRegistry {
         settled: oneshot::Sender<Result<(), RegistryError>>,
     ) {
         let fail = |settled: oneshot::Sender<Result<(), RegistryError>>, err: RegistryError| {
-            tracing::error!(plugin = %entry.domain, error = %err, "plugin not started");
-            entry.set_lifecycle(Lifecycle::Failed, Some(err.to_string()));
+            let reason = error_chain(&err);
+            tracing::error!(plugin = %entry.domain, error = %reason, "plugin not started");
+            entry.set_lifecycle(Lifecycle::Failed, Some(reason));
             let _ = settled.send(Err(err));
         };
         if let Err(err) = self.wait_for_dependencies(&entry).await {
@@ -326,10 +409,12 @@ impl PluginRegistry {
         };
         let policy = &self.inner.policy;
         let attempts = policy.setup_attempts.max(1);
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
+        let runtime_manifest = entry.spec.runtime_manifest();
+        let mut attempt = 0;
+        let last_error = loop {
+            attempt += 1;
             entry.status.send_modify(|s| s.setup_attempts = attempt);
-            let instance = match runtime.load(manifest, &entry.spec.source).await {
+            let instance = match runtime.load(&runtime_manifest, &entry.spec.source).await {
                 Ok(instance) => instance,
                 Err(source) => {
                     fail(
@@ -353,15 +438,15 @@ impl PluginRegistry {
                 }
                 Err(err) => {
                     entry.record_error(&err, attempt);
-                    last_error = err.to_string();
-                    if attempt < attempts {
-                        let delay = policy.backoff(attempt);
-                        tracing::warn!(plugin = %entry.domain, attempt, retry_in_ms = delay.as_millis() as u64, error = %err, "setup failed; retrying");
-                        tokio::time::sleep(delay).await;
+                    if attempt >= attempts {
+                        break err;
                     }
+                    let delay = policy.backoff(attempt);
+                    tracing::warn!(plugin = %entry.domain, attempt, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %err, "setup failed; retrying");
+                    tokio::time::sleep(delay).await;
                 }
             }
-        }
+        };
         fail(
             settled,
             RegistryError::SetupFailed {
@@ -415,12 +500,7 @@ impl PluginRegistry {
     ) -> Result<PluginTask, PluginError> {
         let policy = &self.inner.policy;
         let manifest = &entry.spec.manifest;
-        let asked = manifest
-            .homecore
-            .as_ref()
-            .map(|h| h.limits)
-            .unwrap_or_default();
-        let limits = asked.capped_by(&policy.limits);
+        let limits = entry.spec.effective_limits(&policy.limits);
         let capacity = limits
             .mailbox_capacity
             .unwrap_or(policy.default_mailbox_capacity)
@@ -467,7 +547,7 @@ impl PluginRegistry {
         let result = match setup {
             Ok(result) => result,
             Err(_) => Err(PluginError::Timeout {
-                limit_ms: policy.setup_timeout.as_millis() as u64,
+                limit_ms: u64::try_from(policy.setup_timeout.as_millis()).unwrap_or(u64::MAX),
             }),
         };
         if let Err(err) = result {
@@ -508,6 +588,13 @@ impl PluginRegistry {
     /// # Errors
     /// [`RegistryError::NotFound`] for an unknown domain.
     pub async fn unload(&self, domain: &str) -> Result<(), RegistryError> {
+        let lock = self.lifecycle_lock(domain);
+        let _serialized = lock.lock().await;
+        self.unload_locked(domain).await
+    }
+
+    /// [`PluginRegistry::unload`] for a caller holding the domain's lifecycle lock.
+    async fn unload_locked(&self, domain: &str) -> Result<(), RegistryError> {
         let entry = self.stop(domain).await?;
         self.inner
             .plugins
@@ -517,6 +604,9 @@ impl PluginRegistry {
         // it left in the allocator) goes back to the system (issue 13 §8).
         drop(entry);
         self.inner.storage.release(domain);
+        for runtime in &self.inner.runtimes {
+            runtime.release_unused();
+        }
         crate::release_free_memory();
         Ok(())
     }
@@ -563,6 +653,8 @@ impl PluginRegistry {
     /// # Errors
     /// [`RegistryError::NotFound`], or why the new instance did not start.
     pub async fn reload(&self, domain: &str) -> Result<PluginInfo, RegistryError> {
+        let lock = self.lifecycle_lock(domain);
+        let _serialized = lock.lock().await;
         let spec = self
             .inner
             .plugins
@@ -571,8 +663,8 @@ impl PluginRegistry {
             .ok_or_else(|| RegistryError::NotFound {
                 domain: domain.to_owned(),
             })?;
-        self.unload(domain).await?;
-        self.load(spec).await
+        self.unload_locked(domain).await?;
+        self.load_locked(spec).await
     }
 
     /// Swaps a running plugin for a new version of it (hot reload), keeping its storage.
@@ -589,6 +681,8 @@ impl PluginRegistry {
     /// new instance did not start.
     pub async fn replace(&self, spec: PluginSpec) -> Result<PluginInfo, RegistryError> {
         let domain = spec.manifest.domain.clone();
+        let lock = self.lifecycle_lock(&domain);
+        let _serialized = lock.lock().await;
         let old = self
             .inner
             .plugins
@@ -606,23 +700,23 @@ impl PluginRegistry {
         // Compile and link off the hot path; the runtime memoizes the result, so the start
         // below reuses it.
         let prepared = runtime
-            .load(&spec.manifest, &spec.source)
+            .load(&spec.runtime_manifest(), &spec.source)
             .await
             .map_err(|source| RegistryError::Load {
                 plugin: domain.clone(),
                 source,
             })?;
         prepared.unload();
-        self.unload(&domain).await?;
-        match self.load(spec).await {
+        self.unload_locked(&domain).await?;
+        match self.load_locked(spec).await {
             Ok(info) => {
                 tracing::info!(plugin = %domain, version = %info.manifest.version, "plugin replaced");
                 Ok(info)
             }
             Err(err) => {
                 tracing::error!(plugin = %domain, error = %err, "new version failed; restarting the previous one");
-                let _ = self.unload(&domain).await;
-                if let Err(restart) = self.load(old).await {
+                let _ = self.unload_locked(&domain).await;
+                if let Err(restart) = self.load_locked(old).await {
                     tracing::error!(plugin = %domain, error = %restart, "previous version failed to restart");
                 }
                 Err(err)

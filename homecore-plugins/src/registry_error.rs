@@ -1,6 +1,6 @@
 //! Why the registry refused or failed a plugin.
 
-use crate::{Lifecycle, LoadError, OrderError, RuntimeKind};
+use crate::{Lifecycle, LoadError, OrderError, PluginError, RuntimeKind};
 
 /// Why the registry refused or failed a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +63,17 @@ pub enum RegistryError {
         source: LoadError,
     },
     /// Setup failed on every attempt.
+    // The message keeps the last error's text (what `{err}` printed before it was typed);
+    // chains that also walk the source skip the repeat (see `error_chain`).
     #[error("setup of plugin {plugin} failed {attempts} times; last error: {last_error}")]
     SetupFailed {
         /// The plugin.
         plugin: String,
         /// Attempts made.
         attempts: u32,
-        /// The last attempt's error.
-        last_error: String,
+        /// The last attempt's error (match on it, e.g. [`PluginError::guest_failure`]).
+        #[source]
+        last_error: PluginError,
     },
     /// No plugin with this domain.
     #[error("no plugin with domain {domain} is loaded")]
@@ -84,4 +87,43 @@ pub enum RegistryError {
         /// The plugin.
         plugin: String,
     },
+}
+
+/// `err` and its sources, joined by ": ", each source's text once (what the registry shows as
+/// a plugin's last error).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setup_failure_names_its_last_error_once() {
+        let err = RegistryError::SetupFailed {
+            plugin: "p".into(),
+            attempts: 2,
+            last_error: PluginError::config("quiet_seconds", "must be positive"),
+        };
+        assert_eq!(
+            error_chain(&err),
+            "setup of plugin p failed 2 times; last error: invalid configuration at quiet_seconds: must be positive"
+        );
+        let source = std::error::Error::source(&err).expect("typed source");
+        assert!(matches!(
+            source.downcast_ref::<PluginError>(),
+            Some(PluginError::Config { .. })
+        ));
+    }
 }

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use homecore::{CustomEvent, ServiceCall, StateChanged};
 use serde_json::Value;
 
-use crate::{HomeCorePlugin, PluginContext, PluginError, PluginManifest, RuntimeKind};
+use crate::{
+    GuestFailure, HomeCorePlugin, PluginContext, PluginError, PluginManifest, RuntimeKind,
+};
 
 /// The host API version plugins declare a requirement on (`homecore.api_version`).
 pub const HOST_API_VERSION: semver::Version = semver::Version::new(1, 0, 0);
@@ -136,12 +138,39 @@ pub enum LoadError {
         /// The export.
         name: &'static str,
     },
+    /// The module is larger than the runtime allows (`WasmtimeConfig::max_module_bytes`);
+    /// refused before compiling.
+    #[error("module of {size} bytes exceeds the limit of {limit} bytes")]
+    ModuleTooLarge {
+        /// The module's size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// A function body is larger than the runtime allows
+    /// (`WasmtimeConfig::max_function_body_bytes`); refused before compiling.
+    #[error("function {index} has a body of {size} bytes, above the limit of {limit} bytes")]
+    FunctionTooLarge {
+        /// The function's index among the module's defined functions (imports not counted).
+        index: u32,
+        /// Its body's size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// Compiling the module took longer than the runtime allows
+    /// (`WasmtimeConfig::compile_budget`); the compilation's result is dropped.
+    #[error("compiling the module took longer than its budget of {budget_ms} ms")]
+    CompileTimeout {
+        /// The budget, milliseconds.
+        budget_ms: u64,
+    },
     /// Instantiation failed (e.g. initial memory above the plugin's limit, or a trap in the
     /// start function).
-    #[error("could not instantiate module: {reason}")]
+    #[error("could not instantiate module: {failure}")]
     Instantiate {
-        /// What the engine reported.
-        reason: String,
+        /// What failed, by kind (e.g. [`GuestFailure::MemoryLimit`]).
+        failure: GuestFailure,
     },
 }
 
@@ -160,6 +189,11 @@ pub trait PluginRuntime: Send + Sync + 'static {
         manifest: &PluginManifest,
         source: &PluginSource,
     ) -> Result<Box<dyn PluginInstance>, LoadError>;
+
+    /// Drops what the runtime keeps for plugins that are gone (compiled modules no instance
+    /// and no held source uses). The registry calls it after every unload; the default does
+    /// nothing.
+    fn release_unused(&self) {}
 }
 
 /// One loaded plugin, driven by its own task: one call at a time, in order.

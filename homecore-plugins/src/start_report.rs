@@ -2,7 +2,7 @@
 
 use crate::RegistryError;
 
-/// What [`PluginRegistry::load_all`] did with each plugin, in the order given.
+/// What [`PluginRegistry::load_all`](crate::PluginRegistry::load_all) did with each plugin, in the order given.
 #[derive(Debug, Default)]
 pub struct StartReport {
     /// Each plugin's domain and outcome.

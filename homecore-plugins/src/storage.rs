@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
+use crate::sync::lock;
+
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -80,6 +82,14 @@ pub struct MemoryStorage {
     namespaces: Arc<DashMap<String, Arc<Mutex<Namespace>>>>,
 }
 
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("plugins", &self.namespaces.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemoryStorage {
     /// Empty storage.
     #[must_use]
@@ -115,11 +125,6 @@ fn check_key(key: &str) -> Result<(), StorageError> {
         });
     }
     Ok(())
-}
-
-fn lock(ns: &Mutex<Namespace>) -> std::sync::MutexGuard<'_, Namespace> {
-    // Every mutation below completes before it can panic, so a poisoned lock holds consistent data.
-    ns.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl PluginStorage for MemoryStorage {

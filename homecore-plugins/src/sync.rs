@@ -4,9 +4,6 @@
 //! make the host's own state unusable: every mutex in this crate guards data that stays
 //! consistent between statements, and is locked through [`lock`].
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-/// Locks `m`, taking the guard of a poisoned mutex too.
-pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// Locks `m`, taking the guard of a poisoned mutex too (the workspace's one rule:
+/// [`homecore::lock_unpoisoned`]).
+pub(crate) use homecore::lock_unpoisoned as lock;

@@ -248,7 +248,8 @@ fn bundle(work: &Path, key: &KeygenReport, version: &str) -> anyhow::Result<Path
     let mut module = EXAMPLE_MODULE.to_vec();
     // A custom section `round` holding the version: another module, the same behaviour.
     let payload = version.as_bytes();
-    module.extend([0, (1 + 5 + payload.len()) as u8, 5]);
+    let size = u8::try_from(1 + 5 + payload.len()).expect("a version is short");
+    module.extend([0, size, 5]);
     module.extend(b"round");
     module.extend(payload);
     std::fs::write(dir.join(EXAMPLE_MODULE_FILE), module)?;

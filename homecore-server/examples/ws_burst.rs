@@ -453,7 +453,8 @@ async fn receive(mut ws: Socket, expected: Vec<(u64, u64)>) -> ClientReport {
         done_at: None,
         problem: Some(problem),
     };
-    while received < total as usize {
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    while received < total {
         let message = match ws.next().await {
             None => return stop(received, "disconnected".to_owned()),
             Some(Err(err)) => return stop(received, format!("disconnected ({err})")),

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homecore_package::{
@@ -31,9 +31,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::candidate::{Candidate, configure};
+use crate::error_chain::error_chain;
 use crate::plugin_config::check_plugin_config;
-use crate::rest::error_chain;
-use crate::server::{Candidate, configure};
 use crate::{ConfigProblem, PluginConfig, RejectedPlugin};
 
 /// The list behind `GET /api/homecore/plugins`' `rejected`, shared with the API.
@@ -432,9 +432,7 @@ impl PackageReloader {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use homecore::lock_unpoisoned as lock;
 
 /// The domain a changed path under `plugins_dir` belongs to: its first component, without
 /// `.hcpkg`; `None` for the directory itself, names starting with `.` (staging) and names
@@ -549,7 +547,7 @@ impl HotReloadWatcher {
         })?;
         watcher.watch(&reloader.plugins_dir, RecursiveMode::Recursive)?;
         let (stop, stopped) = watch::channel(false);
-        tracing::info!(dir = %reloader.plugins_dir.display(), debounce_ms = debounce.as_millis() as u64, "watching the plugins directory for changed packages");
+        tracing::info!(dir = %reloader.plugins_dir.display(), debounce_ms = u64::try_from(debounce.as_millis()).unwrap_or(u64::MAX), "watching the plugins directory for changed packages");
         let task = tokio::spawn(watch_loop(reloader, watcher, received, stopped, debounce));
         Ok(Self { stop, task })
     }

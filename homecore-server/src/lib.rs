@@ -46,10 +46,12 @@
 //!   start. Without it, only compiled-in plugins run.
 #![forbid(unsafe_code)]
 
+mod candidate;
 mod config;
 mod connections;
 mod data_dir;
 mod durability;
+mod error_chain;
 #[cfg(feature = "wasm")]
 mod examples;
 pub mod ha_json;
@@ -63,6 +65,7 @@ mod server;
 mod tokens;
 pub mod websocket;
 
+pub use crate::candidate::native_plugins;
 pub use crate::config::*;
 pub use crate::data_dir::*;
 #[cfg(feature = "wasm")]

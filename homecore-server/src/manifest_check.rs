@@ -146,10 +146,12 @@ pub fn check_manifest_bytes(bytes: &[u8], rules: ManifestRules) -> ManifestCheck
 }
 
 /// The domains that need no `iot_class`: hassfest's `NO_IOT_CLASS` (Home Assistant's
-/// script/hassfest/manifest.py, as of 2026.2): every entity platform (its `Platform` enum),
-/// then the core integrations that talk to no device or service. hassfest exempts nothing by
-/// `integration_type` except `virtual`: a helper or system integration outside this list
-/// needs an `iot_class` (most say `calculated`).
+/// script/hassfest/manifest.py, read from its current source): every entity platform (its
+/// `Platform` enum), then the core integrations that talk to no device or service (with
+/// `assist_pipeline`, which the issue lists, kept although the current source omits it; the
+/// rule here only ever exempts). hassfest exempts nothing by `integration_type` except
+/// `virtual`: a helper or system integration outside this list needs an `iot_class` (most say
+/// `calculated`). hassfest also refuses an `iot_class` on a listed domain; not checked here.
 const NO_IOT_CLASS: &[&str] = &[
     // `Platform` values (entity platforms).
     "ai_task",
@@ -201,7 +203,9 @@ const NO_IOT_CLASS: &[&str] = &[
     "assist_pipeline",
     "auth",
     "automation",
+    "battery",
     "blueprint",
+    "brands",
     "color_extractor",
     "config",
     "configurator",
@@ -209,19 +213,26 @@ const NO_IOT_CLASS: &[&str] = &[
     "default_config",
     "device_automation",
     "diagnostics",
+    "door",
+    "doorbell",
     "downloader",
     "ffmpeg",
     "file_upload",
     "frontend",
+    "garage_door",
+    "gate",
     "hardkernel",
     "hardware",
     "history",
     "homeassistant",
     "homeassistant_alerts",
+    "homeassistant_connect_zbt2",
     "homeassistant_green",
     "homeassistant_hardware",
     "homeassistant_sky_connect",
     "homeassistant_yellow",
+    "humidity",
+    "illuminance",
     "image_upload",
     "input_boolean",
     "input_button",
@@ -234,11 +245,16 @@ const NO_IOT_CLASS: &[&str] = &[
     "logbook",
     "logger",
     "lovelace",
+    "map_tiles",
     "media_source",
+    "moisture",
+    "motion",
     "my",
+    "occupancy",
     "onboarding",
     "panel_custom",
     "plant",
+    "power",
     "profiler",
     "proxy",
     "python_script",
@@ -251,10 +267,14 @@ const NO_IOT_CLASS: &[&str] = &[
     "system_health",
     "system_log",
     "tag",
+    "temperature",
     "timer",
     "trace",
+    "vibration",
+    "web_rtc",
     "webhook",
     "websocket_api",
+    "window",
     "zone",
 ];
 
@@ -433,6 +453,9 @@ mod tests {
             ("raspberry_pi", Some("hardware")),
             ("assist_pipeline", None),
             ("homeassistant_sky_connect", Some("hardware")),
+            ("homeassistant_connect_zbt2", Some("hardware")),
+            ("motion", Some("system")),
+            ("web_rtc", Some("system")),
         ] {
             let text = match integration_type {
                 Some(t) => format!(

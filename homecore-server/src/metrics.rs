@@ -18,7 +18,7 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use homecore::{EntityId, Home, StateMachine, StateObserver};
-use homecore_plugins::{LATENCY_BUCKETS, PluginInfo, PluginRegistry};
+use homecore_plugins::{LATENCY_BUCKETS, PluginInfo, PluginRegistry, PluginStats, RuntimeKind};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet, prometheus_text,
@@ -341,9 +341,36 @@ const PLUGIN_FIGURES: [PluginFigure; 11] = [
     ),
 ];
 
+/// The `kind` label of `homecore_plugin_guest_failures_total` and how many calls failed so.
+fn guest_failures(stats: &PluginStats) -> [(&'static str, u64); 5] {
+    [
+        ("fuel_exhausted", stats.fuel_exhausted),
+        ("deadline_missed", stats.deadlines_missed),
+        ("memory_limit", stats.memory_limit_hits),
+        ("table_limit", stats.table_limit_hits),
+        ("trap", stats.traps),
+    ]
+}
+
 impl Collector for PluginCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let plugins = self.plugins.list();
+        let mut metric = encoder.encode_descriptor(
+            "homecore_plugin_guest_failures",
+            "WASM calls stopped by a limit or a trap, by kind (fuel_exhausted, deadline_missed, memory_limit, table_limit, trap).",
+            None,
+            MetricType::Counter,
+        )?;
+        for plugin in plugins.iter().filter(|p| p.runtime == RuntimeKind::Wasm) {
+            for (kind, value) in guest_failures(&plugin.stats) {
+                let labels = [
+                    ("plugin", plugin.domain.as_str()),
+                    ("runtime", plugin.runtime.as_str()),
+                    ("kind", kind),
+                ];
+                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
         for (name, help, kind, read) in PLUGIN_FIGURES {
             let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
             for plugin in &plugins {
@@ -402,6 +429,28 @@ impl Collector for PluginCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_failures_are_labelled_by_kind() {
+        let stats = PluginStats {
+            fuel_exhausted: 1,
+            deadlines_missed: 2,
+            memory_limit_hits: 3,
+            table_limit_hits: 4,
+            traps: 5,
+            ..PluginStats::default()
+        };
+        assert_eq!(
+            guest_failures(&stats),
+            [
+                ("fuel_exhausted", 1),
+                ("deadline_missed", 2),
+                ("memory_limit", 3),
+                ("table_limit", 4),
+                ("trap", 5)
+            ]
+        );
+    }
 
     #[test]
     fn unusual_methods_share_one_label() {

@@ -8,7 +8,7 @@ mod services;
 mod states;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -56,6 +56,16 @@ pub struct Api {
     inner: Arc<ApiInner>,
 }
 
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("home", &self.inner.home)
+            .field("registry", &self.inner.registry)
+            .field("max_body_bytes", &self.inner.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 struct ApiInner {
     home: Home,
     registry: PluginRegistry,
@@ -70,38 +80,120 @@ struct ApiInner {
     durability: Durability,
     /// When set, plugin reloads re-verify packages from disk (docs/adr/0013-hot-reload.md).
     #[cfg(feature = "wasm")]
-    reloader: std::sync::OnceLock<Arc<crate::hot_reload::PackageReloader>>,
+    reloader: Option<Arc<crate::hot_reload::PackageReloader>>,
 }
 
-impl Api {
-    /// An API over `home` and `registry`, accepting `tokens`, with default limits.
+/// Builds an [`Api`] once, complete: limits, WebSocket settings, the plugins refused before
+/// loading, the recorder acknowledgements wait for, and (hot reload) the package reloader.
+/// Nothing is set on an `Api` after it is built.
+///
+/// ```
+/// use std::sync::Arc;
+/// use homecore::Home;
+/// use homecore_plugins::PluginRegistry;
+/// use homecore_server::{Api, TokenStore};
+///
+/// let home = Home::new();
+/// let registry = PluginRegistry::new(home.clone());
+/// let api = Api::builder(home, registry, Arc::new(TokenStore::new(["a-long-enough-token"])))
+///     .max_body_bytes(64 * 1024)
+///     .config_dir("/etc/homecore".into())
+///     .build();
+/// # drop(api);
+/// ```
+#[must_use = "an ApiBuilder does nothing until built"]
+pub struct ApiBuilder {
+    home: Home,
+    registry: PluginRegistry,
+    tokens: Arc<TokenStore>,
+    max_body_bytes: usize,
+    websocket: WebSocketSettings,
+    config_dir: PathBuf,
+    rejected: Arc<Mutex<Vec<RejectedPlugin>>>,
+    recorder: Option<Arc<StateRecorder>>,
+    #[cfg(feature = "wasm")]
+    reloader: Option<Arc<crate::hot_reload::PackageReloader>>,
+}
+
+impl std::fmt::Debug for ApiBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiBuilder")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("websocket", &self.websocket)
+            .field("config_dir", &self.config_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiBuilder {
+    /// The largest request body read (default [`crate::DEFAULT_MAX_BODY_BYTES`]).
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// How the WebSocket API behaves (its `config` is replaced by the API's own
+    /// `GET /api/config` body).
+    pub fn websocket(mut self, settings: WebSocketSettings) -> Self {
+        self.websocket = settings;
+        self
+    }
+
+    /// What `GET /api/config` reports as the config directory.
+    pub fn config_dir(mut self, dir: PathBuf) -> Self {
+        self.config_dir = dir;
+        self
+    }
+
+    /// Plugins refused before they reached the registry (bad package, bad config), listed by
+    /// `GET /api/homecore/plugins`.
+    pub fn rejected(self, rejected: Vec<RejectedPlugin>) -> Self {
+        *homecore::lock_unpoisoned(&self.rejected) = rejected;
+        self
+    }
+
+    /// State-changing requests (`POST`/`DELETE /api/states/...`, service calls) answer only
+    /// once every state change made before the answer is committed by `recorder`: what the
+    /// API acknowledges survives a process kill (and, with the store's default durability, a
+    /// power cut). See docs/adr/0010-persistence.md.
+    pub fn recorder(mut self, recorder: Arc<StateRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// The `rejected` list the built API will list, for the hot reloader (built before the
+    /// API, as it is handed to it).
+    #[cfg(feature = "wasm")]
+    pub(crate) fn rejected_list(&self) -> crate::hot_reload::RejectedList {
+        Arc::clone(&self.rejected)
+    }
+
+    /// `POST /api/homecore/plugins/{domain}/reload` goes through `reloader`.
+    #[cfg(feature = "wasm")]
+    pub(crate) fn reloader(mut self, reloader: Arc<crate::hot_reload::PackageReloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// The API.
     #[must_use]
-    pub fn new(home: Home, registry: PluginRegistry, tokens: Arc<TokenStore>) -> Self {
-        Self::with_settings(
+    pub fn build(self) -> Api {
+        let Self {
             home,
             registry,
             tokens,
-            crate::config::DEFAULT_MAX_BODY_BYTES,
-            WebSocketSettings::default(),
-            PathBuf::new(),
-        )
-    }
-
-    /// An API with these limits; `config_dir` is what `GET /api/config` reports.
-    #[must_use]
-    pub fn with_settings(
-        home: Home,
-        registry: PluginRegistry,
-        tokens: Arc<TokenStore>,
-        max_body_bytes: usize,
-        websocket: WebSocketSettings,
-        config_dir: PathBuf,
-    ) -> Self {
-        let mut websocket = websocket;
+            max_body_bytes,
+            mut websocket,
+            config_dir,
+            rejected,
+            recorder,
+            #[cfg(feature = "wasm")]
+            reloader,
+        } = self;
         let (config_registry, config_path) = (registry.clone(), config_dir.clone());
         websocket.config =
             Arc::new(move || states::config_body(&config_registry, &config_path).to_value());
-        let durability = Durability::default();
+        let durability = Durability::new(recorder);
         let websocket = WebSocketApi::with_durability(
             home.clone(),
             Arc::clone(&tokens) as Arc<dyn TokenCheck>,
@@ -109,20 +201,44 @@ impl Api {
             durability.clone(),
         );
         let metrics = Arc::new(ServerMetrics::new(&home, &registry));
-        Self {
+        Api {
             inner: Arc::new(ApiInner {
                 home,
                 registry,
                 tokens,
                 max_body_bytes,
                 config_dir,
-                rejected: Arc::new(Mutex::new(Vec::new())),
+                rejected,
                 websocket,
                 metrics,
                 durability,
                 #[cfg(feature = "wasm")]
-                reloader: std::sync::OnceLock::new(),
+                reloader,
             }),
+        }
+    }
+}
+
+impl Api {
+    /// An API over `home` and `registry`, accepting `tokens`, with default limits.
+    #[must_use]
+    pub fn new(home: Home, registry: PluginRegistry, tokens: Arc<TokenStore>) -> Self {
+        Self::builder(home, registry, tokens).build()
+    }
+
+    /// A builder for an API over `home` and `registry`, accepting `tokens`.
+    pub fn builder(home: Home, registry: PluginRegistry, tokens: Arc<TokenStore>) -> ApiBuilder {
+        ApiBuilder {
+            home,
+            registry,
+            tokens,
+            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            websocket: WebSocketSettings::default(),
+            config_dir: PathBuf::new(),
+            rejected: Arc::new(Mutex::new(Vec::new())),
+            recorder: None,
+            #[cfg(feature = "wasm")]
+            reloader: None,
         }
     }
 
@@ -138,40 +254,9 @@ impl Api {
         &self.inner.registry
     }
 
-    /// Records plugins refused before they reached the registry (bad package, bad config),
-    /// listed by `GET /api/homecore/plugins`.
-    pub fn set_rejected(&self, rejected: Vec<RejectedPlugin>) {
-        *self
-            .inner
-            .rejected
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = rejected;
-    }
-
-    /// The `rejected` list itself, for the hot reloader.
-    #[cfg(feature = "wasm")]
-    pub(crate) fn rejected_list(&self) -> crate::hot_reload::RejectedList {
-        Arc::clone(&self.inner.rejected)
-    }
-
-    /// Makes `POST /api/homecore/plugins/{domain}/reload` go through `reloader`. Set once.
-    #[cfg(feature = "wasm")]
-    pub(crate) fn set_reloader(&self, reloader: Arc<crate::hot_reload::PackageReloader>) {
-        let _ = self.inner.reloader.set(reloader);
-    }
-
     #[cfg(feature = "wasm")]
     pub(crate) fn reloader(&self) -> Option<&Arc<crate::hot_reload::PackageReloader>> {
-        self.inner.reloader.get()
-    }
-
-    /// Makes state-changing requests (`POST`/`DELETE /api/states/...`, service calls) answer
-    /// only once every state change made before the answer is committed by `recorder`: what
-    /// the API acknowledges survives a process kill (and, with the store's default
-    /// durability, a power cut). See docs/adr/0010-persistence.md. Set once; later calls are
-    /// ignored.
-    pub fn set_recorder(&self, recorder: Arc<StateRecorder>) {
-        self.inner.durability.set(recorder);
+        self.inner.reloader.as_ref()
     }
 
     /// Waits until every state change made so far is durable, when a recorder is set.
@@ -192,11 +277,7 @@ impl Api {
     }
 
     fn rejected(&self) -> Vec<RejectedPlugin> {
-        self.inner
-            .rejected
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        homecore::lock_unpoisoned(&self.inner.rejected).clone()
     }
 
     /// The router: every `/api/*` route and `/metrics` (Prometheus text, also at
@@ -323,19 +404,4 @@ fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response
             ApiError::internal(format!("cannot serialize the response: {err}")).into_response()
         }
     }
-}
-
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    text
 }

@@ -20,13 +20,13 @@ use homecore_plugins::{
     ManifestError, PluginManifest, PluginRegistry, PluginSpec, RegistryBuilder, StartReport,
 };
 use homecore_store::{RecorderConfig, SqlitePluginStorage, StateRecorder, Store, StoreError};
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::candidate::{Candidate, configure, native_candidates, natives_extra};
+use crate::error_chain::error_chain;
 use crate::plugin_config::check_plugin_entries;
-use crate::rest::error_chain;
 use crate::{
     Api, Config, ConfigError, ConfigProblem, ConfigProblemKind, DataDir, DataDirError,
     PluginConfig, RejectedPlugin, TokenStore,
@@ -234,78 +234,6 @@ impl RunningServer {
     }
 }
 
-/// A plugin the server knows before loading: compiled in, or a verified package.
-pub(crate) struct Candidate {
-    pub(crate) spec: PluginSpec,
-    pub(crate) default_config: Option<Value>,
-}
-
-/// The compiled-in plugins, with the config each gets when the operator gives none.
-///
-/// # Errors
-/// [`StartError::NativeManifest`] (a build defect).
-fn native_candidates() -> Result<Vec<Candidate>, StartError> {
-    use homecore_integrations::{input_boolean, input_number, motion_lights};
-    Ok(vec![
-        Candidate {
-            spec: motion_lights::spec().map_err(StartError::NativeManifest)?,
-            // The WASM example drives the hall; the native one the kitchen, so both run side
-            // by side out of the box without counting the same room twice.
-            default_config: Some(serde_json::json!({"rooms": ["kitchen"]})),
-        },
-        Candidate {
-            spec: input_boolean::spec().map_err(StartError::NativeManifest)?,
-            default_config: Some(input_boolean::default_config()),
-        },
-        Candidate {
-            spec: input_number::spec().map_err(StartError::NativeManifest)?,
-            default_config: Some(input_number::default_config()),
-        },
-    ])
-}
-
-/// An embedder's compiled-in plugins, with no default config.
-fn natives_extra(specs: Vec<PluginSpec>) -> impl Iterator<Item = Candidate> {
-    specs.into_iter().map(|spec| Candidate {
-        spec,
-        default_config: None,
-    })
-}
-
-/// The compiled-in plugins' domains and versions: what a package may not shadow
-/// (`homecore package verify` checks against them as `homecore run` does).
-///
-/// # Errors
-/// [`StartError::NativeManifest`] (a build defect).
-pub fn native_plugins() -> Result<Vec<(String, semver::Version)>, StartError> {
-    Ok(native_candidates()?
-        .iter()
-        .map(|c| {
-            (
-                c.spec.manifest.domain.clone(),
-                c.spec.manifest.version.clone(),
-            )
-        })
-        .collect())
-}
-
-/// The config the WASM example gets when the operator gives none.
-fn example_default_config(domain: &str) -> Option<Value> {
-    (domain == "motion_lights_wasm").then(|| serde_json::json!({"rooms": ["hall"]}))
-}
-
-impl Candidate {
-    /// A verified package, before the operator's configuration is applied (at startup and
-    /// at every reload).
-    pub(crate) fn from_package(package: homecore_package::VerifiedPackage) -> Self {
-        let default_config = example_default_config(package.domain());
-        Self {
-            spec: package.into_spec(Value::Object(serde_json::Map::new()), None),
-            default_config,
-        }
-    }
-}
-
 /// Waits for the loading task; a task that panicked counts as no plugin started.
 async fn settle(loading: JoinHandle<Loaded>) -> Loaded {
     loading.await.unwrap_or_else(|err| {
@@ -366,7 +294,7 @@ pub async fn start_with(
             .trust(&mut policy);
     }
 
-    let mut natives = native_candidates()?;
+    let mut natives = native_candidates().map_err(StartError::NativeManifest)?;
     natives.extend(natives_extra(natives_arg));
     let native_versions: Vec<(String, semver::Version)> = natives
         .iter()
@@ -452,6 +380,8 @@ pub async fn start_with(
     )?);
     let storage = SqlitePluginStorage::open(&store)?;
     let registry = build_registry(&config, &data_dir, home.clone(), storage)?;
+    #[cfg(feature = "wasm")]
+    let registry_handle = registry.clone();
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -469,18 +399,14 @@ pub async fn start_with(
     }
     rejected.sort_by(|a, b| a.path.cmp(&b.path));
 
-    let api = Api::with_settings(
-        home,
-        registry,
-        Arc::new(tokens),
-        config.api.max_body_bytes,
-        websocket_settings(&config),
-        data_dir.path().to_owned(),
-    );
-    api.set_rejected(rejected.clone());
-    api.set_recorder(Arc::clone(&recorder));
+    let builder = Api::builder(home, registry, Arc::new(tokens))
+        .max_body_bytes(config.api.max_body_bytes)
+        .websocket(websocket_settings(&config))
+        .config_dir(data_dir.path().to_owned())
+        .rejected(rejected.clone())
+        .recorder(Arc::clone(&recorder));
     #[cfg(feature = "wasm")]
-    let reloader = {
+    let (builder, reloader) = {
         let reloader = Arc::new(crate::hot_reload::PackageReloader::new(
             crate::hot_reload::ReloaderSettings {
                 plugins_dir: plugins_dir.clone(),
@@ -490,12 +416,12 @@ pub async fn start_with(
                 entries: config.plugins.clone(),
                 loaded: loaded_packages,
             },
-            api.registry().clone(),
-            api.rejected_list(),
+            registry_handle.clone(),
+            builder.rejected_list(),
         ));
-        api.set_reloader(Arc::clone(&reloader));
-        reloader
+        (builder.reloader(Arc::clone(&reloader)), reloader)
     };
+    let api = builder.build();
 
     let (stop, stopped) = watch::channel(false);
     let router = api.router();
@@ -679,23 +605,6 @@ fn discover(
 ) -> Result<DiscoveryReport, StartError> {
     homecore_package::discover(plugins_dir, policy, accepted, natives)
         .map_err(StartError::Discovery)
-}
-
-/// Applies the operator's entry to a candidate: config (or the default), grant, limits.
-pub(crate) fn configure(candidate: Candidate, entry: PluginConfig) -> PluginSpec {
-    let mut spec = candidate.spec;
-    spec.config = entry
-        .config
-        .or(candidate.default_config)
-        .unwrap_or(Value::Object(serde_json::Map::new()));
-    spec.grant = entry.grant;
-    if let Some(limits) = entry.limits {
-        let manifest = Arc::make_mut(&mut spec.manifest);
-        if let Some(section) = manifest.homecore.as_mut() {
-            section.limits = section.limits.capped_by(&limits);
-        }
-    }
-    spec
 }
 
 fn build_registry(

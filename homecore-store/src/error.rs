@@ -144,7 +144,7 @@ impl StoreError {
     }
 }
 
-/// Keeps at most 255 characters of a stored key for an error message.
+/// Keeps at most 255 bytes of a stored key for an error message (`homecore_abi::text`).
 pub(crate) fn capped(key: &str) -> String {
-    key.chars().take(255).collect()
+    homecore_abi::text::quoted(key, 255)
 }

@@ -1,7 +1,7 @@
 //! Plugin key-value storage on disk, with the same semantics as the in-memory storage.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use homecore_plugins::{MAX_KEY_LEN, MemoryStorage, PluginStorage, StorageError};
 
@@ -42,9 +42,7 @@ impl std::fmt::Debug for SqlitePluginStorage {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use homecore::lock_unpoisoned as lock;
 
 impl SqlitePluginStorage {
     /// Opens the plugins' data in `store`, checking every stored key (values are loaded when

@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ struct Pending {
 impl ChangeLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         // A push cannot panic half-way; the data is consistent after a poison.
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        homecore::lock_unpoisoned(&self.pending)
     }
 
     /// The sequence number of the latest change and the entities changed since the last take.
@@ -544,7 +544,7 @@ impl Writer {
         tracing::error!(
             path = %self.path.display(),
             error = %error,
-            retry_in_ms = backoff.as_millis() as u64,
+            retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
             "state recorder could not commit; retrying"
         );
         self.retry_at = Some(Instant::now() + backoff);

@@ -34,7 +34,8 @@ const MIGRATIONS: &[&str] = &[
 /// crash mid-migration leaves the old version intact.
 pub(crate) fn migrate(conn: &mut Connection, from: i64) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(from.max(0) as usize) {
+    let done = usize::try_from(from.max(0)).unwrap_or(usize::MAX);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }

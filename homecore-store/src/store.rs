@@ -1,7 +1,7 @@
 //! Opening the database: checks, WAL mode, migrations; the handle everything else hangs off.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -155,10 +155,7 @@ impl Store {
     /// The shared connection. Poisoning is ignored: every use is a statement or a transaction,
     /// which SQLite rolls back if the thread panicked half-way.
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.inner
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        homecore::lock_unpoisoned(&self.inner.conn)
     }
 
     /// A second connection to the same (already checked and migrated) database, for a

@@ -60,7 +60,7 @@ impl ContextId {
         });
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             & 0xFFFF_FFFF_FFFF;
         let unique = seed.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed));
         Self((u128::from(millis) << 80) | (u128::from(high) << 64) | u128::from(unique))

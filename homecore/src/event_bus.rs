@@ -355,6 +355,16 @@ pub struct EventBus {
     inner: Arc<BusInner>,
 }
 
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("subscribers", &self.subscriber_count())
+            .field("published", &self.published())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EventBus {
     fn default() -> Self {
         Self::new()
@@ -645,10 +655,7 @@ impl EventBus {
 fn lock_index(inner: &BusInner) -> MutexGuard<'_, SubscriptionIndex> {
     // A panic while holding the lock cannot leave the index half-updated in a way that matters
     // (every mutation is a push or a remove), so poisoning is ignored.
-    inner
-        .index
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::lock_unpoisoned(&inner.index)
 }
 
 fn remove_subscriber(inner: &BusInner, id: SubscriberId) {

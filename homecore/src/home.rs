@@ -4,7 +4,7 @@ use crate::{EventBus, ServiceRegistry, StateMachine};
 
 /// Everything plugins live in: states, events and services sharing one bus, like Home
 /// Assistant's `hass` object. Cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Home {
     /// The event bus.
     pub bus: EventBus,

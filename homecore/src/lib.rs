@@ -48,6 +48,7 @@ mod home;
 mod service;
 mod state;
 mod state_machine;
+mod sync;
 
 pub use crate::context::*;
 pub use crate::entity_glob::*;
@@ -58,6 +59,7 @@ pub use crate::home::*;
 pub use crate::service::*;
 pub use crate::state::*;
 pub use crate::state_machine::*;
+pub use crate::sync::*;
 
 // Re-exported so plugins and the server use the same versions.
 pub use chrono;

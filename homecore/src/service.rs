@@ -201,6 +201,14 @@ pub struct ServiceRegistry {
     states: StateMachine,
 }
 
+impl std::fmt::Debug for ServiceRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRegistry")
+            .field("services", &self.services.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceRegistry {
     /// An empty registry whose calls report changes from `states`.
     #[must_use]

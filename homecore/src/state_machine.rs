@@ -1,7 +1,7 @@
 //! The state machine: every entity's current state, with Home Assistant's write semantics.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use dashmap::DashMap;
@@ -53,6 +53,14 @@ pub trait StateObserver: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct StateMachine {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("entities", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -216,11 +224,7 @@ impl StateMachine {
         now: chrono::DateTime<Utc>,
     ) {
         if self.inner.observer_count.load(Ordering::Acquire) != 0 {
-            let observers = self
-                .inner
-                .observers
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let observers = crate::read_unpoisoned(&self.inner.observers);
             for observer in observers.iter() {
                 observer.state_changed(entity_id);
             }
@@ -236,11 +240,7 @@ impl StateMachine {
 
     /// Adds an observer of every change from now on (see [`StateObserver`]).
     pub fn add_observer(&self, observer: Arc<dyn StateObserver>) {
-        let mut observers = self
-            .inner
-            .observers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut observers = crate::write_unpoisoned(&self.inner.observers);
         observers.push(observer);
         self.inner
             .observer_count
@@ -250,11 +250,7 @@ impl StateMachine {
     /// Removes an observer added with [`StateMachine::add_observer`] (compared by pointer);
     /// returns whether it was there.
     pub fn remove_observer(&self, observer: &Arc<dyn StateObserver>) -> bool {
-        let mut observers = self
-            .inner
-            .observers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut observers = crate::write_unpoisoned(&self.inner.observers);
         let before = observers.len();
         observers.retain(|o| !Arc::ptr_eq(o, observer));
         self.inner
@@ -320,6 +316,14 @@ impl StateMachine {
 pub struct ChangeTracker {
     inner: Arc<Inner>,
     context_id: ContextId,
+}
+
+impl std::fmt::Debug for ChangeTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeTracker")
+            .field("context_id", &self.context_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChangeTracker {

@@ -49,6 +49,12 @@ pub struct BareGuest {
     on_state_changed: wasmtime::TypedFunc<(i32, i32), i32>,
 }
 
+impl std::fmt::Debug for BareGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BareGuest").finish_non_exhaustive()
+    }
+}
+
 impl BareGuest {
     /// Compiles and instantiates the reference plugin, with fuel metering and epoch
     /// interruption when `limits` (fuel and deadline then start unbounded), and runs its setup.

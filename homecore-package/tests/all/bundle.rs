@@ -66,9 +66,12 @@ fn a_tampered_bundle_is_refused() {
     let packed = pack(&dir, plugins.path()).expect("packs");
     let mut bytes = std::fs::read(&packed.bundle_path).expect("reads");
     // The module's last byte sits just before the signature's length and text.
-    let signature_len = std::fs::metadata(dir.join("signature.json"))
-        .expect("exists")
-        .len() as usize;
+    let signature_len = usize::try_from(
+        std::fs::metadata(dir.join("signature.json"))
+            .expect("exists")
+            .len(),
+    )
+    .expect("a small file");
     let at = bytes.len() - signature_len - 4 - 1;
     bytes[at] ^= 1;
     std::fs::write(&packed.bundle_path, bytes).expect("writes");

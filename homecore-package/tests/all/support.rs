@@ -21,7 +21,7 @@ pub(crate) fn module(abi: u32, padding: usize) -> Vec<u8> {
 
 fn leb(mut n: usize, out: &mut Vec<u8>) {
     loop {
-        let byte = (n & 0x7f) as u8;
+        let byte = u8::try_from(n & 0x7f).expect("seven bits");
         n >>= 7;
         if n == 0 {
             out.push(byte);

@@ -280,12 +280,5 @@ const MAX_QUOTED_LEN: usize = 128;
 
 /// `text`, cut to [`MAX_QUOTED_LEN`] bytes at a character boundary, with `…` when cut.
 pub(super) fn cap(text: &str) -> String {
-    if text.len() <= MAX_QUOTED_LEN {
-        return text.to_owned();
-    }
-    let mut end = MAX_QUOTED_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    homecore_abi::text::quoted(text, MAX_QUOTED_LEN)
 }

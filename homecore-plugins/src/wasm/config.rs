@@ -37,6 +37,16 @@ pub struct WasmtimeConfig {
     pub bytes_per_call: u64,
     /// Largest guest stack, bytes (deep recursion traps beyond it).
     pub max_wasm_stack: usize,
+    /// Largest module accepted, bytes; a larger one is refused before it is parsed for
+    /// compilation ([`crate::LoadError::ModuleTooLarge`]).
+    pub max_module_bytes: usize,
+    /// Largest function body accepted, bytes; checked before compiling
+    /// ([`crate::LoadError::FunctionTooLarge`]). Compile time grows with a function's size.
+    pub max_function_body_bytes: usize,
+    /// Longest a module may take to compile (`None`: no limit). Compilation runs on a blocking
+    /// thread; past the budget the load fails with [`crate::LoadError::CompileTimeout`] and the
+    /// compilation's result, when it finishes, is dropped.
+    pub compile_budget: Option<Duration>,
 }
 
 impl Default for WasmtimeConfig {
@@ -64,6 +74,9 @@ impl Default for WasmtimeConfig {
             },
             bytes_per_call: 16 << 20,
             max_wasm_stack: 512 << 10,
+            max_module_bytes: 64 << 20,
+            max_function_body_bytes: 4 << 20,
+            compile_budget: Some(Duration::from_secs(60)),
         }
     }
 }

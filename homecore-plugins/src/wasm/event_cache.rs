@@ -7,7 +7,7 @@ use homecore::chrono::{DateTime, Datelike, Timelike, Utc};
 use homecore::serde_json::Value;
 use homecore::{Context, CustomEvent, State, StateChanged};
 
-use crate::wasm::store_data::lock_poisoned_ok;
+use crate::sync::lock;
 
 /// How many recent events keep their serialized form. Plugins consume the same event within a
 /// short window, so a small ring suffices; a miss only costs one more serialization.
@@ -94,7 +94,7 @@ impl EventCache {
     /// The wire bytes of `event` (`wire::StateChangedEvent`), serialized at most once while it
     /// stays among the recent ones.
     pub(crate) fn state_changed(&self, event: &Arc<StateChanged>) -> Arc<[u8]> {
-        if let Some(bytes) = lock_poisoned_ok(&self.recent).get(event) {
+        if let Some(bytes) = lock(&self.recent).get(event) {
             return bytes;
         }
         let [old, new] = self.states(event);
@@ -109,7 +109,7 @@ impl EventCache {
             write_context(out, &event.context);
             out.push(b'}');
         });
-        lock_poisoned_ok(&self.recent).insert(event, &bytes);
+        lock(&self.recent).insert(event, &bytes);
         bytes
     }
 
@@ -120,7 +120,7 @@ impl EventCache {
     fn states(&self, event: &StateChanged) -> [Option<Arc<[u8]>>; 2] {
         let states = [event.old_state.as_ref(), event.new_state.as_ref()];
         let mut bytes = {
-            let cache = lock_poisoned_ok(&self.states);
+            let cache = lock(&self.states);
             states.map(|state| state.and_then(|s| cache.get(s)))
         };
         let mut made = [false; 2];
@@ -131,7 +131,7 @@ impl EventCache {
             }
         }
         if made.contains(&true) {
-            let mut cache = lock_poisoned_ok(&self.states);
+            let mut cache = lock(&self.states);
             for ((state, slot), made) in states.iter().zip(&bytes).zip(made) {
                 if let (Some(state), Some(bytes), true) = (state, slot, made) {
                     cache.insert(state, bytes);
@@ -473,7 +473,7 @@ mod tests {
         cache.state_changed(&first);
         cache.state_changed(&second);
         let shared = first.new_state.as_ref().expect("present");
-        let states = lock_poisoned_ok(&cache.states);
+        let states = lock(&cache.states);
         assert_eq!(
             states.order.len(),
             1,

@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use homecore::{CustomEvent, ServiceCall, StateChanged};
-use homecore_abi::v1::{self, MAX_EVENT, MAX_PAYLOAD, Status};
+use homecore_abi::v1::{self, MAX_EVENT, MAX_PAYLOAD};
 use serde_json::Value;
-use wasmtime::{InstancePre, Memory, Store, StoreLimitsBuilder, Trap, TypedFunc, UpdateDeadline};
+use wasmtime::{Memory, Store, Trap, TypedFunc, UpdateDeadline};
 
 use crate::wasm::config::EffectiveLimits;
 use crate::wasm::event_cache::custom_event_bytes;
-use crate::wasm::runtime::Shared;
+use crate::wasm::limiter::Limiter;
+use crate::wasm::runtime::{Linked, Shared};
 use crate::wasm::store_data::StoreData;
-use crate::{LoadError, PluginContext, PluginError, PluginInstance};
+use crate::{
+    AbiViolation, GuestFailure, LoadError, PluginContext, PluginError, PluginInstance, TrapCode,
+};
 
 /// The guest's exports, looked up once per instantiation (never by name per call).
 struct Exports {
@@ -56,17 +59,26 @@ impl Exports {
 /// the same configuration) before the next call.
 pub(crate) struct WasmInstance {
     shared: Arc<Shared>,
-    pre: InstancePre<StoreData>,
+    /// The linked module; holding it keeps it in the runtime's memo.
+    linked: Arc<Linked>,
     limits: EffectiveLimits,
     live: Option<Live>,
     /// The configuration of the last successful setup, for re-setup after a poisoning.
     config: Option<Arc<[u8]>>,
 }
 
-fn runtime_error(reason: impl Into<String>) -> PluginError {
-    PluginError::Runtime {
-        reason: reason.into(),
+/// A failure that is not the guest's doing: the engine refused something.
+fn engine_failure(err: &wasmtime::Error) -> GuestFailure {
+    GuestFailure::Engine {
+        message: format!("{err:#}"),
     }
+}
+
+/// The failure when a call is attempted without a live instance (an internal invariant).
+fn not_live() -> PluginError {
+    PluginError::from(GuestFailure::Engine {
+        message: "instance is not live".to_owned(),
+    })
 }
 
 impl WasmInstance {
@@ -74,12 +86,12 @@ impl WasmInstance {
     /// a start function) are load errors.
     pub(crate) async fn new(
         shared: Arc<Shared>,
-        pre: InstancePre<StoreData>,
+        linked: Arc<Linked>,
         limits: EffectiveLimits,
     ) -> Result<Self, LoadError> {
         let mut instance = Self {
             shared,
-            pre,
+            linked,
             limits,
             live: None,
             config: None,
@@ -87,23 +99,16 @@ impl WasmInstance {
         instance
             .instantiate()
             .await
-            .map_err(|reason| LoadError::Instantiate { reason })?;
+            .map_err(|failure| LoadError::Instantiate { failure })?;
         Ok(instance)
     }
 
     fn new_store(&self) -> Store<StoreData> {
         let l = &self.limits;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(l.memory_bytes)
-            .table_elements(l.table_elements)
-            .instances(1)
-            .memories(1)
-            .tables(8)
-            .trap_on_grow_failure(true)
-            .build();
-        let data = StoreData::new(limits, import_slack(self.shared.config.epoch_tick));
+        let limiter = Limiter::new(l.memory_bytes, l.table_elements);
+        let data = StoreData::new(limiter, import_slack(self.shared.config.epoch_tick));
         let mut store = Store::new(&self.shared.engine, data);
-        store.limiter(|data| &mut data.limits);
+        store.limiter(|data| &mut data.limiter);
         store.epoch_deadline_callback(|ctx| {
             let data = ctx.data();
             Ok(if std::time::Instant::now() >= data.deadline {
@@ -117,20 +122,22 @@ impl WasmInstance {
         store
     }
 
-    async fn instantiate(&mut self) -> Result<(), String> {
+    async fn instantiate(&mut self) -> Result<(), GuestFailure> {
         let mut store = self.new_store();
         // A start function runs under the same limits as any call.
         store.data_mut().deadline = std::time::Instant::now() + self.limits.call_timeout;
         store
             .set_fuel(self.limits.fuel_per_call)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| engine_failure(&e))?;
         store.set_epoch_deadline(1);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| describe(&e, &self.limits))?;
-        let missing = |name: &str| format!("export {name} disappeared after validation");
+        let instance = match self.linked.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(err) => {
+                let hit = store.data_mut().limiter.take_hit();
+                return Err(classify(&err, hit, &self.limits));
+            }
+        };
+        let missing = |name: &'static str| AbiViolation::MissingExport { name };
         let memory = instance
             .get_memory(&mut store, v1::EXPORT_MEMORY)
             .ok_or_else(|| missing(v1::EXPORT_MEMORY))?;
@@ -140,7 +147,7 @@ impl WasmInstance {
                 func(&mut store, $name)
                     .ok_or_else(|| missing($name))?
                     .typed(&store)
-                    .map_err(|e| format!("{e:#}"))?
+                    .map_err(|e| engine_failure(&e))?
             };
         }
         let exports = Exports {
@@ -164,7 +171,10 @@ impl WasmInstance {
         if self.live.is_some() {
             return Ok(());
         }
-        self.instantiate().await.map_err(runtime_error)?;
+        if let Err(failure) = self.instantiate().await {
+            ctx.record_guest_failure(&failure);
+            return Err(failure.into());
+        }
         if let Some(config) = self.config.clone() {
             tracing::info!(
                 plugin = ctx.domain(),
@@ -178,38 +188,34 @@ impl WasmInstance {
 
     fn begin(&mut self, ctx: &PluginContext) -> Result<&mut Live, PluginError> {
         let limits = self.limits;
-        let live = self
-            .live
-            .as_mut()
-            .ok_or_else(|| runtime_error("instance is not live"))?;
+        let live = self.live.as_mut().ok_or_else(not_live)?;
         live.store.data_mut().begin_call(ctx, &limits);
         live.store
             .set_fuel(limits.fuel_per_call)
-            .map_err(|e| runtime_error(format!("{e:#}")))?;
+            .map_err(|e| PluginError::from(engine_failure(&e)))?;
         live.store.set_epoch_deadline(1);
         Ok(live)
     }
 
-    /// Copies `payload` into a guest buffer from `hc_alloc` (an async call, under the same deadline).
-    async fn copy_in(live: &mut Live, payload: &[u8]) -> Result<(i32, i32), PluginError> {
-        let len = i32::try_from(payload.len()).map_err(|_| runtime_error("payload too large"))?;
-        let ptr = live.exports.alloc.call_async(&mut live.store, len).await;
-        let ptr = ptr.map_err(|e| runtime_error(format!("hc_alloc failed: {e:#}")))?;
+    /// Copies `payload` into a guest buffer from `hc_alloc` (an async call, under the same
+    /// deadline). A trap in `hc_alloc` is returned as is (classified by `finish`); a broken
+    /// contract as an [`AbiViolation`].
+    async fn copy_in(live: &mut Live, payload: &[u8]) -> wasmtime::Result<(i32, i32)> {
+        let violation = |v: AbiViolation| wasmtime::Error::new(GuestFailure::from(v));
+        let len = i32::try_from(payload.len())
+            .map_err(|_| violation(AbiViolation::PayloadTooLarge { len: payload.len() }))?;
+        live.store.data_mut().helper = Some(v1::EXPORT_ALLOC);
+        let ptr = live.exports.alloc.call_async(&mut live.store, len).await?;
+        live.store.data_mut().helper = None;
         if ptr == 0 && len > 0 {
-            return Err(runtime_error(format!(
-                "hc_alloc could not allocate {len} bytes"
-            )));
+            return Err(violation(AbiViolation::AllocFailed { len }));
         }
-        let start = usize::try_from(ptr)
-            .map_err(|_| runtime_error(format!("hc_alloc returned a negative pointer {ptr}")))?;
+        let start =
+            usize::try_from(ptr).map_err(|_| violation(AbiViolation::NegativePointer { ptr }))?;
         live.exports
             .memory
             .write(&mut live.store, start, payload)
-            .map_err(|_| {
-                runtime_error(format!(
-                    "hc_alloc returned {ptr}, which cannot hold {len} bytes"
-                ))
-            })?;
+            .map_err(|_| violation(AbiViolation::BufferOutOfBounds { ptr, len }))?;
         Ok((ptr, len))
     }
 
@@ -232,51 +238,62 @@ impl WasmInstance {
                 let func = exports.payload_export(which).expect("checked above");
                 func.call_async(store, args).await
             }
-            Err(err) => Err(wasmtime::Error::msg(plain_reason(err))),
+            Err(err) => Err(err),
         };
         self.finish(outcome, &limits)
     }
 
-    /// Turns a call's outcome into the plugin's result, poisoning the instance on a trap.
+    /// Turns a call's outcome into the plugin's result, poisoning the instance on a trap. The
+    /// failure is classified (and counted by kind) here.
     fn finish(
         &mut self,
         outcome: wasmtime::Result<i32>,
         limits: &EffectiveLimits,
     ) -> Result<(), PluginError> {
-        let live = self
-            .live
-            .as_mut()
-            .ok_or_else(|| runtime_error("instance is not live"))?;
+        let live = self.live.as_mut().ok_or_else(not_live)?;
         let refusals = live.store.data().quota_refusals;
         let message = live.store.data_mut().error.take();
+        let hit = live.store.data_mut().limiter.take_hit();
+        let helper = live.store.data_mut().helper.take();
         // Fuel is always on (set in `begin`); what is left tells what the call used.
         let fuel_used = limits
             .fuel_per_call
             .saturating_sub(live.store.get_fuel().unwrap_or(0));
-        if let Some(ctx) = &live.store.data().ctx {
+        let ctx = live.store.data_mut().ctx.take();
+        live.store.data_mut().end_call();
+        if let Some(ctx) = &ctx {
             ctx.record_fuel(fuel_used);
         }
-        live.store.data_mut().end_call();
-        match outcome {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(guest_error(code, message)),
+        let result = match outcome {
+            Ok(0) => return Ok(()),
+            Ok(code) => Err(PluginError::from(GuestFailure::Status { code, message })),
             Err(err) if err.downcast_ref::<ImportDeadline>().is_some() => {
                 self.live = None;
-                Err(PluginError::Timeout {
-                    limit_ms: limits.call_timeout.as_millis() as u64,
-                })
+                if let Some(ctx) = &ctx {
+                    ctx.record_deadline_missed();
+                }
+                return Err(PluginError::Timeout {
+                    limit_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
+                });
             }
             Err(err) => {
                 self.live = None;
-                let mut reason = describe(&err, limits);
-                if refusals > 0 {
-                    reason.push_str(&format!(
-                        " ({refusals} host calls refused for the per-call quota)"
-                    ));
+                let failure = classify(&err, hit, limits);
+                if let Some(ctx) = &ctx {
+                    ctx.record_guest_failure(&failure);
                 }
-                Err(runtime_error(reason))
+                Err(PluginError::Runtime { failure, helper })
             }
+        };
+        if refusals > 0 {
+            let plugin = ctx.as_ref().map(PluginContext::domain).unwrap_or_default();
+            tracing::warn!(
+                plugin,
+                refusals,
+                "host calls refused for the per-call quota during a failed call"
+            );
         }
+        result
     }
 }
 
@@ -296,54 +313,53 @@ pub(crate) fn import_slack(tick: Duration) -> Duration {
     tick * 4 + Duration::from_millis(100)
 }
 
-/// A runtime error's reason without its "runtime failure:" prefix (it gets one when reported).
-fn plain_reason(err: PluginError) -> String {
-    match err {
-        PluginError::Runtime { reason } => reason,
-        other => other.to_string(),
+/// Classifies a failed call: fuel and deadline by their `Trap` codes, limits by the store's
+/// limiter record (`hit`), a broken ABI contract by its typed error; never by message text.
+fn classify(
+    err: &wasmtime::Error,
+    hit: Option<GuestFailure>,
+    limits: &EffectiveLimits,
+) -> GuestFailure {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => GuestFailure::OutOfFuel {
+                limit: limits.fuel_per_call,
+            },
+            Trap::Interrupt => GuestFailure::Deadline {
+                limit_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+            other => GuestFailure::Trap {
+                code: trap_code(*other),
+            },
+        };
     }
+    if let Some(hit) = hit {
+        return hit;
+    }
+    if let Some(failure) = err.downcast_ref::<GuestFailure>() {
+        return failure.clone();
+    }
+    engine_failure(err)
 }
 
-fn guest_error(code: i32, message: Option<String>) -> PluginError {
-    let status =
-        Status::from_code(code).map_or_else(|| format!("unknown status {code}"), |s| s.to_string());
-    let reason = match message {
-        Some(message) => format!("guest returned {status}: {message}"),
-        None => format!("guest returned {status}"),
-    };
-    PluginError::Runtime { reason }
-}
-
-/// A trap or engine error, said plainly with the limit that was hit.
-pub(crate) fn describe(err: &wasmtime::Error, limits: &EffectiveLimits) -> String {
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => format!(
-            "fuel exhausted: more than {} instructions in one call",
-            limits.fuel_per_call
-        ),
-        Some(Trap::Interrupt) => format!(
-            "deadline exceeded: call ran longer than {} ms",
-            limits.call_timeout.as_millis()
-        ),
-        Some(Trap::StackOverflow) => "stack overflow (recursion too deep)".to_owned(),
-        Some(trap) => trap.to_string(),
-        None => {
-            let text = format!("{err:#}");
-            if text.contains("forcing trap when growing memory")
-                || text.contains("memory minimum size")
-            {
-                format!("memory limit of {} bytes hit: {text}", limits.memory_bytes)
-            } else if text.contains("forcing trap when growing table")
-                || text.contains("table minimum size")
-            {
-                format!(
-                    "table limit of {} elements hit: {text}",
-                    limits.table_elements
-                )
-            } else {
-                text
-            }
-        }
+/// Our mirror of a Wasmtime trap code.
+fn trap_code(trap: Trap) -> TrapCode {
+    match trap {
+        Trap::StackOverflow => TrapCode::StackOverflow,
+        Trap::MemoryOutOfBounds => TrapCode::MemoryOutOfBounds,
+        Trap::HeapMisaligned => TrapCode::HeapMisaligned,
+        Trap::TableOutOfBounds => TrapCode::TableOutOfBounds,
+        Trap::IndirectCallToNull => TrapCode::IndirectCallToNull,
+        Trap::BadSignature => TrapCode::BadSignature,
+        Trap::IntegerOverflow => TrapCode::IntegerOverflow,
+        Trap::IntegerDivisionByZero => TrapCode::IntegerDivisionByZero,
+        Trap::BadConversionToInteger => TrapCode::BadConversionToInteger,
+        Trap::UnreachableCodeReached => TrapCode::UnreachableCodeReached,
+        Trap::NullReference => TrapCode::NullReference,
+        Trap::ArrayOutOfBounds => TrapCode::ArrayOutOfBounds,
+        Trap::AllocationTooLarge => TrapCode::AllocationTooLarge,
+        Trap::CastFailure => TrapCode::CastFailure,
+        _ => TrapCode::Other,
     }
 }
 
@@ -422,7 +438,7 @@ impl PluginInstance for WasmInstance {
             "data": call.data,
             "context": call.context,
         }))
-        .map_err(|e| runtime_error(e.to_string()))?;
+        .map_err(PluginError::other)?;
         self.ensure_live(ctx).await?;
         let limits = self.limits;
         let live = self.begin(ctx)?;
@@ -431,11 +447,11 @@ impl PluginInstance for WasmInstance {
                 let Live { store, exports } = &mut *live;
                 exports.call_service.call_async(store, args).await
             }
-            Err(err) => Err(wasmtime::Error::msg(plain_reason(err))),
+            Err(err) => Err(err),
         };
         // Read the response (if any) before `finish` clears the call state.
         let response = match &outcome {
-            Ok(packed) if *packed > 0 => Some(read_response(live, *packed).await),
+            Ok(packed) if *packed > 0 => Some(read_response(live, *packed, &limits).await),
             _ => None,
         };
         let status = outcome.map(|packed| {
@@ -446,11 +462,16 @@ impl PluginInstance for WasmInstance {
             }
         });
         self.finish(status, &limits)?;
-        if matches!(response, Some(Err(_))) {
-            // A bad response or a trap in hc_free leaves the guest in an unknown state.
-            self.live = None;
+        match response {
+            Some(Err((failure, helper))) => {
+                // A bad response or a trap in hc_free leaves the guest in an unknown state.
+                self.live = None;
+                ctx.record_guest_failure(&failure);
+                Err(PluginError::Runtime { failure, helper })
+            }
+            Some(Ok(value)) => Ok(Some(value)),
+            None => Ok(None),
         }
-        response.transpose()
     }
 
     async fn teardown(&mut self, ctx: &PluginContext) -> Result<(), PluginError> {
@@ -469,33 +490,46 @@ impl PluginInstance for WasmInstance {
     }
 }
 
-/// Copies and frees `hc_call_service`'s response buffer; parses it as JSON.
-async fn read_response(live: &mut Live, packed: i64) -> Result<Value, PluginError> {
+/// Copies and frees `hc_call_service`'s response buffer; parses it as JSON. A failure comes
+/// with the helper export it happened in (`hc_free`), if any.
+async fn read_response(
+    live: &mut Live,
+    packed: i64,
+    limits: &EffectiveLimits,
+) -> Result<Value, (GuestFailure, Option<&'static str>)> {
+    let bad = |v: AbiViolation| (GuestFailure::from(v), None);
     let Ok(Some((ptr, len))) = v1::unpack_ptr_len(packed) else {
-        return Err(runtime_error("hc_call_service returned a malformed result"));
+        return Err(bad(AbiViolation::MalformedResponse));
     };
     let (start, size) = (ptr as usize, len as usize);
     if size > MAX_PAYLOAD {
-        return Err(runtime_error(format!(
-            "service response of {size} bytes exceeds the ABI limit of {MAX_PAYLOAD}"
-        )));
+        return Err(bad(AbiViolation::ResponseTooLarge {
+            len: size,
+            limit: MAX_PAYLOAD,
+        }));
     }
     let end = start
         .checked_add(size)
-        .ok_or_else(|| runtime_error("service response pointer overflows"))?;
+        .ok_or_else(|| bad(AbiViolation::ResponseOutOfBounds))?;
     let bytes = live
         .exports
         .memory
         .data(&live.store)
         .get(start..end)
-        .ok_or_else(|| runtime_error("service response lies outside guest memory"))?
+        .ok_or_else(|| bad(AbiViolation::ResponseOutOfBounds))?
         .to_vec();
     let freed = live
         .exports
         .free
         .call_async(&mut live.store, (ptr as i32, len as i32))
         .await;
-    freed.map_err(|e| runtime_error(format!("hc_free failed: {e:#}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| runtime_error(format!("service response is not JSON: {e}")))
+    if let Err(err) = freed {
+        let hit = live.store.data_mut().limiter.take_hit();
+        return Err((classify(&err, hit, limits), Some(v1::EXPORT_FREE)));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        bad(AbiViolation::ResponseNotJson {
+            reason: e.to_string(),
+        })
+    })
 }

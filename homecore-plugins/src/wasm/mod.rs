@@ -12,7 +12,9 @@
 //!   A looping guest yields to the async runtime at every epoch tick, so it never holds a tokio
 //!   worker for more than one tick, and is stopped at its deadline.
 //! - A trap, fuel exhaustion, deadline or limit hit fails that call with
-//!   [`crate::PluginError::Runtime`] naming the reason; the instance is then treated as poisoned
+//!   [`crate::PluginError::Runtime`] carrying a typed [`crate::GuestFailure`] (classified from
+//!   the store's limiter record and `wasmtime::Trap` codes, never from message text) and is
+//!   counted by kind in [`crate::PluginStats`]; the instance is then treated as poisoned
 //!   and re-instantiated (and set up again) before the next call. The registry quarantines a
 //!   plugin after repeated failures.
 //! - Every host import checks pointers and lengths with checked arithmetic against the current
@@ -29,6 +31,7 @@ mod event_cache;
 mod guest_memory;
 mod host_imports;
 mod instance;
+mod limiter;
 mod module_check;
 mod runtime;
 mod store_data;

@@ -1,10 +1,49 @@
-//! Load-time checks: the declared ABI version (before compiling), then imports and exports.
+//! Load-time checks: the declared ABI version and sizes (before compiling), then imports and
+//! exports.
 
 use homecore_abi::SUPPORTED_VERSIONS;
 use homecore_abi::v1::{self, ABI_SECTION, EXPORTS, FuncSig, IMPORT_MODULE, IMPORTS};
 use wasmtime::{ExternType, FuncType, Module};
 
 use crate::LoadError;
+
+/// Refuses a module larger than `max_module` bytes or with a function body larger than
+/// `max_body` bytes, before anything is compiled. Walks the code section's entry headers only
+/// (each body is skipped by its length); runs only when the module is not memoized.
+///
+/// # Errors
+/// [`LoadError::ModuleTooLarge`], [`LoadError::FunctionTooLarge`], or
+/// [`LoadError::InvalidModule`] for malformed bytes.
+pub(crate) fn check_sizes(
+    bytes: &[u8],
+    max_module: usize,
+    max_body: usize,
+) -> Result<(), LoadError> {
+    if bytes.len() > max_module {
+        return Err(LoadError::ModuleTooLarge {
+            size: bytes.len(),
+            limit: max_module,
+        });
+    }
+    let mut index = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| LoadError::InvalidModule {
+            reason: format!("malformed or truncated module: {e}"),
+        })?;
+        if let wasmparser::Payload::CodeSectionEntry(body) = payload {
+            let size = body.range().len();
+            if size > max_body {
+                return Err(LoadError::FunctionTooLarge {
+                    index,
+                    size,
+                    limit: max_body,
+                });
+            }
+            index += 1;
+        }
+    }
+    Ok(())
+}
 
 /// The ABI version the module declares in its `homecore_abi` custom section. Runs before any
 /// compilation, so a module for another ABI costs one parse of its section headers: the code

@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
+use crate::sync::lock;
 #[cfg(unix)]
 use crate::wasm::artifact_cache::{self, ArtifactCache};
 use crate::wasm::config::WasmtimeConfig;
@@ -15,7 +16,7 @@ use crate::wasm::event_cache::EventCache;
 use crate::wasm::host_imports;
 use crate::wasm::instance::WasmInstance;
 use crate::wasm::module_check;
-use crate::wasm::store_data::{StoreData, lock_poisoned_ok};
+use crate::wasm::store_data::StoreData;
 use crate::{LoadError, PluginInstance, PluginManifest, PluginRuntime, PluginSource, RuntimeKind};
 
 /// Why the runtime could not be created.
@@ -30,8 +31,14 @@ pub enum WasmtimeError {
     },
 }
 
-/// A module source (by its allocation) and its linked module.
-type RecentSource = (Arc<[u8]>, InstancePre<StoreData>);
+/// A module's bytes and its linked module. Instances hold it (`Arc`), the memo only weakly,
+/// so a module no instance uses and no held source remembers is freed.
+pub(crate) struct Linked {
+    /// The module's bytes (their allocation identifies a recent source).
+    bytes: Arc<[u8]>,
+    /// The compiled, linked module.
+    pub(crate) pre: InstancePre<StoreData>,
+}
 
 /// State shared by the runtime and every instance it made.
 pub(crate) struct Shared {
@@ -43,11 +50,17 @@ pub(crate) struct Shared {
     #[cfg(unix)]
     artifacts: Option<Arc<ArtifactCache>>,
     /// Linked modules by a cheap fingerprint of their bytes; a hit is confirmed by comparing
-    /// the bytes (so a fingerprint collision costs a comparison, never a wrong module).
-    modules: Mutex<HashMap<u64, Vec<RecentSource>>>,
+    /// the bytes (so a fingerprint collision costs a comparison, never a wrong module). Held
+    /// weakly: live instances and `recent_sources` keep a module; dead entries are pruned
+    /// whenever a module is added.
+    modules: Mutex<HashMap<u64, Vec<Weak<Linked>>>>,
     /// The last sources loaded, by allocation: loading the same `Arc` again skips the ABI scan
-    /// and the hash. Holding the `Arc` keeps its address from being reused.
-    recent_sources: Mutex<Vec<RecentSource>>,
+    /// and the hash. Holding the `Arc` keeps its address from being reused, and keeps up to
+    /// [`RECENT_SOURCES`] modules linked while someone else still holds their source (a
+    /// plugin's spec, kept by the registry while it is loaded and by a reload while it
+    /// restarts it), so a reload finds its module with no instance left. A module whose source
+    /// nobody else holds is forgotten ([`Shared::forget_unused`]; issue 13 §8).
+    recent_sources: Mutex<Vec<Arc<Linked>>>,
     compiled: AtomicU64,
     from_disk: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
@@ -171,6 +184,17 @@ impl WasmtimeRuntime {
         self.shared.compiled.load(Ordering::Relaxed)
     }
 
+    /// How many linked modules the runtime still holds in memory: those live instances use
+    /// and the last few loaded. Modules of unloaded plugins are dropped once neither holds them.
+    #[must_use]
+    pub fn memoized_modules(&self) -> usize {
+        lock(&self.shared.modules)
+            .values()
+            .flatten()
+            .filter(|linked| linked.strong_count() > 0)
+            .count()
+    }
+
     /// How many of [`Self::compiled_modules`] came from the disk cache
     /// ([`WasmtimeConfig::cache_dir`]) instead of the compiler.
     #[must_use]
@@ -192,29 +216,46 @@ impl WasmtimeRuntime {
         &self,
         bytes: Arc<[u8]>,
         sha256: Option<[u8; 32]>,
-    ) -> Result<InstancePre<StoreData>, LoadError> {
-        if let Some(pre) = self.recent_source(&bytes) {
-            return Ok(pre);
+    ) -> Result<Arc<Linked>, LoadError> {
+        if let Some(linked) = self.recent_source(&bytes) {
+            return Ok(linked);
         }
         module_check::abi_version(&bytes)?;
         let fingerprint = fingerprint(&bytes);
-        let known = lock_poisoned_ok(&self.shared.modules)
+        let known = lock(&self.shared.modules)
             .get(&fingerprint)
-            .and_then(|same| same.iter().find(|(b, _)| **b == *bytes))
-            .map(|(_, pre)| pre.clone());
-        if let Some(pre) = known {
-            self.remember_source(bytes, &pre);
-            return Ok(pre);
+            .into_iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .find(|linked| *linked.bytes == *bytes);
+        if let Some(linked) = known {
+            self.remember_source(&linked);
+            return Ok(linked);
         }
+        let config = &self.shared.config;
+        module_check::check_sizes(
+            &bytes,
+            config.max_module_bytes,
+            config.max_function_body_bytes,
+        )?;
         let shared = Arc::clone(&self.shared);
         let source = Arc::clone(&bytes);
-        // Hashing, the disk and compilation block: keep them off the async workers.
-        let (module, from_disk) =
-            tokio::task::spawn_blocking(move || shared.compile_or_load(&source, sha256))
-                .await
-                .map_err(|e| LoadError::InvalidModule {
-                    reason: format!("compilation task failed: {e}"),
-                })??;
+        // Hashing, the disk and compilation block: keep them off the async workers, within the
+        // compile budget. Past it the blocking compilation may still finish; its result is
+        // dropped with the task's handle.
+        let compiling =
+            tokio::task::spawn_blocking(move || shared.compile_or_load(&source, sha256));
+        let joined = match config.compile_budget {
+            Some(budget) => tokio::time::timeout(budget, compiling).await.map_err(|_| {
+                LoadError::CompileTimeout {
+                    budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                }
+            })?,
+            None => compiling.await,
+        };
+        let (module, from_disk) = joined.map_err(|e| LoadError::InvalidModule {
+            reason: format!("compilation task failed: {e}"),
+        })??;
         module_check::check_imports_and_exports(&module)?;
         let pre =
             self.shared
@@ -227,32 +268,57 @@ impl WasmtimeRuntime {
         if from_disk {
             self.shared.from_disk.fetch_add(1, Ordering::Relaxed);
         }
-        lock_poisoned_ok(&self.shared.modules)
-            .entry(fingerprint)
-            .or_default()
-            .push((Arc::clone(&bytes), pre.clone()));
-        self.remember_source(bytes, &pre);
-        Ok(pre)
+        let linked = Arc::new(Linked { bytes, pre });
+        {
+            let mut modules = lock(&self.shared.modules);
+            modules.retain(|_, same| {
+                same.retain(|linked| linked.strong_count() > 0);
+                !same.is_empty()
+            });
+            modules
+                .entry(fingerprint)
+                .or_default()
+                .push(Arc::downgrade(&linked));
+        }
+        self.remember_source(&linked);
+        Ok(linked)
     }
 
     /// The linked module of a source loaded before from this very allocation.
-    fn recent_source(&self, bytes: &Arc<[u8]>) -> Option<InstancePre<StoreData>> {
-        lock_poisoned_ok(&self.shared.recent_sources)
+    fn recent_source(&self, bytes: &Arc<[u8]>) -> Option<Arc<Linked>> {
+        lock(&self.shared.recent_sources)
             .iter()
-            .find(|(source, _)| Arc::ptr_eq(source, bytes))
-            .map(|(_, pre)| pre.clone())
+            .find(|linked| Arc::ptr_eq(&linked.bytes, bytes))
+            .cloned()
     }
 
-    fn remember_source(&self, bytes: Arc<[u8]>, pre: &InstancePre<StoreData>) {
-        let mut recent = lock_poisoned_ok(&self.shared.recent_sources);
+    fn remember_source(&self, linked: &Arc<Linked>) {
+        let mut recent = lock(&self.shared.recent_sources);
+        Shared::forget_unused_in(&mut recent);
+        if let Some(at) = recent.iter().position(|r| Arc::ptr_eq(r, linked)) {
+            // Already remembered: move it to the most recent end.
+            let again = recent.remove(at);
+            recent.push(again);
+            return;
+        }
         if recent.len() == RECENT_SOURCES {
             recent.remove(0);
         }
-        recent.push((bytes, pre.clone()));
+        recent.push(Arc::clone(linked));
     }
 }
 
 impl Shared {
+    /// Forgets the recent sources nobody else holds (see `recent_sources`).
+    pub(crate) fn forget_unused(&self) {
+        Self::forget_unused_in(&mut lock(&self.recent_sources));
+    }
+
+    fn forget_unused_in(recent: &mut Vec<Arc<Linked>>) {
+        // One count is the `Linked`'s own; a spec or a caller holding the source is another.
+        recent.retain(|linked| Arc::strong_count(&linked.bytes) > 1);
+    }
+
     /// The compiled module: from the disk cache when it holds it (`true`), else compiled (and
     /// stored there).
     fn compile_or_load(
@@ -324,6 +390,10 @@ impl PluginRuntime for WasmtimeRuntime {
         RuntimeKind::Wasm
     }
 
+    fn release_unused(&self) {
+        self.shared.forget_unused();
+    }
+
     async fn load(
         &self,
         manifest: &PluginManifest,
@@ -339,14 +409,14 @@ impl PluginRuntime for WasmtimeRuntime {
                 });
             }
         };
-        let pre = self.instance_pre(Arc::clone(bytes), sha256).await?;
+        let linked = self.instance_pre(Arc::clone(bytes), sha256).await?;
         let asked = manifest
             .homecore
             .as_ref()
             .map(|h| h.limits)
             .unwrap_or_default();
         let limits = self.shared.config.effective(&asked);
-        let instance = WasmInstance::new(Arc::clone(&self.shared), pre, limits).await?;
+        let instance = WasmInstance::new(Arc::clone(&self.shared), linked, limits).await?;
         Ok(Box::new(instance))
     }
 }

@@ -1,25 +1,20 @@
 //! What each plugin's `Store` holds: the current call's context, limits and quotas.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use homecore_abi::v1::Status;
-use wasmtime::{Memory, StoreLimits};
+use wasmtime::Memory;
 
 use crate::PluginContext;
 use crate::wasm::config::EffectiveLimits;
-
-/// Locks a mutex whose data stays consistent even if a holder panicked.
-pub(crate) fn lock_poisoned_ok<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::wasm::limiter::Limiter;
 
 /// The data of one plugin instance's `Store`.
 pub(crate) struct StoreData {
     /// The context of the call in progress (its cause); `None` between calls.
     pub(crate) ctx: Option<PluginContext>,
-    /// Memory and table limits, enforced by Wasmtime.
-    pub(crate) limits: StoreLimits,
+    /// Memory and table limits, enforced by Wasmtime; records which one was hit.
+    pub(crate) limiter: Limiter,
     /// The guest's exported memory, once instantiated.
     pub(crate) memory: Option<Memory>,
     /// A result too large for the guest's buffer, waiting for `take_result`.
@@ -36,13 +31,15 @@ pub(crate) struct StoreData {
     pub(crate) quota_refusals: u64,
     /// How long past `deadline` an async import may still wait.
     pub(crate) import_slack: Duration,
+    /// The ABI helper export (`hc_alloc`, `hc_free`) running, if any (to say where a call failed).
+    pub(crate) helper: Option<&'static str>,
 }
 
 impl StoreData {
-    pub(crate) fn new(limits: StoreLimits, import_slack: Duration) -> Self {
+    pub(crate) fn new(limiter: Limiter, import_slack: Duration) -> Self {
         Self {
             ctx: None,
-            limits,
+            limiter,
             memory: None,
             pending: None,
             calls_left: 0,
@@ -51,6 +48,7 @@ impl StoreData {
             deadline: Instant::now(),
             quota_refusals: 0,
             import_slack,
+            helper: None,
         }
     }
 
@@ -62,6 +60,8 @@ impl StoreData {
         self.bytes_left = limits.bytes_per_call;
         self.error = None;
         self.quota_refusals = 0;
+        self.helper = None;
+        self.limiter.take_hit();
         self.deadline = Instant::now() + limits.call_timeout;
     }
 

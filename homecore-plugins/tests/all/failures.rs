@@ -291,3 +291,109 @@ async fn runtime_and_api_mismatches_are_refused() {
         .expect_err("needs API 2");
     assert!(err.to_string().contains("requires host API ^2"), "{err}");
 }
+
+/// Calls `svc.act` on entity `target` (`light.boom` makes the plugin panic).
+async fn act(home: &Home, target: &str) -> bool {
+    home.services
+        .call(
+            "svc",
+            "act",
+            json!({"entity_id": target}),
+            homecore::Context::new(),
+        )
+        .await
+        .is_ok()
+}
+
+async fn service_plugin(home: &Home) -> PluginRegistry {
+    let registry = PluginRegistry::new(home.clone());
+    let script = Script {
+        service: Some("act"),
+        ..Script::default()
+    };
+    registry
+        .load(script.spec(manifest("svc", all_permissions(), &[])))
+        .await
+        .expect("starts");
+    registry
+}
+
+#[tokio::test]
+async fn failing_service_calls_interleaved_with_successes_never_quarantine() {
+    let home = Home::new();
+    let registry = service_plugin(&home).await;
+    for _ in 0..10 {
+        assert!(!act(&home, "light.boom").await);
+        assert!(act(&home, "light.fine").await);
+    }
+    let info = registry.get("svc").expect("listed");
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    assert_eq!(info.stats.errors, 10);
+    assert_eq!(
+        info.health.consecutive_failures, 0,
+        "the last call succeeded"
+    );
+}
+
+#[tokio::test]
+async fn five_failing_service_calls_in_a_row_quarantine() {
+    let home = Home::new();
+    let registry = service_plugin(&home).await;
+    assert!(act(&home, "light.fine").await);
+    for _ in 0..4 {
+        assert!(!act(&home, "light.boom").await);
+    }
+    assert_eq!(
+        registry.get("svc").expect("listed").lifecycle,
+        Lifecycle::Running
+    );
+    assert!(!act(&home, "light.boom").await);
+    settle_until(|| {
+        registry
+            .get("svc")
+            .is_some_and(|i| i.lifecycle == Lifecycle::Quarantined)
+    })
+    .await;
+    let info = registry.get("svc").expect("listed");
+    assert!(
+        info.health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("quarantined after 5 consecutive failures")),
+        "{:?}",
+        info.health.last_error
+    );
+}
+
+#[tokio::test]
+async fn a_service_call_refused_for_the_callers_request_does_not_extend_the_streak() {
+    let home = Home::new();
+    let registry = service_plugin(&home).await;
+    for _ in 0..4 {
+        assert!(!act(&home, "light.boom").await);
+    }
+    for _ in 0..5 {
+        // No entity_id: the plugin refuses the request as invalid (the caller's fault).
+        let refused = home
+            .services
+            .call("svc", "act", json!({}), homecore::Context::new())
+            .await;
+        assert!(refused.is_err());
+    }
+    let info = registry.get("svc").expect("listed");
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    assert_eq!(info.health.consecutive_failures, 4);
+    assert_eq!(info.stats.errors, 9);
+}
+
+/// Yields (real time, bounded) until `cond` holds; the bound is a safety net, not a timing
+/// assertion.
+async fn settle_until(mut cond: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("condition never held");
+}

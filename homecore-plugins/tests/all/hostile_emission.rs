@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use homecore::{Attributes, EventFilter, Home, ServiceCall, StateChanged};
+use homecore::{Attributes, EventFilter, Home, ServiceCall};
 use homecore_plugins::{
     DenyReason, Emission, HomeCorePlugin, HostAction, HostError, HostPolicy, Lifecycle,
     PluginContext, PluginError, PluginManifest, PluginRegistry, PluginSource, PluginSpec,
@@ -32,14 +32,6 @@ struct Attacker {
 impl HomeCorePlugin for Attacker {
     async fn setup(&mut self, ctx: &PluginContext, _config: &Value) -> Result<(), PluginError> {
         (self.at_setup)(ctx, 0)?;
-        Ok(())
-    }
-
-    async fn on_state_changed(
-        &mut self,
-        _ctx: &PluginContext,
-        _event: &StateChanged,
-    ) -> Result<(), PluginError> {
         Ok(())
     }
 
@@ -388,14 +380,6 @@ impl HomeCorePlugin for Vault {
         Ok(())
     }
 
-    async fn on_state_changed(
-        &mut self,
-        _ctx: &PluginContext,
-        _event: &StateChanged,
-    ) -> Result<(), PluginError> {
-        Ok(())
-    }
-
     async fn call_service(
         &mut self,
         ctx: &PluginContext,
@@ -434,14 +418,6 @@ async fn service_results_show_only_states_the_caller_may_read() {
                 .map(|s| s.entity_id().to_string())
                 .collect();
             *self.0.lock().expect("not poisoned") = Some(ids);
-            Ok(())
-        }
-
-        async fn on_state_changed(
-            &mut self,
-            _ctx: &PluginContext,
-            _event: &StateChanged,
-        ) -> Result<(), PluginError> {
             Ok(())
         }
     }

@@ -369,3 +369,45 @@ async fn shutdown_tears_everything_down() {
     assert_eq!(b.entries(), ["setup", "teardown"]);
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reloads_of_one_plugin_all_succeed() {
+    let home = Home::new();
+    let registry = PluginRegistry::new(home.clone());
+    let script = Script {
+        subscribe: vec!["light.*"],
+        ..Script::default()
+    };
+    registry
+        .load(script.spec(manifest("busy", all_permissions(), &[])))
+        .await
+        .expect("starts");
+    // Rounds, because a race shows only sometimes.
+    const ROUNDS: usize = 8;
+    for _ in 0..ROUNDS {
+        let reloads: Vec<_> = (0..16)
+            .map(|_| {
+                let registry = registry.clone();
+                tokio::spawn(async move { registry.reload("busy").await })
+            })
+            .collect();
+        for reload in reloads {
+            let info = reload
+                .await
+                .expect("no panic")
+                .expect("every reload succeeds");
+            assert_eq!(info.lifecycle, Lifecycle::Running);
+        }
+    }
+    let info = registry.get("busy").expect("listed");
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    let entries = script.entries();
+    let setups = entries.iter().filter(|e| *e == "setup").count();
+    let teardowns = entries.iter().filter(|e| *e == "teardown").count();
+    assert_eq!(
+        (setups, teardowns),
+        (1 + 16 * ROUNDS, 16 * ROUNDS),
+        "one instance left running"
+    );
+    assert_eq!(home.bus.subscriber_count(), 1, "one mailbox");
+}

@@ -10,7 +10,8 @@ use homecore_plugins::{
 };
 use serde::Serialize;
 
-use super::{Api, ApiError, error_chain, json};
+use super::{Api, ApiError, json};
+use crate::error_chain::error_chain;
 
 /// One plugin as `GET /api/homecore/plugins` lists it: manifest summary, runtime kind,
 /// lifecycle state, health, counters and last error.

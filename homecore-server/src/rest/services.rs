@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::JsonBody;
-use super::{Api, ApiError, error_chain, json};
+use super::{Api, ApiError, json};
+use crate::error_chain::error_chain;
 use crate::ha_json::{self, ServiceFailure, ServiceListing};
 
 /// `GET /api/services`.

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use homecore::Event;
 
@@ -77,7 +77,7 @@ impl SharedEventJson {
 
     fn lock(&self) -> MutexGuard<'_, Recent> {
         // Nothing panics while the lock is held; a poisoned map is still consistent.
-        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
+        homecore::lock_unpoisoned(&self.recent)
     }
 
     #[cfg(test)]

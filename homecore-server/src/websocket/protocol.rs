@@ -174,7 +174,7 @@ pub(crate) enum Command {
 }
 
 fn capped(text: &str) -> String {
-    text.chars().take(64).collect()
+    homecore_abi::text::capped(text, 64).to_owned()
 }
 
 /// The `id` and `type` of a command message (Home Assistant's envelope check).

@@ -20,8 +20,8 @@ use super::event_json::SharedEventJson;
 use super::protocol::{self, Command, ErrorCode, ProtocolError};
 use super::{TokenCheck, WebSocketSettings};
 use crate::durability::Durability;
+use crate::error_chain::error_chain;
 use crate::ha_json::{self, ServiceFailure, ServiceListing};
-use crate::rest::error_chain;
 
 /// Messages taken from the outgoing queue per write before a flush.
 const WRITE_BATCH: usize = 64;
@@ -644,18 +644,5 @@ mod tests {
         ] {
             assert_eq!(auth_token(&bad), Err(text.to_owned()), "{bad}");
         }
-    }
-
-    #[test]
-    fn error_chain_joins_distinct_sources() {
-        let name = homecore::ServiceName::new("a", "b").expect("valid");
-        let err = ServiceError::Failed {
-            name,
-            source: Box::new(homecore_plugins::PluginError::Timeout { limit_ms: 5 }),
-        };
-        assert_eq!(
-            error_chain(&err),
-            "service a.b failed: call exceeded its 5 ms deadline"
-        );
     }
 }

@@ -339,8 +339,8 @@ fn with_custom_section(module: &[u8], payload: &[u8]) -> Vec<u8> {
     assert!(size < 128 && name.len() < 128, "one-byte LEB128 sizes");
     let mut out = module.to_vec();
     out.push(0);
-    out.push(size as u8);
-    out.push(name.len() as u8);
+    out.push(u8::try_from(size).expect("asserted above"));
+    out.push(u8::try_from(name.len()).expect("asserted above"));
     out.extend_from_slice(name);
     out.extend_from_slice(payload);
     out

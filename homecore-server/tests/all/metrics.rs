@@ -276,6 +276,10 @@ async fn metrics_report_known_traffic() {
         matching(&samples, "homecore_plugin_fuel_used_total", &probe).is_empty(),
         "fuel is for WASM plugins only"
     );
+    assert!(
+        matching(&samples, "homecore_plugin_guest_failures_total", &probe).is_empty(),
+        "guest failures (fuel, deadline, memory, table, trap) are for WASM plugins only"
+    );
     let service = [
         ("plugin", "probe"),
         ("runtime", "native"),

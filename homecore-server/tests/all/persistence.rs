@@ -244,7 +244,8 @@ async fn kill_9_during_a_write_burst_loses_nothing_acknowledged() {
         );
         writers.push(tokio::spawn(async move {
             for value in 1u64.. {
-                let slot = w * ENTITIES_PER_WRITER + (value as usize % ENTITIES_PER_WRITER);
+                let slot = w * ENTITIES_PER_WRITER
+                    + usize::try_from(value).expect("fits") % ENTITIES_PER_WRITER;
                 let answer = client
                     .post(format!("{url}/api/states/sensor.burst_{slot}"))
                     .bearer_auth(TOKEN)

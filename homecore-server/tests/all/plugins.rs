@@ -136,3 +136,38 @@ async fn the_signed_wasm_example_runs_out_of_the_box() {
     let (_, light) = send(s.get("/api/states/light.hall")).await;
     assert!(light["context"]["parent_id"].is_string(), "{light}");
 }
+
+/// The operator's limits for a plugin apply, and are kept beside its grant: the manifest the
+/// API shows is the one the plugin declared (issue 14 §4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_limits_apply_without_rewriting_the_declared_manifest() {
+    let s = TestServer::start_with(|c| {
+        let entry = c.plugins.entry("motion_lights".to_owned()).or_default();
+        entry.enabled = true;
+        entry.limits = Some(homecore_plugins::ResourceLimits {
+            mailbox_capacity: Some(16),
+            ..homecore_plugins::ResourceLimits::default()
+        });
+    })
+    .await;
+    let info = s
+        .server
+        .api()
+        .registry()
+        .get("motion_lights")
+        .expect("listed");
+    assert_eq!(
+        info.stats.mailbox_capacity, 16,
+        "the operator's limit applies"
+    );
+    let declared = info
+        .manifest
+        .homecore
+        .as_ref()
+        .map(|h| h.limits.mailbox_capacity);
+    assert_eq!(
+        declared,
+        Some(Some(4096)),
+        "the manifest still shows what the plugin declared"
+    );
+}

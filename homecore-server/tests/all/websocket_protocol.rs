@@ -714,7 +714,7 @@ async fn many_subscribers_each_receive_every_event_of_a_burst_in_order() {
         .await;
         assert_eq!(ok["success"], true, "{ok}");
         readers.push(tokio::spawn(async move {
-            let mut states = Vec::with_capacity(CHANGES as usize);
+            let mut states = Vec::with_capacity(usize::try_from(CHANGES).expect("fits"));
             let mut first = None;
             while (states.len() as u64) < CHANGES {
                 let msg = next(&mut ws).await.expect("every event before a close");

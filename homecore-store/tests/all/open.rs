@@ -54,7 +54,7 @@ fn creates_a_new_database_with_the_current_schema_in_wal_mode() {
 fn a_file_that_is_not_a_database_is_reported_and_left_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("garbage.db");
-    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
     std::fs::write(&path, &garbage).expect("writes");
     let err = Store::open(&path).expect_err("not a database");
     assert!(
@@ -96,7 +96,7 @@ fn a_damaged_page_is_reported_as_corrupt() {
     // Overwrite the third page (a b-tree page of the states table) with noise.
     let page = 4096;
     for (i, b) in bytes[2 * page..3 * page].iter_mut().enumerate() {
-        *b = (i * 31 + 17) as u8;
+        *b = (i * 31 + 17).to_le_bytes()[0];
     }
     std::fs::write(&path, &bytes).expect("writes");
     let err = Store::open(&path).expect_err("corrupt");

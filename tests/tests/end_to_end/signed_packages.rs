@@ -67,10 +67,12 @@ async fn a_signed_example_package_is_discovered_loaded_and_runs() {
     let package = report.get(DOMAIN).expect("the example is accepted");
     assert_eq!(package.key_id(), Some(key.key_id));
     assert_eq!(&**package.module(), example_wasm());
+    // Verification checks the rollback floor; the host raises it once the plugin runs.
     assert_eq!(
         homecore_package::AcceptedVersions::highest(&store, DOMAIN).expect("reads"),
-        Some(package.version().clone())
+        None
     );
+    let verified = package.clone();
 
     let home = Home::new();
     let registry = registry(&home);
@@ -81,6 +83,11 @@ async fn a_signed_example_package_is_discovered_loaded_and_runs() {
         .collect();
     let started = registry.load_all(specs).await;
     assert_eq!(started.started(), [DOMAIN], "{started:?}");
+    verified.record_accepted(&store).expect("recorded");
+    assert_eq!(
+        homecore_package::AcceptedVersions::highest(&store, DOMAIN).expect("reads"),
+        Some(verified.version().clone())
+    );
 
     set(&home, "binary_sensor.hall_motion", "on");
     wait_until(&home, "light.hall", "on").await;

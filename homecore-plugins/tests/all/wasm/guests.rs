@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use homecore::Home;
 use homecore_abi::v1::{IMPORT_MODULE, IMPORTS, Status, ValType};
 use homecore_plugins::{
-    HostPolicy, Lifecycle, PluginInfo, PluginManifest, PluginRegistry, PluginSource, PluginSpec,
-    RegistryError, WasmtimeConfig, WasmtimeRuntime,
+    GuestFailure, HostPolicy, Lifecycle, LoadError, PluginError, PluginInfo, PluginManifest,
+    PluginRegistry, PluginSource, PluginSpec, RegistryError, WasmtimeConfig, WasmtimeRuntime,
 };
 use serde_json::{Value, json};
 
@@ -184,7 +184,12 @@ impl Span {
     }
 
     pub(crate) const fn len(&self) -> i32 {
-        self.bytes.len() as i32
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "test strings are a few bytes (const fn: no try_from)"
+        )]
+        let len = self.bytes.len() as i32;
+        len
     }
 
     /// The same address with a capacity of zero.
@@ -503,10 +508,31 @@ pub(crate) async fn load_checked(
 }
 
 /// The last setup error of a plugin that did not start.
-pub(crate) fn setup_error(err: &RegistryError) -> &str {
+pub(crate) fn setup_error(err: &RegistryError) -> &PluginError {
     match err {
         RegistryError::SetupFailed { last_error, .. } => last_error,
         other => panic!("expected a failed setup, got {other:?}"),
+    }
+}
+
+/// A check of a classified guest failure (a test case's expectation).
+pub(crate) type FailureCheck = dyn Fn(&GuestFailure) -> bool;
+
+/// The guest failure behind a failed setup.
+pub(crate) fn setup_failure(err: &RegistryError) -> &GuestFailure {
+    setup_error(err)
+        .guest_failure()
+        .unwrap_or_else(|| panic!("expected a guest failure, got {err:?}"))
+}
+
+/// The guest failure behind a refused instantiation.
+pub(crate) fn instantiate_failure(err: Option<&RegistryError>) -> &GuestFailure {
+    match err {
+        Some(RegistryError::Load {
+            source: LoadError::Instantiate { failure },
+            ..
+        }) => failure,
+        other => panic!("expected an instantiation error, got {other:?}"),
     }
 }
 

@@ -19,6 +19,10 @@ use crate::support::{all_permissions, set, state_of};
 
 /// Longest name (entity id, glob, key, event type, service) an import reads.
 const MAX_NAME: i32 = 255;
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "MAX_PAYLOAD is 64 KiB (const context: no try_from)"
+)]
 const PAYLOAD: i32 = MAX_PAYLOAD as i32;
 
 /// Hostile `(ptr, len)` pairs for a buffer the host reads with limit `max`, and the answer
@@ -784,7 +788,7 @@ async fn a_write_refused_for_the_byte_quota_has_no_effect() {
     .await;
     let info = registry.get("bytes").expect("listed");
     assert_eq!(info.stats.errors, 0, "{:?}", info.health.last_error);
-    let last_accepted = char::from(b'a' + FIT as u8 - 1).to_string();
+    let last_accepted = char::from(b'a' + u8::try_from(FIT).expect("a letter") - 1).to_string();
     assert_eq!(
         state_of(&home, "hostile.entity"),
         Some(last_accepted),
@@ -828,7 +832,8 @@ async fn a_plugin_writing_what_it_listens_to_is_stopped_by_the_loop_guard() {
     // The outside write, then one reaction per level: the write at depth 17 is refused.
     let depth = u64::from(MAX_CONTEXT_DEPTH);
     assert_eq!(info.stats.events, depth + 1);
-    let last = char::from(b'a' + MAX_CONTEXT_DEPTH as u8 - 1).to_string();
+    let last =
+        char::from(b'a' + u8::try_from(MAX_CONTEXT_DEPTH).expect("a letter") - 1).to_string();
     assert_eq!(state_of(&home, "hostile.entity"), Some(last));
     assert_eq!(home.bus.loop_guard_refusals(), 1);
     assert_eq!(

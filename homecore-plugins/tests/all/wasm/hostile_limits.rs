@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homecore_plugins::{Lifecycle, LoadError, RegistryError};
+use homecore_plugins::{GuestFailure, Lifecycle, PluginStats};
 use serde_json::json;
 
 use super::guests::*;
@@ -40,19 +40,27 @@ async fn an_infinite_loop_in_setup_is_stopped_by_fuel_or_deadline() {
             wasm_spec("clock", all_permissions(), clock, guest.bytes()),
         ])
         .await;
-    for (domain, reason) in [
+    for (domain, expected, reason) in [
         (
             "fuel",
+            GuestFailure::OutOfFuel { limit: 1_000_000 },
             "fuel exhausted: more than 1000000 instructions in one call",
         ),
-        ("clock", "deadline exceeded: call ran longer than 100 ms"),
+        (
+            "clock",
+            GuestFailure::Deadline { limit_ms: 100 },
+            "deadline exceeded: call ran longer than 100 ms",
+        ),
     ] {
         let err = report.error(domain).expect("setup never ends");
-        assert!(setup_error(err).contains(reason), "{domain}: {err}");
+        assert_eq!(*setup_failure(err), expected, "{domain}");
         let info = registry.get(domain).expect("listed");
         assert_eq!(info.lifecycle, Lifecycle::Failed);
         assert_last_error(&info, reason);
     }
+    let (fuel, clock) = (stats(&registry, "fuel"), stats(&registry, "clock"));
+    assert_eq!((fuel.fuel_exhausted, fuel.deadlines_missed), (1, 0));
+    assert_eq!((clock.fuel_exhausted, clock.deadlines_missed), (0, 1));
     neighbour.assert_unharmed(&registry).await;
 }
 
@@ -173,19 +181,36 @@ async fn initial_memory_or_tables_above_the_cap_are_refused_at_load() {
             ),
         ])
         .await;
-    for (domain, reason) in [
-        ("huge_memory", "memory limit of 16777216 bytes hit"),
-        ("greedy", "memory limit of 268435456 bytes hit"),
-        ("huge_table", "table limit of 10000 elements hit"),
-        ("many_tables", ""),
-    ] {
-        match report.error(domain) {
-            Some(RegistryError::Load {
-                source: LoadError::Instantiate { reason: got },
-                ..
-            }) => assert!(got.contains(reason), "{domain}: {got}"),
-            other => panic!("{domain}: expected an instantiation error, got {other:?}"),
-        }
+    let cases: [(&str, &FailureCheck); 4] = [
+        ("huge_memory", &|f| {
+            matches!(
+                f,
+                GuestFailure::MemoryLimit {
+                    limit_bytes: 16_777_216,
+                    ..
+                }
+            )
+        }),
+        ("greedy", &|f| {
+            matches!(
+                f,
+                GuestFailure::MemoryLimit {
+                    limit_bytes: 268_435_456,
+                    ..
+                }
+            )
+        }),
+        ("huge_table", &|f| {
+            *f == GuestFailure::TableLimit {
+                limit_elements: 10_000,
+                requested_elements: 20_000,
+            }
+        }),
+        ("many_tables", &|f| matches!(f, GuestFailure::Engine { .. })),
+    ];
+    for (domain, expected) in cases {
+        let failure = instantiate_failure(report.error(domain));
+        assert!(expected(failure), "{domain}: {failure:?}");
         assert_eq!(
             registry.get(domain).expect("listed").lifecycle,
             Lifecycle::Failed
@@ -338,4 +363,142 @@ async fn a_plugin_stuck_in_hc_alloc_never_delays_the_runtime() {
     let info = failed_calls(&registry, "allocspin", 1).await;
     assert_last_error(&info, "hc_alloc");
     neighbour.assert_unharmed(&registry).await;
+}
+
+/// The counters of `domain`.
+fn stats(registry: &homecore_plugins::PluginRegistry, domain: &str) -> PluginStats {
+    registry.get(domain).expect("listed").stats
+}
+
+/// What a failing event call of a guest with `body` and `limits` reports: (last error, stats).
+async fn one_failed_event(
+    domain: &str,
+    body: &str,
+    data: &str,
+    limits: serde_json::Value,
+) -> (String, PluginStats) {
+    let (home, registry) = hostile_registry();
+    let mut neighbour = Neighbour::load(&registry).await;
+    let mut guest = on_events(body);
+    guest.data.push_str(data);
+    registry
+        .load(wasm_spec(domain, listener(), limits, guest.bytes()))
+        .await
+        .expect("starts");
+    neighbour.trigger(&home, 1);
+    let info = failed_calls(&registry, domain, 1).await;
+    assert_eq!(info.lifecycle, Lifecycle::Running);
+    neighbour.assert_unharmed(&registry).await;
+    (info.health.last_error.unwrap_or_default(), info.stats)
+}
+
+#[tokio::test]
+async fn a_table_limit_hit_is_reported_as_a_table_limit_not_fuel_exhaustion() {
+    let (last, stats) = one_failed_event(
+        "table_kind",
+        "(loop $grow (drop (table.grow $t (ref.null func) (i32.const 1000))) (br $grow))",
+        "(table $t 1 funcref)",
+        json!({"table_elements": 10_000, "fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 1000}),
+    )
+    .await;
+    let expected = GuestFailure::TableLimit {
+        limit_elements: 10_000,
+        requested_elements: 10_001,
+    };
+    assert!(last.contains(&expected.to_string()), "{last}");
+    assert_eq!(
+        (
+            stats.table_limit_hits,
+            stats.fuel_exhausted,
+            stats.memory_limit_hits
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!((stats.deadlines_missed, stats.traps), (0, 0));
+}
+
+#[tokio::test]
+async fn a_memory_limit_hit_is_classified_and_counted() {
+    let (last, stats) = one_failed_event(
+        "memory_kind",
+        "(loop $grow (drop (memory.grow (i32.const 16))) (br $grow))",
+        "",
+        json!({"memory_bytes": 4 << 20, "call_timeout_ms": 1000}),
+    )
+    .await;
+    assert!(last.contains("memory limit of 4194304 bytes hit"), "{last}");
+    assert_eq!(
+        (
+            stats.memory_limit_hits,
+            stats.table_limit_hits,
+            stats.fuel_exhausted
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!((stats.deadlines_missed, stats.traps), (0, 0));
+}
+
+#[tokio::test]
+async fn fuel_exhaustion_is_classified_and_counted() {
+    let (last, stats) = one_failed_event(
+        "fuel_kind",
+        SPIN,
+        "",
+        json!({"fuel_per_call": 1_000_000, "call_timeout_ms": 10_000}),
+    )
+    .await;
+    let expected = GuestFailure::OutOfFuel { limit: 1_000_000 };
+    assert!(last.contains(&expected.to_string()), "{last}");
+    assert_eq!(
+        (
+            stats.fuel_exhausted,
+            stats.deadlines_missed,
+            stats.memory_limit_hits
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!((stats.table_limit_hits, stats.traps), (0, 0));
+}
+
+#[tokio::test]
+async fn a_missed_deadline_is_classified_and_counted() {
+    let (last, stats) = one_failed_event(
+        "deadline_kind",
+        SPIN,
+        "",
+        json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 50}),
+    )
+    .await;
+    let expected = GuestFailure::Deadline { limit_ms: 50 };
+    assert!(last.contains(&expected.to_string()), "{last}");
+    assert_eq!(
+        (
+            stats.deadlines_missed,
+            stats.fuel_exhausted,
+            stats.memory_limit_hits
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!((stats.table_limit_hits, stats.traps), (0, 0));
+}
+
+#[tokio::test]
+async fn operator_limits_cap_what_the_manifest_asks() {
+    let (_home, registry) = hostile_registry();
+    let guest = Guest {
+        setup: format!("{SPIN} (i32.const 0)"),
+        ..Guest::hostile()
+    };
+    let asked = json!({"fuel_per_call": 1_000_000_000u64, "call_timeout_ms": 10_000});
+    let operator = homecore_plugins::ResourceLimits {
+        fuel_per_call: Some(1_000_000),
+        ..homecore_plugins::ResourceLimits::default()
+    };
+    let spec = wasm_spec("capped", all_permissions(), asked, guest.bytes()).with_limits(operator);
+    let err = registry.load(spec).await.expect_err("setup never ends");
+    assert_eq!(
+        *setup_failure(&err),
+        GuestFailure::OutOfFuel { limit: 1_000_000 }
+    );
+    assert_eq!(stats(&registry, "capped").fuel_exhausted, 1);
 }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use homecore_plugins::{Lifecycle, LoadError, RegistryError, WasmtimeConfig, WasmtimeRuntime};
+use homecore_plugins::{
+    GuestFailure, Lifecycle, LoadError, RegistryError, TrapCode, WasmtimeConfig, WasmtimeRuntime,
+};
 use serde_json::json;
 
 use super::guests::*;
@@ -375,25 +377,33 @@ async fn a_start_function_runs_under_the_limits_and_without_host_access() {
             wasm_spec("start_quiet", all_permissions(), json!({}), quiet.bytes()),
         ])
         .await;
-    for (domain, reason) in [
+    for (domain, expected) in [
+        ("start_spin", GuestFailure::Deadline { limit_ms: 100 }),
+        ("start_burn", GuestFailure::OutOfFuel { limit: 1_000_000 }),
         (
-            "start_spin",
-            "deadline exceeded: call ran longer than 100 ms",
+            "start_trap",
+            GuestFailure::Trap {
+                code: TrapCode::UnreachableCodeReached,
+            },
         ),
-        (
-            "start_burn",
-            "fuel exhausted: more than 1000000 instructions",
-        ),
-        ("start_trap", "`unreachable` instruction executed"),
-        ("start_grow", "memory limit of 1048576 bytes hit"),
     ] {
-        match load_error(report.error(domain)) {
-            LoadError::Instantiate { reason: got } => {
-                assert!(got.contains(reason), "{domain}: {got}")
-            }
-            other => panic!("{domain}: expected an instantiation error, got {other:?}"),
-        }
+        assert_eq!(
+            *instantiate_failure(report.error(domain)),
+            expected,
+            "{domain}"
+        );
     }
+    assert!(
+        matches!(
+            instantiate_failure(report.error("start_grow")),
+            GuestFailure::MemoryLimit {
+                limit_bytes: 1_048_576,
+                ..
+            }
+        ),
+        "{:?}",
+        report.error("start_grow")
+    );
     assert!(
         report.error("start_quiet").is_none(),
         "{:?}",
