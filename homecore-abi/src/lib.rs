@@ -4,6 +4,11 @@
 //! fixed here. Each ABI version is one module ([`v1`]); [`latest`] names the newest. A frozen
 //! table is never edited: a change is a new version, served beside the old one.
 //!
+//! Beside the tables, this crate holds the one copy of the rules both sides of the boundary
+//! apply: entity id syntax ([`check_entity_id`]), name patterns ([`glob_match`]) and the
+//! module's declared ABI version ([`module_abi_version`]), and how outside text is cut
+//! ([`text`]) (docs/adr/0014-contract-in-homecore-abi.md).
+//!
 //! The reference page is `docs/abi-v1.md`; the decision record `docs/adr/0005-host-abi-v1.md`.
 //!
 //! ```
@@ -18,8 +23,15 @@
 
 extern crate alloc;
 
+mod entity_id;
+mod glob;
+mod module_section;
 pub mod text;
 pub mod v1;
+
+pub use crate::entity_id::*;
+pub use crate::glob::*;
+pub use crate::module_section::*;
 
 /// The newest ABI version.
 pub use v1 as latest;

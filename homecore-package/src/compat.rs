@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use homecore_abi::SUPPORTED_VERSIONS;
-use homecore_abi::v1::{ABI_SECTION, declared_version};
+use homecore_abi::v1::ABI_SECTION;
+use homecore_abi::{AbiSectionError, SUPPORTED_VERSIONS, module_abi_version};
 use homecore_plugins::{HOST_API_VERSION, PluginManifest};
 use semver::{Version, VersionReq};
 
@@ -35,13 +35,14 @@ pub enum CompatError {
         /// The host's version.
         host: Version,
     },
-    /// The module is not a WebAssembly core module, or its section headers are malformed.
-    #[error("plugin {domain}'s module is malformed: {reason}")]
+    /// The module is not a WebAssembly core module, or its section headers or its ABI section
+    /// are malformed.
+    #[error("plugin {domain}'s module is malformed: {error}")]
     MalformedModule {
         /// The plugin.
         domain: String,
-        /// What is wrong.
-        reason: &'static str,
+        /// What is wrong, and where.
+        error: AbiSectionError,
     },
     /// The module declares no ABI version.
     #[error(
@@ -107,73 +108,18 @@ pub enum CompatError {
     },
 }
 
-/// Reads an unsigned LEB128 `u32` at `*at`, advancing it.
-fn leb_u32(bytes: &[u8], at: &mut usize) -> Option<u32> {
-    let mut value: u32 = 0;
-    for shift in (0..35).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        let low = u32::from(byte & 0x7f);
-        if shift == 28 && low > 0x0f {
-            return None;
-        }
-        value |= low << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// The ABI version a module declares in its [`ABI_SECTION`] custom section, read from the
-/// section headers only (no compilation, no validation of code).
+/// section headers only (no compilation, no validation of code) by
+/// [`homecore_abi::module_abi_version`], the reader the runtime uses too (ADR 14).
 ///
 /// # Errors
 /// [`CompatError::MalformedModule`], [`CompatError::MissingAbiVersion`],
 /// [`CompatError::IncompatibleAbi`].
 pub fn abi_version(domain: &str, module: &[u8]) -> Result<u32, CompatError> {
-    let malformed = |reason| CompatError::MalformedModule {
+    let declared = module_abi_version(module).map_err(|error| CompatError::MalformedModule {
         domain: domain.to_owned(),
-        reason,
-    };
-    if module.get(..4) != Some(b"\0asm") {
-        return Err(malformed("no WebAssembly magic number"));
-    }
-    if module.get(4..8) != Some(&[1, 0, 0, 0]) {
-        return Err(malformed("not a WebAssembly core module, version 1"));
-    }
-    let mut at = 8;
-    let mut declared: Option<u32> = None;
-    while at < module.len() {
-        let id = module[at];
-        at += 1;
-        let size = leb_u32(module, &mut at).ok_or_else(|| malformed("bad section size"))?;
-        let end = at
-            .checked_add(size as usize)
-            .filter(|end| *end <= module.len())
-            .ok_or_else(|| malformed("section runs past the end of the module"))?;
-        if id == 0 {
-            let section = &module[at..end];
-            let mut pos = 0;
-            let name_len =
-                leb_u32(section, &mut pos).ok_or_else(|| malformed("bad custom section name"))?;
-            let name_end = pos
-                .checked_add(name_len as usize)
-                .filter(|e| *e <= section.len())
-                .ok_or_else(|| malformed("custom section name runs past its section"))?;
-            if &section[pos..name_end] == ABI_SECTION.as_bytes() {
-                let version = declared_version(&section[name_end..])
-                    .map_err(|_| malformed("malformed homecore_abi section"))?;
-                if declared.is_some_and(|d| d != version) {
-                    return Err(malformed(
-                        "homecore_abi sections declare different versions",
-                    ));
-                }
-                declared = Some(version);
-            }
-        }
-        at = end;
-    }
+        error,
+    })?;
     let found = declared.ok_or_else(|| CompatError::MissingAbiVersion {
         domain: domain.to_owned(),
         supported: SUPPORTED_VERSIONS,

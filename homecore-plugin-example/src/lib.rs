@@ -61,9 +61,6 @@ pub const DOMAIN: &str = "motion_lights_wasm";
 /// Default quiet time before the light turns off, in seconds.
 pub const DEFAULT_QUIET_SECONDS: f64 = 120.0;
 
-/// Longest entity id the host accepts.
-const MAX_ENTITY_ID_LEN: usize = 255;
-
 /// The configuration, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotionLightsConfig {
@@ -73,21 +70,10 @@ pub struct MotionLightsConfig {
     pub quiet: Duration,
 }
 
-/// Whether `object_id` follows the host's rule: `[a-z0-9_]+`, no leading, trailing or
-/// double `_`.
-fn valid_object_id(object_id: &str) -> bool {
-    !object_id.is_empty()
-        && object_id
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-        && !object_id.starts_with('_')
-        && !object_id.ends_with('_')
-        && !object_id.contains("__")
-}
-
-/// Whether `domain.object_id` is an entity id the host accepts (`domain` is one of ours).
+/// Whether `domain.object_id` is an entity id the host accepts (`domain` is one of ours): the
+/// host's own rule, `homecore_abi::check_entity_id`.
 fn valid_entity_id(domain: &str, object_id: &str) -> bool {
-    domain.len() + 1 + object_id.len() <= MAX_ENTITY_ID_LEN && valid_object_id(object_id)
+    sdk::homecore_abi::check_entity_id(&format!("{domain}.{object_id}")).is_ok()
 }
 
 /// The configuration's members, unparsed: only the two known options are read, and the

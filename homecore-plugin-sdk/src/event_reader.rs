@@ -803,4 +803,195 @@ mod tests {
             }
         }
     }
+
+    /// Property-based fuzzing of the reader (issue 14 §8; docs/fuzzing.md). Cases per
+    /// property: `PROPTEST_CASES` (default 256).
+    mod fuzz {
+        use proptest::prelude::*;
+        use proptest::test_runner::Config;
+
+        use super::*;
+
+        fn config() -> Config {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256);
+            Config {
+                cases,
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        /// One edit of a valid sample.
+        #[derive(Debug, Clone)]
+        enum Edit {
+            Flip(usize, u8),
+            Insert(usize, u8),
+            Delete(usize),
+            Truncate(usize),
+        }
+
+        fn edits() -> impl Strategy<Value = Vec<Edit>> {
+            let edit = prop_oneof![
+                (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Edit::Flip(i, b)),
+                (
+                    any::<usize>(),
+                    prop::sample::select(b"{}[]\",:\\ 0an-.tfeu".to_vec())
+                )
+                    .prop_map(|(i, b)| Edit::Insert(i, b)),
+                any::<usize>().prop_map(Edit::Delete),
+                any::<usize>().prop_map(Edit::Truncate),
+            ];
+            prop::collection::vec(edit, 1..4)
+        }
+
+        fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
+            let mut out = sample.to_vec();
+            for edit in edits {
+                let len = out.len();
+                match *edit {
+                    Edit::Flip(i, b) if len > 0 => out[i % len] ^= b,
+                    Edit::Insert(i, b) => out.insert(i % (len + 1), b),
+                    Edit::Delete(i) if len > 0 => {
+                        out.remove(i % len);
+                    }
+                    Edit::Truncate(i) => out.truncate(i % (len + 1)),
+                    _ => {}
+                }
+            }
+            out
+        }
+
+        /// Never a panic; and whenever serde_json reads the text as the wire type, the reader
+        /// reads it too, with the same result.
+        fn agrees_with_serde(text: &str) -> Result<(), TestCaseError> {
+            let read = state_changed(text);
+            if let Err(err) = &read {
+                prop_assert!(!err.to_string().is_empty());
+            }
+            if let Ok(reference) = serde_json::from_str::<StateChangedEvent<'_>>(text) {
+                let read = read.map_err(|e| {
+                    TestCaseError::fail(format!("serde reads {text:?}, the reader says {e}"))
+                })?;
+                prop_assert!(same(&read, &reference), "{text:?}");
+            }
+            Ok(())
+        }
+
+        fn samples() -> Vec<String> {
+            let mut all = payloads();
+            all.extend(host_payloads());
+            all
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn context() -> impl Strategy<Value = Value> {
+            (
+                any::<String>(),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+            )
+                .prop_map(|(id, parent, user, origin)| {
+                    let mut c = json!({"id": id, "parent_id": parent, "user_id": user});
+                    if let Some(origin) = origin {
+                        c["origin"] = Value::String(origin);
+                    }
+                    c
+                })
+        }
+
+        fn state() -> impl Strategy<Value = Value> {
+            (
+                any::<String>(),
+                any::<String>(),
+                prop::collection::btree_map(any::<String>(), json_value(), 0..4),
+                any::<String>(),
+                context(),
+            )
+                .prop_map(|(id, state, attributes, at, context)| {
+                    let attributes: serde_json::Map<String, Value> =
+                        attributes.into_iter().collect();
+                    json!({"entity_id": id, "state": state, "attributes": attributes,
+                           "last_changed": at, "last_updated": at, "context": context})
+                })
+        }
+
+        fn event() -> impl Strategy<Value = Value> {
+            (
+                any::<String>(),
+                proptest::option::of(state()),
+                proptest::option::of(state()),
+                context(),
+            )
+                .prop_map(|(id, old, new, context)| {
+                    json!({"entity_id": id, "old_state": old, "new_state": new,
+                           "context": context})
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn fuzz_event_reader_arbitrary_text(text in any::<String>()) {
+                agrees_with_serde(&text)?;
+            }
+
+            #[test]
+            fn fuzz_event_reader_arbitrary_json_like_text(
+                text in r#"[{}\[\]":,a-z0-9\\ .-]{0,80}"#
+            ) {
+                agrees_with_serde(&text)?;
+            }
+
+            #[test]
+            fn fuzz_event_reader_mutated_valid_payloads(
+                which in any::<prop::sample::Index>(),
+                edits in edits(),
+            ) {
+                let samples = samples();
+                let sample = which.get(&samples);
+                let bytes = apply(sample.as_bytes(), &edits);
+                agrees_with_serde(&String::from_utf8_lossy(&bytes))?;
+            }
+
+            #[test]
+            fn fuzz_event_reader_valid_events_read_as_serde_reads_them(event in event()) {
+                // Compact, as the host writes (its own layout: the fast path), and pretty.
+                let compact = serde_json::to_string(&event).expect("serializes");
+                let read = state_changed(&compact);
+                prop_assert!(read.is_ok(), "{compact}: {:?}", read.err());
+                agrees_with_serde(&compact)?;
+                agrees_with_serde(&serde_json::to_string_pretty(&event).expect("serializes"))?;
+                // In the host's layout (the wire type's own member order): the fast path.
+                let wire: StateChangedEvent<'_> =
+                    serde_json::from_str(&compact).expect("the wire shape");
+                let host = serde_json::to_string(&wire).expect("serializes");
+                let fast = host_layout(&host);
+                prop_assert!(fast.is_some(), "not the host's layout: {host}");
+                prop_assert!(same(&fast.expect("checked"), &wire), "{host}");
+            }
+        }
+    }
 }

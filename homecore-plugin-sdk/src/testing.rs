@@ -114,30 +114,14 @@ fn object(bytes: &[u8]) -> Result<Box<RawValue>, i32> {
     RawValue::from_string(text.to_owned()).map_err(|_| Status::BadJson.code())
 }
 
+/// Home Assistant's entity id rule, the host's own (`homecore_abi::check_entity_id`).
 fn valid_entity_id(id: &str) -> bool {
-    let ok = |part: &str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-            && !part.starts_with('_')
-            && !part.ends_with('_')
-            && !part.contains("__")
-    };
-    id.len() <= 255 && matches!(id.split_once('.'), Some((d, o)) if ok(d) && ok(o))
+    homecore_abi::check_entity_id(id).is_ok()
 }
 
-/// `*` matches any run, `?` one character.
+/// `*` matches any run, `?` one byte: the host's matcher (`homecore_abi::glob_match`).
 fn glob_match(pattern: &str, text: &str) -> bool {
-    fn rec(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], t) || (!t.is_empty() && rec(p, &t[1..])),
-            (Some(&c), Some(&d)) if c == b'?' || c == d => rec(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), text.as_bytes())
+    homecore_abi::glob_match(pattern, text)
 }
 
 impl Fake {
@@ -920,6 +904,47 @@ mod tests {
         ));
         assert!(glob_match("light.?all", "light.hall"));
         assert!(glob_match("*", "x.y"));
+    }
+
+    #[test]
+    fn a_many_star_subscription_against_a_long_id_completes() {
+        // The fake host's former recursive matcher was exponential in the stars: this never
+        // returned. Now it is the host's linear matcher.
+        let id = format!("a.{}", "a".repeat(60));
+        assert!(!glob_match("a*a*a*a*a*a*a*a*b", &id));
+        let host = FakeHost::new();
+        host.fake(|fake| fake.subscriptions.push("a*a*a*a*a*a*a*a*b".to_owned()));
+        host.set_state(&id, "on", serde_json::json!({}))
+            .expect("no subscription matches: no plugin is called");
+    }
+
+    /// Found by the `event_reader` cargo-fuzz target: serde_json's `from_slice` steps over an
+    /// unknown member without checking its UTF-8, so it "reads" a payload that is not text.
+    /// The ABI's text is UTF-8: the SDK refuses the whole payload.
+    #[test]
+    fn a_payload_that_is_not_utf8_is_refused_even_where_serde_skips_it() {
+        #[derive(Default)]
+        struct Quiet;
+        impl Plugin for Quiet {
+            fn setup(&mut self, _config: &crate::Config<'_>) -> crate::Result<()> {
+                Ok(())
+            }
+            fn on_state_changed(
+                &mut self,
+                _event: &crate::StateChangedEvent<'_>,
+            ) -> crate::Result<()> {
+                Ok(())
+            }
+        }
+        let mut payload = br#"{"entity_id":"a.b","unknown":"x?y","context":{"id":"c"}}"#.to_vec();
+        let at = payload.iter().position(|&b| b == b'?').expect("the marker");
+        payload[at] = 0x9e;
+        assert!(serde_json::from_slice::<wire::StateChangedEvent<'_>>(&payload).is_ok());
+        let host = FakeHost::new();
+        host.setup::<Quiet>(&Value::Null).expect("setup");
+        assert!(host.deliver_state_changed(&payload).is_err());
+        payload[at] = b'?';
+        host.deliver_state_changed(&payload).expect("UTF-8: read");
     }
 
     #[test]

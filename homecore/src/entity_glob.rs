@@ -216,7 +216,8 @@ fn side_matches(pattern: &str, text: &str) -> bool {
 
 /// Glob match with `*` (any run) and `?` (any one byte); backtracks only to the last star, so
 /// it runs in O(pattern × text) at worst. Shared by every name pattern in HomeCore (entity
-/// globs, service and event-type patterns in plugin permissions).
+/// globs, service and event-type patterns in plugin permissions); the matcher itself is
+/// [`homecore_abi::glob_match`], the one the guest SDK uses too (ADR 14).
 ///
 /// ```
 /// assert!(homecore::wildcard_match("light.turn_*", "light.turn_on"));
@@ -224,34 +225,7 @@ fn side_matches(pattern: &str, text: &str) -> bool {
 /// ```
 #[must_use]
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                // A trailing star matches whatever is left.
-                if pi + 1 == p.len() {
-                    return true;
-                }
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == b'?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
+    homecore_abi::glob_match(pattern, text)
 }
 
 impl FromStr for EntityGlob {

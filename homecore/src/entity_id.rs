@@ -5,10 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use homecore_abi::{EntityIdSyntaxError, IdPart};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest entity id accepted, in bytes (Home Assistant's `MAX_LENGTH_STATE_ENTITY_ID`).
-pub const MAX_ENTITY_ID_LEN: usize = 255;
+pub const MAX_ENTITY_ID_LEN: usize = homecore_abi::MAX_ENTITY_ID_LEN;
 
 /// Why a string is not a valid entity id or domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +73,14 @@ pub enum EntityIdError {
         object_id: String,
         /// Which underscore rule was broken.
         why: &'static str,
+    },
+    /// A rule of `homecore_abi::check_entity_id` without a variant of its own here.
+    #[error("{input:?}: {error}")]
+    Syntax {
+        /// The rejected input.
+        input: String,
+        /// The rule it breaks.
+        error: EntityIdSyntaxError,
     },
 }
 
@@ -161,14 +170,8 @@ impl EntityId {
 /// # Errors
 /// An [`EntityIdError`] naming the rule the string breaks.
 pub fn validate_domain(domain: &str) -> Result<(), EntityIdError> {
-    check_chars("domain", domain)?;
-    let Some(why) = broken_underscore_rule(domain) else {
-        return Ok(());
-    };
-    Err(EntityIdError::BadUnderscore {
-        domain: domain.to_owned(),
-        why,
-    })
+    homecore_abi::check_domain(domain)
+        .map_err(|e| EntityIdError::from_syntax(e, domain, Checked::Part))
 }
 
 /// Checks an object id (`[a-z0-9_]+`, not starting or ending with `_`, no `__`: Home
@@ -177,68 +180,76 @@ pub fn validate_domain(domain: &str) -> Result<(), EntityIdError> {
 /// # Errors
 /// An [`EntityIdError`] naming the rule the string breaks.
 pub fn validate_object_id(object_id: &str) -> Result<(), EntityIdError> {
-    check_chars("object id", object_id)?;
-    match broken_underscore_rule(object_id) {
-        Some(why) => Err(EntityIdError::ObjectIdUnderscore {
-            object_id: object_id.to_owned(),
-            why,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// The underscore rule `part` breaks, if any.
-fn broken_underscore_rule(part: &str) -> Option<&'static str> {
-    if part.starts_with('_') {
-        Some("must not start with '_'")
-    } else if part.ends_with('_') {
-        Some("must not end with '_'")
-    } else if part.contains("__") {
-        Some("must not contain '__'")
-    } else {
-        None
-    }
-}
-
-fn check_chars(what: &'static str, value: &str) -> Result<(), EntityIdError> {
-    if value.is_empty() {
-        return Err(EntityIdError::EmptyPart { what });
-    }
-    match value
-        .char_indices()
-        .find(|&(_, c)| !matches!(c, 'a'..='z' | '0'..='9' | '_'))
-    {
-        Some((index, found)) => Err(EntityIdError::InvalidChar {
-            what,
-            value: value.to_owned(),
-            found,
-            index,
-        }),
-        None => Ok(()),
-    }
+    homecore_abi::check_object_id(object_id)
+        .map_err(|e| EntityIdError::from_syntax(e, object_id, Checked::Part))
 }
 
 /// Validates a full entity id and returns the byte offset of its dot.
 fn validate_entity_id(id: &str) -> Result<usize, EntityIdError> {
-    if id.is_empty() {
-        return Err(EntityIdError::Empty);
+    homecore_abi::check_entity_id(id)
+        .map(|(domain, _)| domain.len())
+        .map_err(|e| EntityIdError::from_syntax(e, id, Checked::WholeId))
+}
+
+/// What a string was checked as.
+#[derive(Clone, Copy)]
+enum Checked {
+    /// A whole `domain.object_id`.
+    WholeId,
+    /// A domain or an object id alone.
+    Part,
+}
+
+impl EntityIdError {
+    /// The error for `input` from the rule's own error (the rule lives once, in
+    /// `homecore_abi`: ADR 14).
+    fn from_syntax(error: EntityIdSyntaxError, input: &str, checked: Checked) -> Self {
+        // The text of the part an error names: a side of the id's dot, or the whole input
+        // when it was checked as a domain or an object id alone.
+        let part_text = |part: IdPart| match (checked, part, input.split_once('.')) {
+            (Checked::WholeId, IdPart::Domain, Some((domain, _))) => domain,
+            (Checked::WholeId, IdPart::ObjectId, Some((_, object_id))) => object_id,
+            _ => input,
+        };
+        match error {
+            EntityIdSyntaxError::Empty => Self::Empty,
+            EntityIdSyntaxError::TooLong { len, max } => Self::TooLong { len, max },
+            EntityIdSyntaxError::MissingDot => Self::MissingDot {
+                id: input.to_owned(),
+            },
+            EntityIdSyntaxError::ExtraDot => Self::ExtraDot {
+                id: input.to_owned(),
+            },
+            EntityIdSyntaxError::EmptyPart { part } => Self::EmptyPart {
+                what: part.as_str(),
+            },
+            EntityIdSyntaxError::InvalidChar { part, found, index } => Self::InvalidChar {
+                what: part.as_str(),
+                value: part_text(part).to_owned(),
+                found,
+                index,
+            },
+            EntityIdSyntaxError::Underscore {
+                part: IdPart::Domain,
+                rule,
+            } => Self::BadUnderscore {
+                domain: part_text(IdPart::Domain).to_owned(),
+                why: rule.as_str(),
+            },
+            EntityIdSyntaxError::Underscore {
+                part: IdPart::ObjectId,
+                rule,
+            } => Self::ObjectIdUnderscore {
+                object_id: part_text(IdPart::ObjectId).to_owned(),
+                why: rule.as_str(),
+            },
+            // A rule added to the ABI crate later: reported as the ABI crate words it.
+            _ => Self::Syntax {
+                input: input.to_owned(),
+                error,
+            },
+        }
     }
-    if id.len() > MAX_ENTITY_ID_LEN {
-        return Err(EntityIdError::TooLong {
-            len: id.len(),
-            max: MAX_ENTITY_ID_LEN,
-        });
-    }
-    let Some(dot) = id.find('.') else {
-        return Err(EntityIdError::MissingDot { id: id.to_owned() });
-    };
-    let (domain, object_id) = (&id[..dot], &id[dot + 1..]);
-    if object_id.contains('.') {
-        return Err(EntityIdError::ExtraDot { id: id.to_owned() });
-    }
-    validate_domain(domain)?;
-    validate_object_id(object_id)?;
-    Ok(dot)
 }
 
 impl FromStr for EntityId {
@@ -378,6 +389,24 @@ mod tests {
         assert!(matches!(
             EntityId::new("light.ké"),
             Err(EntityIdError::InvalidChar { found: 'é', .. })
+        ));
+    }
+
+    #[test]
+    fn a_part_checked_alone_is_named_whole_in_its_error() {
+        assert!(matches!(
+            validate_domain("a.b"),
+            Err(EntityIdError::InvalidChar { what: "domain", value, found: '.', index: 1 })
+                if value == "a.b"
+        ));
+        assert!(matches!(
+            validate_object_id("x.y_"),
+            Err(EntityIdError::InvalidChar { what: "object id", value, .. }) if value == "x.y_"
+        ));
+        assert!(matches!(
+            validate_object_id("y_"),
+            Err(EntityIdError::ObjectIdUnderscore { object_id, why: "must not end with '_'" })
+                if object_id == "y_"
         ));
     }
 

@@ -5,6 +5,7 @@ mod bundle;
 mod commands;
 mod compat;
 mod discovery;
+mod fuzz;
 mod rollback;
 mod signing;
 mod support;

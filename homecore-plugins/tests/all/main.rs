@@ -1,6 +1,7 @@
 //! Integration tests of homecore-plugins through its public API.
 
 mod failures;
+mod fuzz_manifest;
 mod hostile_emission;
 mod lifecycle;
 mod memory;

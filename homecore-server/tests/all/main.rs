@@ -3,6 +3,8 @@
 
 mod cli;
 mod events;
+mod fuzz_rest;
+mod fuzz_websocket;
 mod hostile_clients;
 #[cfg(feature = "wasm")]
 mod hot_reload;

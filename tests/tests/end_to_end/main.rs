@@ -5,3 +5,4 @@ mod motion_lights;
 mod server;
 mod signed_packages;
 mod wasm_example;
+mod wire_round_trip;
