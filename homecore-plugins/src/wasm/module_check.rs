@@ -45,65 +45,22 @@ pub(crate) fn check_sizes(
     Ok(())
 }
 
-/// The ABI version the module declares in its `homecore_abi` custom section. Runs before any
-/// compilation, so a module for another ABI costs one parse of its section headers: the code
-/// section is skipped whole (its function bodies are the compiler's to validate), never
-/// walked entry by entry.
+/// The ABI version the module declares in its `homecore_abi` custom section, read by the
+/// contract's one reader ([`homecore_abi::module_abi_version`], shared with package
+/// verification). Runs before any compilation, so a module for another ABI costs one walk of
+/// its section headers; the sections' contents are the compiler's to validate.
 ///
 /// # Errors
 /// [`LoadError::InvalidModule`] for malformed bytes or a malformed section,
 /// [`LoadError::MissingAbiVersion`], [`LoadError::UnsupportedAbiVersion`].
 pub(crate) fn abi_version(bytes: &[u8]) -> Result<u32, LoadError> {
-    let malformed = |reason: String| LoadError::InvalidModule {
-        reason: format!("malformed or truncated module: {reason}"),
-    };
-    let mut declared: Option<u32> = None;
-    let mut parser = wasmparser::Parser::new(0);
-    let mut rest = bytes;
-    loop {
-        let (consumed, payload) = match parser.parse(rest, true) {
-            Ok(wasmparser::Chunk::Parsed { consumed, payload }) => (consumed, payload),
-            // With `eof` set the parser never asks for more data; treat it as truncation.
-            Ok(wasmparser::Chunk::NeedMoreData(_)) => {
-                return Err(malformed("unexpected end of module".to_owned()));
-            }
-            Err(e) => return Err(malformed(e.to_string())),
-        };
-        rest = rest
-            .get(consumed..)
-            .ok_or_else(|| malformed("unexpected end of module".to_owned()))?;
-        match payload {
-            wasmparser::Payload::End(_) => break,
-            wasmparser::Payload::CodeSectionStart { size, .. } => {
-                parser.skip_section();
-                rest = usize::try_from(size)
-                    .ok()
-                    .and_then(|size| rest.get(size..))
-                    .ok_or_else(|| malformed("code section runs past the end".to_owned()))?;
-            }
-            wasmparser::Payload::CustomSection(section) => {
-                if section.name() != ABI_SECTION {
-                    continue;
-                }
-                let version =
-                    v1::declared_version(section.data()).map_err(|e| LoadError::InvalidModule {
-                        reason: format!("custom section {ABI_SECTION}: {e}"),
-                    })?;
-                if declared.is_some_and(|d| d != version) {
-                    return Err(LoadError::InvalidModule {
-                        reason: format!(
-                            "custom section {ABI_SECTION} appears twice with different versions"
-                        ),
-                    });
-                }
-                declared = Some(version);
-            }
-            _ => {}
-        }
-    }
-    let found = declared.ok_or(LoadError::MissingAbiVersion {
-        section: ABI_SECTION,
-    })?;
+    let found = homecore_abi::module_abi_version(bytes)
+        .map_err(|e| LoadError::InvalidModule {
+            reason: format!("malformed or truncated module: {e}"),
+        })?
+        .ok_or(LoadError::MissingAbiVersion {
+            section: ABI_SECTION,
+        })?;
     if !SUPPORTED_VERSIONS.contains(&found) {
         return Err(LoadError::UnsupportedAbiVersion {
             found,
