@@ -49,6 +49,104 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p.get(pi..).unwrap_or_default().iter().all(|&c| c == b'*')
 }
 
+/// The shape of a valid entity glob, as [`check_entity_glob`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntityGlobShape<'a> {
+    /// `*` or `*.*`: every entity.
+    All,
+    /// No wildcard: exactly one entity id.
+    Exact,
+    /// A literal domain with a wildcard object id (`light.*`).
+    Domain(&'a str),
+    /// A wildcard in the domain (`*.kitchen_*`).
+    Other,
+}
+
+/// Why a string is not a valid entity glob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntityGlobSyntaxError {
+    /// The pattern was empty.
+    Empty,
+    /// Longer than an entity id may be.
+    TooLong {
+        /// Length of the pattern.
+        len: usize,
+        /// The limit ([`crate::MAX_ENTITY_ID_LEN`]).
+        max: usize,
+    },
+    /// A character other than `[a-z0-9_]`, `*`, `?` or `.`.
+    InvalidChar {
+        /// The character.
+        found: char,
+        /// Its byte offset.
+        index: usize,
+    },
+    /// Not `*` alone and not `<domain>.<object_id>` with exactly one `.`, or a literal that is
+    /// not a valid entity id (it could never match one).
+    Shape,
+    /// One side of the dot is empty.
+    EmptyPart {
+        /// `"domain"` or `"object id"`.
+        what: &'static str,
+    },
+}
+
+/// Checks an entity glob: `*` alone, or `<domain pattern>.<object id pattern>` over
+/// `[a-z0-9_]`, `*` and `?` with exactly one `.`; a pattern without wildcards must be a valid
+/// entity id. The one rule for the host's subscriptions and permissions and the SDK's fake
+/// host.
+///
+/// # Errors
+/// An [`EntityGlobSyntaxError`] naming what is wrong.
+///
+/// ```
+/// use homecore_abi::{EntityGlobShape, check_entity_glob};
+/// assert_eq!(check_entity_glob("light.*"), Ok(EntityGlobShape::Domain("light")));
+/// assert!(check_entity_glob("light..x").is_err());
+/// ```
+pub fn check_entity_glob(pattern: &str) -> Result<EntityGlobShape<'_>, EntityGlobSyntaxError> {
+    if pattern.is_empty() {
+        return Err(EntityGlobSyntaxError::Empty);
+    }
+    if pattern.len() > crate::MAX_ENTITY_ID_LEN {
+        return Err(EntityGlobSyntaxError::TooLong {
+            len: pattern.len(),
+            max: crate::MAX_ENTITY_ID_LEN,
+        });
+    }
+    if let Some((index, found)) = pattern
+        .char_indices()
+        .find(|&(_, c)| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '*' | '?' | '.'))
+    {
+        return Err(EntityGlobSyntaxError::InvalidChar { found, index });
+    }
+    if pattern == "*" || pattern == "*.*" {
+        return Ok(EntityGlobShape::All);
+    }
+    let (domain, object) = pattern
+        .split_once('.')
+        .ok_or(EntityGlobSyntaxError::Shape)?;
+    for (part, what) in [(domain, "domain"), (object, "object id")] {
+        if part.is_empty() {
+            return Err(EntityGlobSyntaxError::EmptyPart { what });
+        }
+    }
+    if object.contains('.') {
+        return Err(EntityGlobSyntaxError::Shape);
+    }
+    let wild = |s: &str| s.contains(['*', '?']);
+    match (wild(domain), wild(object)) {
+        (false, false) => match crate::check_entity_id(pattern) {
+            Ok(_) => Ok(EntityGlobShape::Exact),
+            Err(_) => Err(EntityGlobSyntaxError::Shape),
+        },
+        (false, true) => Ok(EntityGlobShape::Domain(domain)),
+        (true, _) => Ok(EntityGlobShape::Other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use alloc::string::String;
@@ -93,5 +191,43 @@ mod tests {
         let pattern = "*a".repeat(100) + "b";
         assert!(!glob_match(&pattern, &"a".repeat(10_000)));
         assert!(glob_match(&pattern, &("a".repeat(10_000) + "b")));
+    }
+
+    #[test]
+    fn entity_globs_are_checked_by_one_rule() {
+        assert_eq!(check_entity_glob("*"), Ok(EntityGlobShape::All));
+        assert_eq!(check_entity_glob("*.*"), Ok(EntityGlobShape::All));
+        assert_eq!(check_entity_glob("light.hall"), Ok(EntityGlobShape::Exact));
+        assert_eq!(check_entity_glob("*.kitchen_?"), Ok(EntityGlobShape::Other));
+        assert_eq!(check_entity_glob(""), Err(EntityGlobSyntaxError::Empty));
+        assert_eq!(
+            check_entity_glob("Light.*"),
+            Err(EntityGlobSyntaxError::InvalidChar {
+                found: 'L',
+                index: 0
+            })
+        );
+        assert_eq!(
+            check_entity_glob("light"),
+            Err(EntityGlobSyntaxError::Shape)
+        );
+        assert_eq!(
+            check_entity_glob("a.b.c"),
+            Err(EntityGlobSyntaxError::Shape)
+        );
+        assert_eq!(
+            check_entity_glob("light."),
+            Err(EntityGlobSyntaxError::EmptyPart { what: "object id" })
+        );
+        assert_eq!(
+            check_entity_glob("light.__x"),
+            Err(EntityGlobSyntaxError::Shape),
+            "a literal that is not an entity id never matches one"
+        );
+        let long = alloc::format!("a.{}", "b".repeat(300));
+        assert!(matches!(
+            check_entity_glob(&long),
+            Err(EntityGlobSyntaxError::TooLong { .. })
+        ));
     }
 }

@@ -306,7 +306,8 @@ impl Fake {
         let run = |this: &mut Self| -> Result<i32, i32> {
             this.enter("subscribe")?;
             let pattern = text(pattern)?;
-            if pattern.is_empty() || pattern.len() > 255 {
+            // The host's own rule for entity globs (`homecore_abi::check_entity_glob`).
+            if homecore_abi::check_entity_glob(pattern).is_err() {
                 return Err(Status::InvalidName.code());
             }
             this.subscriptions.push(pattern.to_owned());
@@ -904,6 +905,23 @@ mod tests {
         ));
         assert!(glob_match("light.?all", "light.hall"));
         assert!(glob_match("*", "x.y"));
+    }
+
+    /// The fake host checks a subscription's glob by the host's own rule, so a plugin tested
+    /// here meets the same refusal it would meet in HomeCore.
+    #[test]
+    fn invalid_globs_are_refused_by_the_hosts_rule() {
+        let mut fake = Fake::default();
+        assert_eq!(fake.subscribe(b"light.*"), 0);
+        for bad in [&b"light..x"[..], b"Light.*", b"light", b"light.__x", b""] {
+            assert_eq!(
+                fake.subscribe(bad),
+                Status::InvalidName.code(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(fake.subscriptions, ["light.*"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{EntityId, MAX_ENTITY_ID_LEN};
+use crate::EntityId;
 
 /// Why a string is not a valid entity glob.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,60 +94,30 @@ impl EntityGlob {
     /// # Errors
     /// An [`EntityGlobError`] naming what is wrong with the pattern.
     pub fn new(pattern: &str) -> Result<Self, EntityGlobError> {
-        if pattern.is_empty() {
-            return Err(EntityGlobError::Empty);
-        }
-        if pattern.len() > MAX_ENTITY_ID_LEN {
-            return Err(EntityGlobError::TooLong {
-                len: pattern.len(),
-                max: MAX_ENTITY_ID_LEN,
-            });
-        }
-        if let Some((index, found)) = pattern
-            .char_indices()
-            .find(|&(_, c)| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '*' | '?' | '.'))
-        {
-            return Err(EntityGlobError::InvalidChar {
-                pattern: pattern.to_owned(),
+        use homecore_abi::{EntityGlobShape, EntityGlobSyntaxError as Syntax};
+        let owned = || pattern.to_owned();
+        let shape = homecore_abi::check_entity_glob(pattern).map_err(|err| match err {
+            Syntax::Empty => EntityGlobError::Empty,
+            Syntax::TooLong { len, max } => EntityGlobError::TooLong { len, max },
+            Syntax::InvalidChar { found, index } => EntityGlobError::InvalidChar {
+                pattern: owned(),
                 found,
                 index,
-            });
-        }
-        let kind = if pattern == "*" || pattern == "*.*" {
-            GlobKind::All
-        } else {
-            let Some((domain, object)) = pattern.split_once('.') else {
-                return Err(EntityGlobError::Shape {
-                    pattern: pattern.to_owned(),
-                });
-            };
-            for (part, what) in [(domain, "domain"), (object, "object id")] {
-                if part.is_empty() {
-                    return Err(EntityGlobError::EmptyPart {
-                        pattern: pattern.to_owned(),
-                        what,
-                    });
-                }
-            }
-            if object.contains('.') {
-                return Err(EntityGlobError::Shape {
-                    pattern: pattern.to_owned(),
-                });
-            }
-            let wild = |s: &str| s.contains(['*', '?']);
-            match (wild(domain), wild(object)) {
-                (false, false) => match EntityId::new(pattern) {
-                    Ok(id) => GlobKind::Exact(id),
-                    // A literal that is not a valid entity id can never match one.
-                    Err(_) => {
-                        return Err(EntityGlobError::Shape {
-                            pattern: pattern.to_owned(),
-                        });
-                    }
-                },
-                (false, true) => GlobKind::Domain(domain.into()),
-                (true, _) => GlobKind::Other,
-            }
+            },
+            Syntax::EmptyPart { what } => EntityGlobError::EmptyPart {
+                pattern: owned(),
+                what,
+            },
+            _ => EntityGlobError::Shape { pattern: owned() },
+        })?;
+        let kind = match shape {
+            EntityGlobShape::All => GlobKind::All,
+            EntityGlobShape::Exact => match EntityId::new(pattern) {
+                Ok(id) => GlobKind::Exact(id),
+                Err(_) => return Err(EntityGlobError::Shape { pattern: owned() }),
+            },
+            EntityGlobShape::Domain(domain) => GlobKind::Domain(domain.into()),
+            _ => GlobKind::Other,
         };
         let dot = pattern.find('.').unwrap_or(0);
         Ok(Self {
