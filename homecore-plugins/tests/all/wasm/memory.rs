@@ -98,7 +98,12 @@ fn compile_cycles_child() {
     });
 }
 
+/// Run alone (`-- --ignored wasm::memory`): on a loaded machine an allocator arena can hold
+/// free pages over many cycles, so the figure is a measurement, not a gate. The gate is
+/// `compile_bounds::unloaded_modules_are_not_memoized_forever` (what the memo holds) and, for
+/// resident memory, homecore-store's `memory::an_unloaded_plugins_stored_data_gives_its_memory_back`.
 #[test]
+#[ignore = "measures resident memory: run alone (README, 'Containment of hostile plugins')"]
 fn loading_and_unloading_large_modules_gives_memory_back() {
     if !cfg!(all(target_os = "linux", target_env = "gnu")) {
         return;
