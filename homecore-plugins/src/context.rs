@@ -136,13 +136,13 @@ impl PluginContext {
     }
 
     /// Refuses event types the core owns, whatever the grant says.
-    fn check_not_core_owned(&self, event_type: &EventType) -> Result<(), HostError> {
+    fn check_not_core_owned(
+        &self,
+        action: HostAction,
+        event_type: &EventType,
+    ) -> Result<(), HostError> {
         if event_type.is_core_owned() {
-            return Err(self.deny_because(
-                HostAction::FireEvent,
-                event_type.as_str(),
-                DenyReason::CoreOwnedEvent,
-            ));
+            return Err(self.deny_because(action, event_type.as_str(), DenyReason::CoreOwnedEvent));
         }
         Ok(())
     }
@@ -274,7 +274,7 @@ impl PluginContext {
     pub fn subscribe_events(&self, event_type: &str) -> Result<(), HostError> {
         self.count_call();
         let event_type = EventType::new(event_type)?;
-        self.check_not_core_owned(&event_type)?;
+        self.check_not_core_owned(HostAction::Subscribe, &event_type)?;
         if !self.host.grant.may_fire(event_type.as_str()) {
             return Err(self.deny(HostAction::FireEvent, event_type.as_str()));
         }
@@ -325,7 +325,7 @@ impl PluginContext {
     pub fn fire_event(&self, event_type: &str, data: Value) -> Result<(), HostError> {
         self.count_call();
         let event_type = EventType::new(event_type)?;
-        self.check_not_core_owned(&event_type)?;
+        self.check_not_core_owned(HostAction::FireEvent, &event_type)?;
         if !self.host.grant.may_fire(event_type.as_str()) {
             return Err(self.deny(HostAction::FireEvent, event_type.as_str()));
         }

@@ -7,8 +7,9 @@
 //! pages; the registry calls it after it unloads a plugin (docs/adr/0004-plugin-runtime-and-dispatch.md).
 
 /// Returns the allocator's free memory to the operating system (glibc's `malloc_trim` on
-/// Linux; nothing elsewhere). Takes a few milliseconds on a large heap; call it after rare
-/// events such as an unload, not on a hot path.
+/// Linux with glibc's allocator; nothing elsewhere). Takes a few milliseconds on a large heap
+/// and locks every arena meanwhile: call it after rare events such as an unload, on a
+/// blocking thread (the registry uses `spawn_blocking`), never on a hot path.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(
@@ -16,7 +17,8 @@ pub fn release_free_memory() {
         reason = "a foreign call with no pointers: glibc's malloc_trim (issue 13 §8)"
     )]
     // SAFETY: `malloc_trim` takes a size and no pointer, only walks glibc's own arenas under
-    // their locks, and is safe to call from any thread at any time.
+    // their locks, and is MT-Safe: any thread may call it (not a signal handler, which this
+    // crate never runs code in).
     unsafe {
         libc::malloc_trim(0);
     }

@@ -34,9 +34,17 @@ pub struct HostPolicy {
 impl Default for HostPolicy {
     fn default() -> Self {
         Self {
+            // A manifest may ask for less than these, never more: without a cap here, a package
+            // asking for `burst_seconds: 4294967295` would switch its own budget off.
             limits: ResourceLimits {
                 mailbox_capacity: Some(65_536),
                 storage_bytes: Some(64 << 20),
+                subscriptions: Some(crate::DEFAULT_SUBSCRIPTIONS),
+                state_writes_per_second: Some(crate::DEFAULT_STATE_WRITES_PER_SECOND),
+                events_per_second: Some(crate::DEFAULT_EVENTS_PER_SECOND),
+                service_calls_per_second: Some(crate::DEFAULT_SERVICE_CALLS_PER_SECOND),
+                timers_per_second: Some(crate::DEFAULT_TIMERS_PER_SECOND),
+                burst_seconds: Some(crate::DEFAULT_BURST_SECONDS),
                 ..ResourceLimits::default()
             },
             default_mailbox_capacity: 1024,

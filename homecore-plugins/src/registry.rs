@@ -318,7 +318,8 @@ impl Starting {
         }
         // Compiling modules leaves free memory in the allocator's per-thread arenas; give it
         // back once the batch is loaded (issue 13 §8).
-        crate::release_free_memory();
+        // Off the async workers: trimming walks and locks every allocator arena.
+        drop(tokio::task::spawn_blocking(crate::release_free_memory));
         StartReport {
             outcomes: outcomes
                 .into_iter()
@@ -607,7 +608,8 @@ impl PluginRegistry {
         for runtime in &self.inner.runtimes {
             runtime.release_unused();
         }
-        crate::release_free_memory();
+        // Off the async workers: trimming walks and locks every allocator arena.
+        drop(tokio::task::spawn_blocking(crate::release_free_memory));
         Ok(())
     }
 

@@ -577,6 +577,13 @@ impl Config {
                             if let Some(entry) =
                                 section::<PluginConfig>(&path, entry, &mut problems)
                             {
+                                if let Some(limits) = &entry.limits {
+                                    check_resource_limits(
+                                        &format!("{path}.limits"),
+                                        limits,
+                                        &mut problems,
+                                    );
+                                }
                                 config.plugins.insert(domain, entry);
                             }
                         }
@@ -685,7 +692,24 @@ fn check_api(api: &ApiConfig, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
+/// A plugin limit of 0 is refused, as in a manifest: 0 state writes a second would make a plugin
+/// that is refused every write and then quarantined.
+fn check_resource_limits(path: &str, limits: &ResourceLimits, problems: &mut Vec<ConfigProblem>) {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(limits) else {
+        return;
+    };
+    for (name, value) in fields {
+        if value.as_u64() == Some(0) {
+            problems.push(ConfigProblem::new(
+                format!("{path}.{name}"),
+                ConfigProblemKind::NotPositive,
+            ));
+        }
+    }
+}
+
 fn check_limits(limits: &LimitsConfig, problems: &mut Vec<ConfigProblem>) {
+    check_resource_limits("limits.plugins", &limits.plugins, problems);
     for (name, value) in [
         ("limits.setup_timeout_ms", limits.setup_timeout_ms),
         ("limits.call_timeout_ms", limits.call_timeout_ms),
@@ -808,6 +832,23 @@ mod tests {
         assert!(!entry.enabled);
         assert!(entry.grant.as_ref().is_some_and(|g| g.storage));
         assert_eq!(entry.limits.and_then(|l| l.mailbox_capacity), Some(16));
+    }
+
+    #[test]
+    fn plugin_limits_of_zero_are_refused_where_they_stand() {
+        let err = Config::parse(
+            "[limits]\nplugins = { state_writes_per_second = 0 }\n[plugins.motion_lights]\nlimits = { subscriptions = 0, mailbox_capacity = 4 }\n",
+        )
+        .expect_err("zeros");
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "limits.plugins.state_writes_per_second",
+                "plugins.motion_lights.limits.subscriptions"
+            ],
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Plugin key-value storage on disk, with the same semantics as the in-memory storage.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use homecore_plugins::{MAX_KEY_LEN, MemoryStorage, PluginStorage, StorageError};
 
@@ -29,7 +29,9 @@ pub struct SqlitePluginStorage {
     store: Store,
     cache: MemoryStorage,
     /// Plugins whose data is in `cache` (a plugin with no data has no namespace there).
-    loaded: Arc<Mutex<HashSet<String>>>,
+    /// Read-locked while a reader reads the cache, write-locked to load or release a plugin's
+    /// data, so a release never leaves a reader looking at a half-forgotten namespace.
+    loaded: Arc<RwLock<HashSet<String>>>,
     /// Serializes writes and loads, so the cache and the table change in the same order.
     writes: Arc<Mutex<()>>,
 }
@@ -42,7 +44,7 @@ impl std::fmt::Debug for SqlitePluginStorage {
     }
 }
 
-use homecore::lock_unpoisoned as lock;
+use homecore::{lock_unpoisoned as lock, read_unpoisoned, write_unpoisoned};
 
 impl SqlitePluginStorage {
     /// Opens the plugins' data in `store`, checking every stored key (values are loaded when
@@ -80,7 +82,7 @@ impl SqlitePluginStorage {
         Ok(Self {
             store: store.clone(),
             cache: MemoryStorage::new(),
-            loaded: Arc::new(Mutex::new(HashSet::new())),
+            loaded: Arc::new(RwLock::new(HashSet::new())),
             writes: Arc::new(Mutex::new(())),
         })
     }
@@ -88,12 +90,12 @@ impl SqlitePluginStorage {
     /// Whether `plugin`'s data is held in memory now.
     #[must_use]
     pub fn is_loaded(&self, plugin: &str) -> bool {
-        lock(&self.loaded).contains(plugin)
+        read_unpoisoned(&self.loaded).contains(plugin)
     }
 
     /// Loads `plugin`'s data into memory unless it is there; the caller holds `writes`.
     fn ensure_loaded(&self, plugin: &str) -> Result<(), StorageError> {
-        if lock(&self.loaded).contains(plugin) {
+        if read_unpoisoned(&self.loaded).contains(plugin) {
             return Ok(());
         }
         let rows = {
@@ -109,25 +111,42 @@ impl SqlitePluginStorage {
             .map_err(|e| self.store.error("reading plugin storage", e))
             .map_err(|err| Self::backend_error(plugin, "read", &err))?
         };
+        let mut loaded = write_unpoisoned(&self.loaded);
         self.cache.forget(plugin);
         for (key, value) in rows {
             // Stored data is loaded whatever the plugin's current quota; the quota applies to
             // the next write.
-            self.cache.set(plugin, &key, &value, u64::MAX)?;
+            if let Err(err) = self.cache.set(plugin, &key, &value, u64::MAX) {
+                // Nothing half-loaded stays readable.
+                self.cache.forget(plugin);
+                return Err(err);
+            }
         }
-        lock(&self.loaded).insert(plugin.to_owned());
+        loaded.insert(plugin.to_owned());
         Ok(())
     }
 
-    /// [`Self::ensure_loaded`] for a reader, which has no error to return: a failed load is
-    /// logged and the plugin reads nothing until a later load succeeds.
-    fn ensure_loaded_for_read(&self, plugin: &str) {
-        if lock(&self.loaded).contains(plugin) {
-            return;
+    /// Runs `read` on the cache with `plugin`'s data loaded (loading it first if needed), under
+    /// the read lock that a release waits for. A reader has no error to return: a failed load
+    /// is logged and the plugin reads as empty until a later load succeeds.
+    fn read_loaded<T>(&self, plugin: &str, read: impl Fn(&MemoryStorage) -> T, empty: T) -> T {
+        {
+            let loaded = read_unpoisoned(&self.loaded);
+            if loaded.contains(plugin) {
+                return read(&self.cache);
+            }
         }
-        let _loading = lock(&self.writes);
-        // Logged by backend_error.
-        let _ = self.ensure_loaded(plugin);
+        {
+            let _loading = lock(&self.writes);
+            // Logged by backend_error.
+            let _ = self.ensure_loaded(plugin);
+        }
+        let loaded = read_unpoisoned(&self.loaded);
+        if loaded.contains(plugin) {
+            read(&self.cache)
+        } else {
+            empty
+        }
     }
 
     fn backend_error(plugin: &str, operation: &'static str, err: &StoreError) -> StorageError {
@@ -142,8 +161,7 @@ impl SqlitePluginStorage {
 
 impl PluginStorage for SqlitePluginStorage {
     fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
-        self.ensure_loaded_for_read(plugin);
-        self.cache.get(plugin, key)
+        self.read_loaded(plugin, |cache| cache.get(plugin, key), None)
     }
 
     fn set(&self, plugin: &str, key: &str, value: &[u8], quota: u64) -> Result<(), StorageError> {
@@ -199,13 +217,13 @@ impl PluginStorage for SqlitePluginStorage {
     }
 
     fn used(&self, plugin: &str) -> u64 {
-        self.ensure_loaded_for_read(plugin);
-        self.cache.used(plugin)
+        self.read_loaded(plugin, |cache| cache.used(plugin), 0)
     }
 
     fn release(&self, plugin: &str) {
         let _writing = lock(&self.writes);
-        lock(&self.loaded).remove(plugin);
+        let mut loaded = write_unpoisoned(&self.loaded);
+        loaded.remove(plugin);
         self.cache.forget(plugin);
     }
 }

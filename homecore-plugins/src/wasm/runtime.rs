@@ -56,11 +56,12 @@ pub(crate) struct Shared {
     modules: Mutex<HashMap<u64, Vec<Weak<Linked>>>>,
     /// The last sources loaded, by allocation: loading the same `Arc` again skips the ABI scan
     /// and the hash. Holding the `Arc` keeps its address from being reused, and keeps up to
-    /// [`RECENT_SOURCES`] modules linked while someone else still holds their source (a
+    /// [`RECENT_SOURCES`] modules linked while someone else still holds the source they were
+    /// loaded from, by the caller's allocation (a
     /// plugin's spec, kept by the registry while it is loaded and by a reload while it
     /// restarts it), so a reload finds its module with no instance left. A module whose source
     /// nobody else holds is forgotten ([`Shared::forget_unused`]; issue 13 §8).
-    recent_sources: Mutex<Vec<Arc<Linked>>>,
+    recent_sources: Mutex<Vec<RecentSource>>,
     compiled: AtomicU64,
     from_disk: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
@@ -220,6 +221,7 @@ impl WasmtimeRuntime {
         if let Some(linked) = self.recent_source(&bytes) {
             return Ok(linked);
         }
+        let source = Arc::clone(&bytes);
         module_check::abi_version(&bytes)?;
         let fingerprint = fingerprint(&bytes);
         let known = lock(&self.shared.modules)
@@ -229,7 +231,7 @@ impl WasmtimeRuntime {
             .filter_map(Weak::upgrade)
             .find(|linked| *linked.bytes == *bytes);
         if let Some(linked) = known {
-            self.remember_source(&linked);
+            self.remember_source(&source, &linked);
             return Ok(linked);
         }
         let config = &self.shared.config;
@@ -239,12 +241,12 @@ impl WasmtimeRuntime {
             config.max_function_body_bytes,
         )?;
         let shared = Arc::clone(&self.shared);
-        let source = Arc::clone(&bytes);
+        let compile_source = Arc::clone(&bytes);
         // Hashing, the disk and compilation block: keep them off the async workers, within the
         // compile budget. Past it the blocking compilation may still finish; its result is
         // dropped with the task's handle.
         let compiling =
-            tokio::task::spawn_blocking(move || shared.compile_or_load(&source, sha256));
+            tokio::task::spawn_blocking(move || shared.compile_or_load(&compile_source, sha256));
         let joined = match config.compile_budget {
             Some(budget) => tokio::time::timeout(budget, compiling).await.map_err(|_| {
                 LoadError::CompileTimeout {
@@ -280,7 +282,7 @@ impl WasmtimeRuntime {
                 .or_default()
                 .push(Arc::downgrade(&linked));
         }
-        self.remember_source(&linked);
+        self.remember_source(&source, &linked);
         Ok(linked)
     }
 
@@ -288,14 +290,15 @@ impl WasmtimeRuntime {
     fn recent_source(&self, bytes: &Arc<[u8]>) -> Option<Arc<Linked>> {
         lock(&self.shared.recent_sources)
             .iter()
-            .find(|linked| Arc::ptr_eq(&linked.bytes, bytes))
-            .cloned()
+            .find(|recent| Arc::ptr_eq(&recent.source, bytes))
+            .map(|recent| Arc::clone(&recent.linked))
     }
 
-    fn remember_source(&self, linked: &Arc<Linked>) {
+    /// Remembers that `source` (the caller's allocation) links to `linked`.
+    fn remember_source(&self, source: &Arc<[u8]>, linked: &Arc<Linked>) {
         let mut recent = lock(&self.shared.recent_sources);
         Shared::forget_unused_in(&mut recent);
-        if let Some(at) = recent.iter().position(|r| Arc::ptr_eq(r, linked)) {
+        if let Some(at) = recent.iter().position(|r| Arc::ptr_eq(&r.source, source)) {
             // Already remembered: move it to the most recent end.
             let again = recent.remove(at);
             recent.push(again);
@@ -304,7 +307,10 @@ impl WasmtimeRuntime {
         if recent.len() == RECENT_SOURCES {
             recent.remove(0);
         }
-        recent.push(Arc::clone(linked));
+        recent.push(RecentSource {
+            source: Arc::clone(source),
+            linked: Arc::clone(linked),
+        });
     }
 }
 
@@ -314,9 +320,8 @@ impl Shared {
         Self::forget_unused_in(&mut lock(&self.recent_sources));
     }
 
-    fn forget_unused_in(recent: &mut Vec<Arc<Linked>>) {
-        // One count is the `Linked`'s own; a spec or a caller holding the source is another.
-        recent.retain(|linked| Arc::strong_count(&linked.bytes) > 1);
+    fn forget_unused_in(recent: &mut Vec<RecentSource>) {
+        recent.retain(RecentSource::held_elsewhere);
     }
 
     /// The compiled module: from the disk cache when it holds it (`true`), else compiled (and
@@ -365,9 +370,26 @@ fn fingerprint(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// How many source allocations the runtime remembers (a plugin set loaded together, or the
-/// same plugin reloaded, hits; a miss costs a fingerprint and one comparison of the bytes).
-const RECENT_SOURCES: usize = 16;
+/// How many source allocations the runtime remembers at most. Sources nobody else holds are
+/// forgotten first (`forget_unused`), so in practice the list holds the sources of the plugins
+/// loaded now; the bound only caps a caller holding thousands of sources.
+const RECENT_SOURCES: usize = 4096;
+
+/// A source allocation a caller loaded, and the module it links to.
+struct RecentSource {
+    source: Arc<[u8]>,
+    linked: Arc<Linked>,
+}
+
+impl RecentSource {
+    /// Whether anyone but this entry (and the module it links to, when that module was
+    /// linked from this very allocation) still holds the source: a loaded plugin's spec, a
+    /// reload in progress.
+    fn held_elsewhere(&self) -> bool {
+        let own = 1 + usize::from(Arc::ptr_eq(&self.source, &self.linked.bytes));
+        Arc::strong_count(&self.source) > own
+    }
+}
 
 fn spawn_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new()

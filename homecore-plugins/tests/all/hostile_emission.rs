@@ -100,7 +100,7 @@ async fn no_plugin_can_forge_or_hear_an_event_the_core_owns() {
             ] {
                 match result {
                     Err(HostError::Denied {
-                        action: HostAction::FireEvent,
+                        action: HostAction::FireEvent | HostAction::Subscribe,
                         reason: DenyReason::CoreOwnedEvent,
                         target,
                         ..
@@ -137,7 +137,7 @@ async fn no_plugin_can_forge_or_hear_an_event_the_core_owns() {
     assert_eq!(info.stats.denied, core_event_types().len() as u64 * 2);
 }
 
-/// 256 timers at 0 ms that each write a sensor and re-arm themselves: the storm is held to the
+/// 128 timers at 0 ms that each write a sensor and re-arm themselves: the storm is held to the
 /// plugin's budget of writes and timers (refusals counted), the minimum delay applies, and the
 /// chain of a short timer re-armed from its own callback deepens until the loop guard ends it.
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn a_self_rearming_zero_delay_timer_storm_is_budgeted_and_dies_out() {
     let rearm_errors = Arc::new(AtomicU64::new(0));
     let errors = Arc::clone(&rearm_errors);
     let at_setup: Hook = Arc::new(|ctx, _| {
-        for token in 0..256 {
+        for token in 0..128 {
             ctx.start_timer(token, Duration::ZERO)?;
         }
         Ok(())
@@ -440,5 +440,50 @@ async fn service_results_show_only_states_the_caller_may_read() {
             .get_str("input_boolean.secret")
             .map(|s| s.state().to_owned()),
         Some("on".into())
+    );
+}
+
+/// Under the default policy a manifest cannot switch its own budget off: asking for the most
+/// a limit can hold gets the host's defaults (the policy caps every rate, the burst and the
+/// subscription count).
+#[tokio::test]
+async fn a_manifest_cannot_ask_its_budget_away_under_the_default_policy() {
+    let home = Home::new();
+    let registry = PluginRegistry::new(home.clone());
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let out = Arc::clone(&results);
+    let at_setup: Hook = Arc::new(move |ctx, _| {
+        let mut out = out.lock().expect("not poisoned");
+        let burst =
+            homecore_plugins::DEFAULT_EVENTS_PER_SECOND * homecore_plugins::DEFAULT_BURST_SECONDS;
+        for _ in 0..burst + 10 {
+            out.push(ctx.fire_event("ping", json!({})).is_ok());
+        }
+        Ok(())
+    });
+    let greedy = json!({
+        "events_per_second": u32::MAX,
+        "burst_seconds": u32::MAX,
+        "subscriptions": u32::MAX,
+    });
+    registry
+        .load(attacker(
+            manifest("unbounded", all_permissions(), greedy),
+            at_setup,
+            nothing(),
+        ))
+        .await
+        .expect("loads");
+    let results = results.lock().expect("not poisoned").clone();
+    let passed = results.iter().filter(|ok| **ok).count();
+    let burst = usize::try_from(
+        homecore_plugins::DEFAULT_EVENTS_PER_SECOND * homecore_plugins::DEFAULT_BURST_SECONDS,
+    )
+    .expect("small");
+    // The burst, plus what refills while the loop runs.
+    assert!(
+        passed >= burst && passed < burst + 10,
+        "{passed} of {} passed",
+        results.len()
     );
 }

@@ -141,3 +141,43 @@ async fn unloaded_modules_are_not_memoized_forever() {
         .expect("starts");
     assert_eq!(wasm.compiled_modules(), 19);
 }
+
+/// Forgetting unused modules must not cost a running plugin its module: with more plugins
+/// loaded than any small recency window, a reload of the first still finds its module, and a
+/// byte-identical source from another allocation (a package read again from disk) shares the
+/// one compiled module and keeps it after the first copy's plugin is gone.
+#[tokio::test]
+async fn reloads_keep_their_modules_however_many_plugins_are_loaded() {
+    let (_home, registry, wasm) = home_with_wasm();
+    for tag in 0..24 {
+        registry
+            .load(wasm_spec(
+                &format!("p{tag}"),
+                all_permissions(),
+                json!({}),
+                tagged(2000 + tag),
+            ))
+            .await
+            .expect("starts");
+    }
+    assert_eq!(wasm.compiled_modules(), 24);
+    registry.reload("p0").await.expect("reloads");
+    assert_eq!(wasm.compiled_modules(), 24, "the reload reused p0's module");
+    // A twin of p1 from a fresh allocation of the same bytes.
+    registry
+        .load(wasm_spec(
+            "twin",
+            all_permissions(),
+            json!({}),
+            tagged(2001),
+        ))
+        .await
+        .expect("starts");
+    registry.unload("p1").await.expect("unloads");
+    registry.reload("twin").await.expect("reloads");
+    assert_eq!(
+        wasm.compiled_modules(),
+        24,
+        "the twin shared p1's module and kept it after p1 went"
+    );
+}

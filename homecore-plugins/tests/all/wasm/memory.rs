@@ -73,6 +73,8 @@ fn compile_cycles_child() {
                 registry.load(spec).await.expect("loads");
                 let loaded = rss();
                 registry.unload("big").await.expect("unloads");
+                // The registry trims the allocator on a blocking thread: let it finish.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 loaded
             }
         };
