@@ -28,6 +28,12 @@ pub const DEFAULT_WEBSOCKET_QUEUE: usize = 4096;
 /// keep-alive connection is closed after as long).
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 
+/// How long one HTTP request may take once its headers are in (reading its body included), by
+/// default, in milliseconds; a WebSocket upgrade is answered at once and not bounded by it.
+/// Above the slowest legitimate request: a plugin reload may compile (60 s budget) and run
+/// setup (30 s).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 120_000;
+
 /// Connections (HTTP and WebSocket, authenticated or not) open at once, by default; further
 /// connections are accepted and closed at once (docs/adr/0009-server.md).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
@@ -124,6 +130,9 @@ pub struct ApiConfig {
     /// How long a client has to send a request's headers, in milliseconds; also how long an
     /// idle keep-alive connection stays open.
     pub header_read_timeout_ms: u64,
+    /// How long a request may take once its headers are in, its body included, in
+    /// milliseconds; past it the answer is 408 and the connection closes.
+    pub request_timeout_ms: u64,
     /// Connections open at once (WebSocket ones included); over it, new connections are
     /// closed as soon as they are accepted.
     pub max_connections: usize,
@@ -140,6 +149,12 @@ impl ApiConfig {
         Duration::from_millis(self.header_read_timeout_ms)
     }
 
+    /// The request timeout.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
     /// The WebSocket auth timeout.
     #[must_use]
     pub fn websocket_auth_timeout(&self) -> Duration {
@@ -154,6 +169,7 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             websocket_queue: DEFAULT_WEBSOCKET_QUEUE,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_unauthenticated_websockets: DEFAULT_MAX_UNAUTHENTICATED_WEBSOCKETS,
             websocket_auth_timeout_ms: DEFAULT_WEBSOCKET_AUTH_TIMEOUT_MS,
@@ -684,6 +700,10 @@ fn check_api(api: &ApiConfig, problems: &mut Vec<ConfigProblem>) {
         (
             "api.websocket_auth_timeout_ms",
             usize::try_from(api.websocket_auth_timeout_ms).unwrap_or(usize::MAX),
+        ),
+        (
+            "api.request_timeout_ms",
+            usize::try_from(api.request_timeout_ms).unwrap_or(usize::MAX),
         ),
     ] {
         if value == 0 {

@@ -33,6 +33,8 @@ use crate::metrics::ClientMetrics;
 pub(crate) struct ConnectionLimits {
     /// How long a request's headers may take (and an idle keep-alive connection may wait).
     pub(crate) header_read_timeout: Duration,
+    /// How long a request may take once its headers are in, its body included.
+    pub(crate) request_timeout: Duration,
     /// Connections open at once.
     pub(crate) max_connections: usize,
 }
@@ -62,6 +64,18 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
+    // A client that sends its headers and then trickles (or never sends) the body would hold
+    // its connection for as long as it likes: every request, body read included, is bounded.
+    // An upgraded WebSocket is answered at once (101) and runs on outside this bound.
+    let request_timeout = limits.request_timeout;
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => request_timed_out(),
+            }
+        },
+    ));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -117,6 +131,18 @@ pub(crate) async fn serve(
     drop(shutdown_rx);
     open_tx.closed().await;
     Ok(())
+}
+
+/// The answer to a request that took longer than `api.request_timeout_ms`: 408 in the API's
+/// JSON error shape; the connection closes after it.
+fn request_timed_out() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        [(axum::http::header::CONNECTION, "close")],
+        axum::Json(serde_json::json!({"message": "Request timed out."})),
+    )
+        .into_response()
 }
 
 /// Errors of one connection that never stop the accept loop (as `axum::serve`).

@@ -427,6 +427,7 @@ pub async fn start_with(
     let router = api.router();
     let limits = crate::connections::ConnectionLimits {
         header_read_timeout: config.api.header_read_timeout(),
+        request_timeout: config.api.request_timeout(),
         max_connections: config.api.max_connections,
     };
     let serving = tokio::spawn(crate::connections::serve(

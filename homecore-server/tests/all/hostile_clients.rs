@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::support::{TOKEN, TestServer};
+use crate::support::{TOKEN, TestServer, send};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -280,4 +280,25 @@ async fn a_websocket_that_never_authenticates_is_closed() {
         None | Some(Err(_)) | Some(Ok(Message::Close(None))) => {}
         Some(Ok(other)) => panic!("expected a close, got {other:?}"),
     }
+}
+
+/// A client that sends its headers and then trickles its body (here: a tenth of it, then
+/// nothing) is answered 408 and closed once the request timeout passes, instead of holding its
+/// connection slot for as long as it likes (found in review, issue 13 §7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_is_answered_408_and_closed() {
+    let s = TestServer::start_with(|c| c.api.request_timeout_ms = 300).await;
+    let mut slow = TcpStream::connect(s.server.addr()).await.expect("connect");
+    let head = format!(
+        "POST /api/states/sensor.slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"state\":"
+    );
+    slow.write_all(head.as_bytes())
+        .await
+        .expect("headers and a bit");
+    let answer = read_until_closed(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(s.home().states.get_str("sensor.slow").is_none());
+    // The server still answers others.
+    let (status, _) = send(s.get("/api/")).await;
+    assert_eq!(status, 200);
 }
