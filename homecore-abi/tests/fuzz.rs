@@ -7,69 +7,8 @@
 
 use homecore_abi::v1::{self, ABI_SECTION};
 use homecore_abi::{AbiSectionError, check_entity_id, glob_match, module_abi_version};
+use homecore_fuzz_kit::{Edits, apply, config};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// One edit of a valid sample.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Set(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Edit::Flip(i, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    prop::collection::vec(edit, 1..5)
-}
-
-fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut out = sample.to_vec();
-    for edit in edits {
-        let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };
-        match *edit {
-            Edit::Flip(i, b) if !out.is_empty() => {
-                let i = at(i, out.len());
-                out[i] ^= b;
-            }
-            Edit::Set(i, b) if !out.is_empty() => {
-                let i = at(i, out.len());
-                out[i] = b;
-            }
-            Edit::Insert(i, b) => {
-                let i = at(i, out.len() + 1);
-                out.insert(i, b);
-            }
-            Edit::Delete(i) if !out.is_empty() => {
-                let i = at(i, out.len());
-                out.remove(i);
-            }
-            Edit::Truncate(i) => out.truncate(at(i, out.len() + 1)),
-            _ => {}
-        }
-    }
-    out
-}
 
 /// A real module: types, imports, a function, memory, exports, code, data, the ABI section
 /// (twice, as a linker may leave it) and another custom section.
@@ -140,6 +79,15 @@ fn check_against_reference(bytes: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(ours, Ok(version), "wasmparser accepts {:?}", bytes);
     }
     Ok(())
+}
+
+/// Mutations of a valid sample (homecore_fuzz_kit), inserting any byte, up to four edits.
+fn edits() -> impl Strategy<Value = Vec<homecore_fuzz_kit::Edit>> {
+    Edits {
+        most: 4,
+        ..Edits::default()
+    }
+    .strategy()
 }
 
 proptest! {

@@ -807,62 +807,10 @@ mod tests {
     /// Property-based fuzzing of the reader (issue 14 §8; docs/fuzzing.md). Cases per
     /// property: `PROPTEST_CASES` (default 256).
     mod fuzz {
+        use homecore_fuzz_kit::{Edits, apply, config};
         use proptest::prelude::*;
-        use proptest::test_runner::Config;
 
         use super::*;
-
-        fn config() -> Config {
-            let cases = std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(256);
-            Config {
-                cases,
-                failure_persistence: None,
-                ..Config::default()
-            }
-        }
-
-        /// One edit of a valid sample.
-        #[derive(Debug, Clone)]
-        enum Edit {
-            Flip(usize, u8),
-            Insert(usize, u8),
-            Delete(usize),
-            Truncate(usize),
-        }
-
-        fn edits() -> impl Strategy<Value = Vec<Edit>> {
-            let edit = prop_oneof![
-                (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Edit::Flip(i, b)),
-                (
-                    any::<usize>(),
-                    prop::sample::select(b"{}[]\",:\\ 0an-.tfeu".to_vec())
-                )
-                    .prop_map(|(i, b)| Edit::Insert(i, b)),
-                any::<usize>().prop_map(Edit::Delete),
-                any::<usize>().prop_map(Edit::Truncate),
-            ];
-            prop::collection::vec(edit, 1..4)
-        }
-
-        fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
-            let mut out = sample.to_vec();
-            for edit in edits {
-                let len = out.len();
-                match *edit {
-                    Edit::Flip(i, b) if len > 0 => out[i % len] ^= b,
-                    Edit::Insert(i, b) => out.insert(i % (len + 1), b),
-                    Edit::Delete(i) if len > 0 => {
-                        out.remove(i % len);
-                    }
-                    Edit::Truncate(i) => out.truncate(i % (len + 1)),
-                    _ => {}
-                }
-            }
-            out
-        }
 
         /// Never a panic; and whenever serde_json reads the text as the wire type, the reader
         /// reads it too, with the same result.
@@ -948,6 +896,13 @@ mod tests {
                     json!({"entity_id": id, "old_state": old, "new_state": new,
                            "context": context})
                 })
+        }
+
+        /// Mutations of a valid sample (homecore_fuzz_kit), inserting this format's own bytes.
+        fn edits() -> impl Strategy<Value = Vec<homecore_fuzz_kit::Edit>> {
+            Edits::default()
+                .inserting(b"{}[]\",:\\ 0an-.tfeu")
+                .strategy()
         }
 
         proptest! {

@@ -7,59 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use homecore_fuzz_kit::{Edits, apply, config};
 use homecore_package::{PackageFiles, PackageLimits, TrustPolicy, abi_version, pack, verify};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 
 use crate::support::*;
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// One edit of a valid sample.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Edit::Flip(i, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    prop::collection::vec(edit, 1..4)
-}
-
-fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut out = sample.to_vec();
-    for edit in edits {
-        let len = out.len();
-        match *edit {
-            Edit::Flip(i, b) if len > 0 => out[i % len] ^= b,
-            Edit::Insert(i, b) => out.insert(i % (len + 1), b),
-            Edit::Delete(i) if len > 0 => {
-                out.remove(i % len);
-            }
-            Edit::Truncate(i) => out.truncate(i % (len + 1)),
-            _ => {}
-        }
-    }
-    out
-}
 
 /// A signed package and its bundle, made once: the publisher, the policy trusting it, the
 /// directory's three files, the bundle's bytes and what was signed.
@@ -138,6 +90,11 @@ fn the_samples_verify() {
     std::fs::write(dir.join("manifest.json"), &s.manifest).expect("write");
     std::fs::write(dir.join("signature.json"), &s.signature).expect("write");
     verify(&dir, &s.policy).expect("the directory verifies");
+}
+
+/// Mutations of a valid sample (homecore_fuzz_kit), inserting any byte.
+fn edits() -> impl Strategy<Value = Vec<homecore_fuzz_kit::Edit>> {
+    Edits::default().strategy()
 }
 
 proptest! {

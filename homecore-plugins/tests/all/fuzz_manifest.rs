@@ -4,86 +4,13 @@
 //! [`ManifestError`] with a message, and every accepted manifest survives its own
 //! `to_json_pretty` round trip. Cases: `PROPTEST_CASES` (default 256).
 
+use homecore_fuzz_kit::{Edits, apply, config, json_value};
 use homecore_plugins::{ManifestError, PluginManifest};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::Value;
 
 /// The reference plugin's manifest: a valid HomeCore manifest using every section.
 const SAMPLE: &str = include_str!("../../../homecore-plugin-example/manifest.json");
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// One edit of a valid sample.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Edit::Flip(i, b)),
-        (
-            any::<usize>(),
-            prop::sample::select(b"{}[]\",:\\ 0a_.*-^".to_vec())
-        )
-            .prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    prop::collection::vec(edit, 1..4)
-}
-
-fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut out = sample.to_vec();
-    for edit in edits {
-        let len = out.len();
-        match *edit {
-            Edit::Flip(i, b) if len > 0 => out[i % len] ^= b,
-            Edit::Insert(i, b) => out.insert(i % (len + 1), b),
-            Edit::Delete(i) if len > 0 => {
-                out.remove(i % len);
-            }
-            Edit::Truncate(i) => out.truncate(i % (len + 1)),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
-        "[a-z_*.^0-9 ]{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 16, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{0,10}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 /// Every member path of `value` (objects only, arrays by index).
 fn paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
@@ -150,6 +77,11 @@ fn a_manifest_float_survives_the_round_trip_exactly() {
     assert_eq!(again, manifest);
 }
 
+/// Mutations of a valid sample (homecore_fuzz_kit), inserting this format's own bytes.
+fn edits() -> impl Strategy<Value = Vec<homecore_fuzz_kit::Edit>> {
+    Edits::default().inserting(b"{}[]\",:\\ 0a_.*-^").strategy()
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -169,7 +101,7 @@ proptest! {
     #[test]
     fn fuzz_manifest_mutated_members(
         which in any::<prop::sample::Index>(),
-        replacement in json_value(),
+        replacement in json_value("[a-z_*.^0-9 ]{0,12}", 3),
         remove in any::<bool>(),
     ) {
         let mut value: Value = serde_json::from_str(SAMPLE).expect("JSON");

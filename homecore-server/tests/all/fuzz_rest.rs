@@ -7,8 +7,8 @@
 
 use std::sync::OnceLock;
 
+use homecore_fuzz_kit::{Edits, apply, config};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::Value;
 
 use crate::support::TestServer;
@@ -23,18 +23,6 @@ const SEEDS: &[(&str, &str)] = &[
     ("/api/events/fuzz_event", r#"{"a":[1,2.5,"x"],"b":null}"#),
     ("/api/events/fuzz_event", ""),
 ];
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 struct Server {
     rt: tokio::runtime::Runtime,
@@ -100,46 +88,6 @@ async fn post(path: &str, body: Vec<u8>) -> Result<u16, TestCaseError> {
     Ok(status)
 }
 
-/// One edit of a valid sample.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Edit::Flip(i, b)),
-        (
-            any::<usize>(),
-            prop::sample::select(b"{}[]\",:\\ 0a_.-9e".to_vec())
-        )
-            .prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    prop::collection::vec(edit, 1..4)
-}
-
-fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut out = sample.to_vec();
-    for edit in edits {
-        let len = out.len();
-        match *edit {
-            Edit::Flip(i, b) if len > 0 => out[i % len] ^= b,
-            Edit::Insert(i, b) => out.insert(i % (len + 1), b),
-            Edit::Delete(i) if len > 0 => {
-                out.remove(i % len);
-            }
-            Edit::Truncate(i) => out.truncate(i % (len + 1)),
-            _ => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn the_seed_requests_succeed() {
     let s = server();
@@ -151,6 +99,11 @@ fn the_seed_requests_succeed() {
             assert!((200..300).contains(&status), "{path}: {status}");
         }
     });
+}
+
+/// Mutations of a valid sample (homecore_fuzz_kit), inserting this format's own bytes.
+fn edits() -> impl Strategy<Value = Vec<homecore_fuzz_kit::Edit>> {
+    Edits::default().inserting(b"{}[]\",:\\ 0a_.-9e").strategy()
 }
 
 proptest! {

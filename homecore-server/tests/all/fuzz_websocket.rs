@@ -14,10 +14,10 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use homecore::Home;
+use homecore_fuzz_kit::{Edits, apply, config, json_value};
 use homecore_plugins::PluginRegistry;
 use homecore_server::websocket::{TokenCheck, WebSocketApi, WebSocketSettings};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -38,18 +38,6 @@ const SEEDS: &[&str] = &[
     r#"{"id":8,"type":"call_service","domain":"input_boolean","service":"toggle","target":{"entity_id":"input_boolean.porch"},"service_data":{},"return_response":false}"#,
     r#"[{"id":9,"type":"ping"},{"id":10,"type":"get_config"}]"#,
 ];
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 struct OneToken;
 
@@ -205,67 +193,6 @@ async fn exchange(text: &str) -> Result<Vec<Value>, TestCaseError> {
     Ok(replies)
 }
 
-/// One edit of a valid sample.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<usize>(), 1..=127u8).prop_map(|(i, b)| Edit::Flip(i, b)),
-        (
-            any::<usize>(),
-            prop::sample::select(b"{}[]\",:\\ 0a_.-9e".to_vec())
-        )
-            .prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    prop::collection::vec(edit, 1..4)
-}
-
-fn apply(sample: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut out = sample.to_vec();
-    for edit in edits {
-        let len = out.len();
-        match *edit {
-            Edit::Flip(i, b) if len > 0 => out[i % len] ^= b,
-            Edit::Insert(i, b) => out.insert(i % (len + 1), b),
-            Edit::Delete(i) if len > 0 => {
-                out.remove(i % len);
-            }
-            Edit::Truncate(i) => out.truncate(i % (len + 1)),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
-        "[a-z_.]{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(2, 12, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{0,10}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
 #[test]
 fn the_seed_commands_succeed() {
     let s = server();
@@ -280,6 +207,16 @@ fn the_seed_commands_succeed() {
             }
         }
     });
+}
+
+/// Mutations of a valid sample (homecore_fuzz_kit), inserting this format's own bytes.
+fn edits() -> impl Strategy<Value = Vec<homecore_fuzz_kit::Edit>> {
+    Edits {
+        flip: 1..=127,
+        ..Edits::default()
+    }
+    .inserting(b"{}[]\",:\\ 0a_.-9e")
+    .strategy()
 }
 
 proptest! {
@@ -299,7 +236,7 @@ proptest! {
             "id", "type", "event_type", "subscription", "domain", "service", "service_data",
             "target", "return_response", "features", "extra",
         ]),
-        replacement in json_value(),
+        replacement in json_value("[a-z_.]{0,12}", 2),
     ) {
         let seed = which.get(SEEDS);
         let mut value: Value = serde_json::from_str(seed).expect("JSON");
@@ -312,7 +249,7 @@ proptest! {
     }
 
     #[test]
-    fn fuzz_websocket_arbitrary_json(value in json_value()) {
+    fn fuzz_websocket_arbitrary_json(value in json_value("[a-z_.]{0,12}", 2)) {
         server().rt.block_on(exchange(&value.to_string()))?;
     }
 
