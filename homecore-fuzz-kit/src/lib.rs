@@ -147,7 +147,7 @@ mod tests {
             Edit::Delete(3),
             Edit::Truncate(1),
         ];
-        assert_eq!(apply(b"abc", &edits), b"b");
+        assert_eq!(apply(b"abc", &edits), b"x");
         assert_eq!(apply(b"", &edits), b"");
     }
 }
